@@ -1,0 +1,81 @@
+"""weightinit: initialize neural networks well.
+
+Tensor initializers in the style of ``torch.nn.init`` (in place, ``name_(tensor, ...,
+layout=None, generator=None)``), with fans that come from each parameter's layout, gains from
+each activation's Gaussian moments, and a catalog of names (``weightinit.get``).
+"""
+
+from weightinit.activations import Activation, Moments, activation, gain, moments
+from weightinit.fills import constant_, normal_, ones_, trunc_normal_, truncated_std, uniform_, zeros_
+from weightinit.layout import Geometry, Layout, fans, geometry
+from weightinit.module_layouts import layout_for
+from weightinit.registry import CatalogEntry, catalog, get
+from weightinit.variance import (
+    glorot_normal_,
+    glorot_uniform_,
+    he_normal_,
+    he_uniform_,
+    kaiming_normal_,
+    kaiming_uniform_,
+    lecun_normal_,
+    lecun_uniform_,
+    random_walk_,
+    random_walk_gain,
+    variance_scaling_,
+    xavier_normal_,
+    xavier_uniform_,
+)
+
+from weightinit.structured import (
+    delta_orthogonal_,
+    haar_orthogonal,
+    identity_,
+    looks_linear_,
+    orthogonal_,
+    sparse_,
+    unitary_,
+)
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "CatalogEntry",
+    "Geometry",
+    "Layout",
+    "Moments",
+    "activation",
+    "catalog",
+    "constant_",
+    "delta_orthogonal_",
+    "fans",
+    "gain",
+    "geometry",
+    "get",
+    "glorot_normal_",
+    "glorot_uniform_",
+    "haar_orthogonal",
+    "he_normal_",
+    "he_uniform_",
+    "identity_",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "layout_for",
+    "lecun_normal_",
+    "lecun_uniform_",
+    "looks_linear_",
+    "moments",
+    "normal_",
+    "ones_",
+    "orthogonal_",
+    "random_walk_",
+    "random_walk_gain",
+    "sparse_",
+    "trunc_normal_",
+    "truncated_std",
+    "uniform_",
+    "unitary_",
+    "variance_scaling_",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zeros_",
+]

@@ -1,0 +1,43 @@
+"""Argument checks shared by the initializers: one wording for every error."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def check_tensor(tensor: object, fn: str, *, complex_ok: bool = False) -> None:
+    """Raise TypeError unless ``tensor`` is a floating (or, if allowed, complex) tensor."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{fn}: `tensor` must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.is_floating_point() or (complex_ok and tensor.is_complex()):
+        return
+    wanted = "a floating-point or complex" if complex_ok else "a floating-point"
+    hint = " (use unitary_ for complex tensors)" if tensor.is_complex() else ""
+    raise TypeError(f"{fn}: `tensor` has dtype {tensor.dtype}; it must be {wanted} tensor{hint}")
+
+
+def nothing_to_fill(tensor: torch.Tensor) -> bool:
+    """Meta tensors have no storage and zero-size tensors no elements: initializers skip both."""
+    return tensor.is_meta or tensor.numel() == 0
+
+
+def finite(fn: str, name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{fn}: `{name}` must be a finite number, got {value!r}")
+    return float(value)
+
+
+def positive(fn: str, name: str, value: float, *, allow_zero: bool = False) -> float:
+    value = finite(fn, name, value)
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{fn}: `{name}` must be {bound}, got {value!r}")
+    return value
+
+
+def choice(fn: str, name: str, value: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{fn}: `{name}` must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
