@@ -258,7 +258,7 @@ def sparse_(
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"{fn}: `k` must be a positive int, got {k!r}")
     g = geometry(tensor, layout)
-    if k > g.fan_in:
+    if k > g.fan_in and tensor.numel():  # an empty tensor is a no-op, whatever k
         raise ValueError(
             f"{fn}: `k`={k} exceeds the {g.fan_in} incoming weights per unit of this tensor; "
             f"pass k <= {g.fan_in}"

@@ -58,6 +58,19 @@ def _draw(tensor: torch.Tensor, std: float, distribution: str, generator) -> tor
     return trunc_normal_(tensor, 0.0, std, -2.0, 2.0, exact_std=True, generator=generator)
 
 
+@torch.no_grad()
+def _scaled(fn, tensor, scale, mode, distribution, layout, generator) -> torch.Tensor:
+    """variance_scaling_'s body, with errors worded for the public function ``fn``."""
+    check_tensor(tensor, fn)
+    scale = positive(fn, "scale", scale)
+    choice(fn, "mode", mode, _MODES)
+    choice(fn, "distribution", distribution, _DISTRIBUTIONS)
+    g = geometry(tensor, layout)
+    if nothing_to_fill(tensor):
+        return tensor
+    return _draw(tensor, math.sqrt(scale / _fan(g, mode)), distribution, generator)
+
+
 @register(
     "variance_scaling",
     formula="Var(W) = scale / fan, fan = fan_in | fan_out | (in+out)/2 | sqrt(in*out)",
@@ -91,15 +104,7 @@ def variance_scaling_(
         >>> round(w.var().item() * 1024, 1)
         2.0
     """
-    fn = "variance_scaling_"
-    check_tensor(tensor, fn)
-    scale = positive(fn, "scale", scale)
-    choice(fn, "mode", mode, _MODES)
-    choice(fn, "distribution", distribution, _DISTRIBUTIONS)
-    g = geometry(tensor, layout)
-    if nothing_to_fill(tensor):
-        return tensor
-    return _draw(tensor, math.sqrt(scale / _fan(g, mode)), distribution, generator)
+    return _scaled("variance_scaling_", tensor, scale, mode, distribution, layout, generator)
 
 
 @register(
@@ -128,7 +133,7 @@ def lecun_normal_(
         1.0
     """
     scale = positive("lecun_normal_", "gain", gain) ** 2
-    return variance_scaling_(tensor, scale, "fan_in", distribution, layout=layout, generator=generator)
+    return _scaled("lecun_normal_", tensor, scale, "fan_in", distribution, layout, generator)
 
 
 @register(
@@ -155,7 +160,7 @@ def lecun_uniform_(
         True
     """
     scale = positive("lecun_uniform_", "gain", gain) ** 2
-    return variance_scaling_(tensor, scale, "fan_in", "uniform", layout=layout, generator=generator)
+    return _scaled("lecun_uniform_", tensor, scale, "fan_in", "uniform", layout, generator)
 
 
 @register(
@@ -187,7 +192,7 @@ def glorot_normal_(
         1.0
     """
     scale = positive("glorot_normal_", "gain", gain) ** 2
-    return variance_scaling_(tensor, scale, "fan_avg", distribution, layout=layout, generator=generator)
+    return _scaled("glorot_normal_", tensor, scale, "fan_avg", distribution, layout, generator)
 
 
 @register(
@@ -216,7 +221,7 @@ def glorot_uniform_(
         True
     """
     scale = positive("glorot_uniform_", "gain", gain) ** 2
-    return variance_scaling_(tensor, scale, "fan_avg", "uniform", layout=layout, generator=generator)
+    return _scaled("glorot_uniform_", tensor, scale, "fan_avg", "uniform", layout, generator)
 
 
 def _he_scale(fn: str, a: float, nonlinearity: str) -> float:
@@ -257,7 +262,7 @@ def he_normal_(
         2.0
     """
     scale = _he_scale("he_normal_", a, nonlinearity)
-    return variance_scaling_(tensor, scale, mode, distribution, layout=layout, generator=generator)
+    return _scaled("he_normal_", tensor, scale, mode, distribution, layout, generator)
 
 
 @register(
@@ -288,7 +293,7 @@ def he_uniform_(
         True
     """
     scale = _he_scale("he_uniform_", a, nonlinearity)
-    return variance_scaling_(tensor, scale, mode, "uniform", layout=layout, generator=generator)
+    return _scaled("he_uniform_", tensor, scale, mode, "uniform", layout, generator)
 
 
 xavier_normal_ = glorot_normal_

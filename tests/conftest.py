@@ -1,0 +1,23 @@
+import math
+
+import pytest
+import torch
+from hypothesis import settings
+
+# Deterministic property tests: the same examples on every run and every machine.
+settings.register_profile("weightinit", derandomize=True, deadline=None, max_examples=60)
+settings.load_profile("weightinit")
+
+N = 1_000_000  # draws per statistical test
+
+
+def var_tolerance(var: float, n: int = N, kurtosis: float = 3.0, k: float = 5.0) -> float:
+    """k standard errors of a sample variance of n draws: SE = var sqrt((kurtosis - 1) / n).
+
+    kurtosis 3 (the normal's) bounds the uniform's 1.8 and the truncated normal's 2.4."""
+    return k * var * math.sqrt((kurtosis - 1.0) / n)
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)

@@ -1,0 +1,61 @@
+"""The project's promises about itself: the README's commands, the CI script and the CLI."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import weightinit as wi
+from weightinit.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands():
+    return re.findall(r"```bash\n#[^\n]*\n([^\n]+)\n```", (ROOT / "README.md").read_text())
+
+
+def test_readme_opens_with_the_main_job_and_the_test_command():
+    main_job, tests = readme_commands()[:2]
+    assert main_job.endswith("weightinit list")
+    assert "constraints.txt" in main_job and "constraints.txt" in tests
+    assert tests.endswith("python -m pytest")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci
+
+
+def test_constraints_pin_torch():
+    assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().split()
+
+
+def test_cli_list_prints_every_initializer_with_its_columns(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["name", "aliases", "formula"] and "paper" in header
+    for entry in wi.catalog():
+        assert re.search(rf"^{entry.name}\s", out, re.M), entry.name
+
+
+def test_cli_list_json(capsys):
+    import json
+
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == [e.name for e in wi.catalog()]
+    assert all(wi.get(r["function"].split(".")[1]) for r in rows)
+
+
+def test_console_script_and_python_dash_m_are_the_same_command():
+    script = Path(sys.executable).parent / "weightinit"  # installed by pip beside python
+    a = subprocess.run([sys.executable, "-m", "weightinit", "list"], capture_output=True, text=True, check=True)
+    b = subprocess.run([str(script), "list"], capture_output=True, text=True, check=True)
+    assert a.stdout == b.stdout and "he_normal" in a.stdout
+
+
+def test_cli_without_a_command_exits_with_usage():
+    proc = subprocess.run([sys.executable, "-m", "weightinit"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage: weightinit" in proc.stderr
