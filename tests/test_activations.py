@@ -109,8 +109,8 @@ def test_module_gain_equals_named_gain(module, name, param):
 
 
 def test_custom_callables_and_modules_get_a_gain_by_quadrature():
-    square_plus = lambda x: 0.5 * (x + torch.sqrt(x * x + 4.0))  # noqa: E731
-    f = lambda x: 0.5 * (x + math.sqrt(x * x + 4.0))  # noqa: E731
+    square_plus = lambda x: 0.5 * (x + torch.sqrt(x * x + 4.0))
+    f = lambda x: 0.5 * (x + math.sqrt(x * x + 4.0))
     assert wi.gain(square_plus) == pytest.approx(1 / math.sqrt(gaussian_expectation(lambda x: f(x) ** 2)), rel=1e-9)
     prelu = nn.PReLU(init=0.25)  # float32 parameters: evaluated in float32
     assert wi.gain(prelu) == pytest.approx(wi.gain("leaky_relu", 0.25), rel=1e-5)

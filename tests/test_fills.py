@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from conftest import N, var_tolerance
 from scipy import stats
 
 import weightinit as wi
-from conftest import N, var_tolerance
 
 
 def test_constants():

@@ -37,7 +37,7 @@ def test_cli_list_prints_every_initializer_with_its_columns(capsys):
     header = out.splitlines()[0].split()
     assert header[:3] == ["name", "aliases", "formula"] and "paper" in header
     for entry in wi.catalog():
-        assert re.search(rf"^{entry.name}\s", out, re.M), entry.name
+        assert re.search(rf"^{entry.name}\s", out, re.MULTILINE), entry.name
 
 
 def test_cli_list_json(capsys):

@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from conftest import N, var_tolerance
 from torch import nn
 
 import weightinit as wi
-from conftest import N, var_tolerance
 
 KURTOSIS = {"normal": 3.0, "uniform": 1.8, "truncated_normal": 3.0}  # 3 bounds the truncated one
 

@@ -6,10 +6,27 @@ each activation's Gaussian moments, and a catalog of names (``weightinit.get``).
 """
 
 from weightinit.activations import Activation, Moments, activation, gain, moments
-from weightinit.fills import constant_, normal_, ones_, trunc_normal_, truncated_std, uniform_, zeros_
+from weightinit.fills import (
+    constant_,
+    normal_,
+    ones_,
+    trunc_normal_,
+    truncated_std,
+    uniform_,
+    zeros_,
+)
 from weightinit.layout import Geometry, Layout, fans, geometry
 from weightinit.module_layouts import layout_for
 from weightinit.registry import CatalogEntry, catalog, get
+from weightinit.structured import (
+    delta_orthogonal_,
+    haar_orthogonal,
+    identity_,
+    looks_linear_,
+    orthogonal_,
+    sparse_,
+    unitary_,
+)
 from weightinit.variance import (
     glorot_normal_,
     glorot_uniform_,
@@ -26,15 +43,6 @@ from weightinit.variance import (
     xavier_uniform_,
 )
 
-from weightinit.structured import (
-    delta_orthogonal_,
-    haar_orthogonal,
-    identity_,
-    looks_linear_,
-    orthogonal_,
-    sparse_,
-    unitary_,
-)
 __version__ = "0.1.0"
 
 __all__ = [

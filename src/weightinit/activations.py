@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Union
 
 import numpy as np
 import torch
@@ -137,7 +138,10 @@ def activation(spec: ActivationLike, param: float | None = None) -> Activation:
     if isinstance(spec, nn.Module) and type(spec) in _PARAMETRIZED_MODULES:
         return _named(*_PARAMETRIZED_MODULES[type(spec)](spec))
     if callable(spec):
-        name = _FUNCTIONS.get(spec) if not isinstance(spec, nn.Module) else None
+        try:
+            name = None if isinstance(spec, nn.Module) else _FUNCTIONS.get(spec)
+        except TypeError:  # an unhashable callable object
+            name = None
         if name is not None:
             return _named(name, param)
         label = getattr(spec, "__name__", type(spec).__name__)
@@ -145,6 +149,9 @@ def activation(spec: ActivationLike, param: float | None = None) -> Activation:
     raise TypeError(
         f"`activation` must be a name, a torch.nn module or a callable, got {type(spec).__name__}"
     )
+
+
+_resolve = activation  # gain() and moments() name their argument `activation`
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,7 @@ def _eval_dtype(fn: Callable) -> torch.dtype:
 
 
 def moments(
-    activation_: ActivationLike, mean: float = 0.0, var: float = 1.0, param: float | None = None
+    activation: ActivationLike, mean: float = 0.0, var: float = 1.0, param: float | None = None
 ) -> Moments:
     """E[phi(z)], E[phi(z)^2] and E[phi'(z)^2] for z ~ N(mean, var).
 
@@ -201,7 +208,7 @@ def moments(
         >>> round(m.mean, 6), round(m.second_moment, 6), round(m.derivative_second_moment, 6)
         (0.398942, 0.5, 0.5)
     """
-    act = activation(activation_, param)
+    act = _resolve(activation, param)
     if not (math.isfinite(mean) and math.isfinite(var)) or var < 0:
         raise ValueError(f"moments: need a finite `mean` and a finite `var` >= 0, got {mean}, {var}")
     std = math.sqrt(var)
@@ -230,8 +237,8 @@ def moments(
     )
 
 
-def gain(activation_: ActivationLike, param: float | None = None) -> float:
-    """The gain that keeps a layer's pre-activations at unit variance after ``activation_``.
+def gain(activation: ActivationLike, param: float | None = None) -> float:
+    """The gain that keeps a layer's pre-activations at unit variance after ``activation``.
 
     Formula: gain = 1 / sqrt(E[phi(z)^2]), z ~ N(0, 1). With Var(W) = gain^2 / fan_in, a layer
     fed by phi(z) has unit pre-activation variance again (He et al. 2015 derive sqrt(2) for
@@ -253,7 +260,7 @@ def gain(activation_: ActivationLike, param: float | None = None) -> float:
         >>> round(weightinit.gain(torch.nn.LeakyReLU(0.2)), 6)
         1.38675
     """
-    act = activation(activation_, param)
+    act = _resolve(activation, param)
     second = act.unit_second_moment
     if second is None:
         second = moments(act).second_moment

@@ -7,7 +7,7 @@ reads it; nothing else in the library switches on module types to find fans.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
