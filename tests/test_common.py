@@ -146,13 +146,34 @@ def test_any_shape(shape, f):
         ("RandomNormal", wi.normal_),
         ("VarianceScaling", wi.variance_scaling_),
         ("Orthogonal", wi.orthogonal_),
-        ("dirac", wi.identity_),
+        ("eye", wi.identity_),
         ("Zeros", wi.zeros_),
         ("LecunUniform", wi.lecun_uniform_),
     ],
 )
 def test_get_knows_keras_and_torch_names_in_any_case(name, function):
     assert wi.get(name) is function
+
+
+def test_dirac_is_not_an_alias_because_torchs_dirac_takes_groups_positionally():
+    with pytest.raises(ValueError, match="unknown initializer 'dirac'"):
+        wi.get("dirac")
+
+
+@pytest.mark.parametrize("f", INITIALIZERS, ids=ids)
+def test_one_signature_for_all(f):
+    """Every initializer takes layout= and generator=, so a plan can call any of them alike."""
+    t = torch.full(SHAPE, float("nan"))
+    call(f, t, layout=wi.Layout(), generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(t).all()
+
+
+@pytest.mark.parametrize("f", [wi.zeros_, wi.ones_, wi.constant_, wi.uniform_, wi.normal_, wi.trunc_normal_], ids=ids)
+def test_fills_check_a_given_layout_against_the_tensor(f):
+    t = torch.zeros(SHAPE)
+    with pytest.raises(ValueError, match="out of range"):
+        call(f, t, layout=wi.Layout(in_axes=(5,)))
+    assert not t.any()
 
 
 def test_get_passes_callables_through():

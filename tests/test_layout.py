@@ -42,8 +42,8 @@ def fans_of(module, name):
         (nn.MultiheadAttention(16, 4, kdim=6, vdim=10), "k_proj_weight", (6, 16)),
         (nn.MultiheadAttention(16, 4, kdim=6, vdim=10), "v_proj_weight", (10, 16)),
         (nn.MultiheadAttention(16, 4), "out_proj.weight", (16, 16)),
-        (nn.Embedding(100, 8), "weight", (100, 8)),
-        (nn.EmbeddingBag(50, 4), "weight", (50, 4)),
+        (nn.Embedding(100, 8), "weight", (1, 8)),  # one active token per lookup
+        (nn.EmbeddingBag(50, 4), "weight", (1, 4)),
         (nn.TransformerEncoderLayer(16, 4, 32), "linear1.weight", (16, 32)),
         (nn.TransformerEncoderLayer(16, 4, 32), "self_attn.in_proj_weight", (16, 16)),
     ],

@@ -95,7 +95,6 @@ def test_delta_orthogonal_is_orthogonal_at_the_centre_and_zero_elsewhere(gen, co
 
 
 @pytest.mark.parametrize("kernel", [3, 4, 5])
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_delta_orthogonal_conv_with_same_padding_is_the_centre_matrix(gen, kernel):
     """For odd and even kernels, a 'same'-padded conv applies Q at every position, unshifted;
     so a conv net of such layers preserves the norm exactly when out >= in."""
@@ -130,7 +129,6 @@ def test_identity_matrices():
 
 @pytest.mark.parametrize("kernel", [1, 3, 4, 5])
 @pytest.mark.parametrize("dims", [1, 2, 3])
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_identity_conv_passes_the_input_through(kernel, dims):
     conv_cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1]
     conv = conv_cls(4, 4, kernel, padding="same", bias=False)
@@ -256,3 +254,14 @@ def test_unitary_real_tensor_falls_back_to_orthogonal():
 def test_orthogonal_rejects_complex_and_points_to_unitary():
     with pytest.raises(TypeError, match="unitary_"):
         wi.orthogonal_(torch.empty(3, 3, dtype=torch.complex64))
+
+
+def test_sparse_rejects_a_negative_std():
+    with pytest.raises(ValueError, match="`std` must be > 0"):
+        wi.sparse_(torch.empty(3, 40), k=2, std=-1.0)
+
+
+def test_orthogonal_embedding_rows_are_unit_vectors(gen):
+    emb = nn.Embedding(50, 16)
+    w = wi.orthogonal_(emb.weight, layout=(emb, "weight"), generator=gen).detach()
+    torch.testing.assert_close(w.norm(dim=1), torch.ones(50))

@@ -122,3 +122,16 @@ def test_argument_errors_leave_the_tensor_alone(call, match):
     with pytest.raises(ValueError, match=match):
         call(t)
     assert torch.equal(t, torch.zeros(4, 5))
+
+
+@pytest.mark.parametrize("spelling", ["leaky_relu", "LEAKY_RELU", "Leaky_ReLU"])
+def test_he_slope_counts_for_any_spelling_of_leaky_relu(gen, spelling):
+    w = wi.he_normal_(torch.empty(500, 2000), a=1.0, nonlinearity=spelling, generator=gen)
+    assert abs(w.var().item() - 1 / 2000) < var_tolerance(1 / 2000)
+
+
+def test_lecun_embedding_reproduces_torchs_unit_normal(gen):
+    """An embedding row is reached by one one-hot input: fan_in 1, so LeCun gives N(0, 1)."""
+    emb = nn.Embedding(1000, 1000)
+    w = wi.lecun_normal_(emb.weight, layout=(emb, "weight"), generator=gen)
+    assert abs(w.var().item() - 1.0) < var_tolerance(1.0)

@@ -248,10 +248,11 @@ def gain(activation: ActivationLike, param: float | None = None) -> float:
 
     Where this differs from ``torch.nn.init.calculate_gain``, on purpose:
 
-    - tanh: 1.5925 (the exact fixed point E[tanh(z)^2] = 0.3943), not torch's empirical 5/3;
-      5/3 overshoots, driving deep tanh nets slowly towards saturation.
+    - tanh: 1.5925 (E[tanh(z)^2] = 0.3943, so unit variance is the fixed point), not torch's
+      empirical 5/3, under which the pre-activation variance settles at 1.18 instead of 1,
+      further into tanh's saturation.
     - selu: 1, the self-normalizing fixed point of Klambauer et al. 2017, not torch's 3/4.
-    - sigmoid: 1.8464, since E[sigmoid(z)^2] = 0.2933 counts the mean 1/2; torch says 1.
+    - sigmoid: 1.8462, since E[sigmoid(z)^2] = 0.2934 counts the mean 1/2; torch says 1.
 
     Example:
         >>> import torch, weightinit

@@ -1,4 +1,7 @@
-"""Plain fills: constants, uniform, normal and truncated normal, in place under ``no_grad``."""
+"""Plain fills: constants, uniform, normal and truncated normal, in place under ``no_grad``.
+
+They take ``layout=`` and ``generator=`` like every initializer (see :func:`check_fill`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,20 @@ from typing import Literal
 import torch
 
 from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
+from weightinit.layout import LayoutLike, geometry
 from weightinit.registry import register
 
 __all__ = ["constant_", "normal_", "ones_", "trunc_normal_", "truncated_std", "uniform_", "zeros_"]
 
+
+
+def check_fill(tensor: torch.Tensor, fn: str, layout: LayoutLike, *, complex_ok: bool = False):
+    """Fills ignore fans but share every initializer's signature, so that any initializer can
+    be called as ``init(tensor, ..., layout=..., generator=...)``: a given layout is still
+    checked against the tensor, and the constant fills draw nothing from ``generator``."""
+    check_tensor(tensor, fn, complex_ok=complex_ok)
+    if layout is not None:
+        geometry(tensor, layout)
 
 @register(
     "zeros",
@@ -21,7 +34,9 @@ __all__ = ["constant_", "normal_", "ones_", "trunc_normal_", "truncated_std", "u
     paper="-",
 )
 @torch.no_grad()
-def zeros_(tensor: torch.Tensor) -> torch.Tensor:
+def zeros_(
+    tensor: torch.Tensor, *, layout: LayoutLike = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Fill ``tensor`` with 0.
 
     Formula: W = 0. Zero weights leave every unit of a layer identical (no symmetry breaking),
@@ -32,13 +47,15 @@ def zeros_(tensor: torch.Tensor) -> torch.Tensor:
         >>> weightinit.zeros_(torch.empty(2, 3)).sum().item()
         0.0
     """
-    check_tensor(tensor, "zeros_", complex_ok=True)
+    check_fill(tensor, "zeros_", layout, complex_ok=True)
     return tensor if nothing_to_fill(tensor) else tensor.zero_()
 
 
 @register("ones", aliases=("one",), formula="W = 1", activations="norm scales", paper="-")
 @torch.no_grad()
-def ones_(tensor: torch.Tensor) -> torch.Tensor:
+def ones_(
+    tensor: torch.Tensor, *, layout: LayoutLike = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Fill ``tensor`` with 1 (the scale of a freshly built normalization layer).
 
     Formula: W = 1.
@@ -48,13 +65,19 @@ def ones_(tensor: torch.Tensor) -> torch.Tensor:
         >>> weightinit.ones_(torch.empty(4)).tolist()
         [1.0, 1.0, 1.0, 1.0]
     """
-    check_tensor(tensor, "ones_", complex_ok=True)
+    check_fill(tensor, "ones_", layout, complex_ok=True)
     return tensor if nothing_to_fill(tensor) else tensor.fill_(1)
 
 
 @register("constant", formula="W = val", activations="biases (e.g. 0.01 before ReLU)", paper="-")
 @torch.no_grad()
-def constant_(tensor: torch.Tensor, val: float) -> torch.Tensor:
+def constant_(
+    tensor: torch.Tensor,
+    val: float,
+    *,
+    layout: LayoutLike = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Fill ``tensor`` with ``val``.
 
     Formula: W = val. A small positive bias (0.01 or 0.1) before a ReLU keeps units alive at
@@ -65,7 +88,7 @@ def constant_(tensor: torch.Tensor, val: float) -> torch.Tensor:
         >>> weightinit.constant_(torch.empty(2), 0.1).tolist()
         [0.10000000149011612, 0.10000000149011612]
     """
-    check_tensor(tensor, "constant_", complex_ok=True)
+    check_fill(tensor, "constant_", layout, complex_ok=True)
     if not isinstance(val, complex):
         finite("constant_", "val", val)
     return tensor if nothing_to_fill(tensor) else tensor.fill_(val)
@@ -80,7 +103,12 @@ def constant_(tensor: torch.Tensor, val: float) -> torch.Tensor:
 )
 @torch.no_grad()
 def uniform_(
-    tensor: torch.Tensor, a: float = 0.0, b: float = 1.0, *, generator: torch.Generator | None = None
+    tensor: torch.Tensor,
+    a: float = 0.0,
+    b: float = 1.0,
+    *,
+    layout: LayoutLike = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Fill ``tensor`` with draws from the uniform distribution U(a, b).
 
@@ -92,7 +120,7 @@ def uniform_(
         >>> bool(w.abs().max() <= 0.1)
         True
     """
-    check_tensor(tensor, "uniform_")
+    check_fill(tensor, "uniform_", layout)
     a, b = finite("uniform_", "a", a), finite("uniform_", "b", b)
     if a > b:
         raise ValueError(f"uniform_: `a` must be <= `b`, got a={a}, b={b}")
@@ -112,6 +140,7 @@ def normal_(
     mean: float = 0.0,
     std: float = 1.0,
     *,
+    layout: LayoutLike = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Fill ``tensor`` with draws from the normal distribution N(mean, std^2).
@@ -124,7 +153,7 @@ def normal_(
         >>> round(w.std().item(), 2)
         0.02
     """
-    check_tensor(tensor, "normal_")
+    check_fill(tensor, "normal_", layout)
     mean = finite("normal_", "mean", mean)
     std = positive("normal_", "std", std, allow_zero=True)
     return tensor if nothing_to_fill(tensor) else tensor.normal_(mean, std, generator=generator)
@@ -214,6 +243,7 @@ def trunc_normal_(
     *,
     bounds: Literal["std", "absolute"] = "std",
     exact_std: bool = False,
+    layout: LayoutLike = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Fill ``tensor`` with a normal distribution truncated to an interval.
@@ -245,7 +275,7 @@ def trunc_normal_(
         0.02
     """
     fn = "trunc_normal_"
-    check_tensor(tensor, fn)
+    check_fill(tensor, fn, layout)
     mean = finite(fn, "mean", mean)
     std = positive(fn, "std", std)
     choice(fn, "bounds", bounds, ("std", "absolute"))

@@ -73,9 +73,13 @@ def _attention(module: nn.Module, name: str, ndim: int) -> Layout | None:
 
 
 def _embedding(module: nn.Module, name: str, ndim: int) -> Layout | None:
-    # One row per token: the table is the transpose of a Linear acting on one-hot tokens,
-    # so the token axis is the input and the feature axis the output.
-    return Layout(out_axes=(1,), in_axes=(0,)) if name == "weight" else None
+    # One row per token. The table is the transpose of a Linear fed one-hot tokens, but only
+    # one token is active per lookup, so each row is its own block: fan_in 1 (the one active
+    # input), fan_out the embedding dim. LeCun init then gives torch's N(0, 1), and
+    # fan_out modes give N(0, 1/dim) (Flax's default).
+    if name != "weight":
+        return None
+    return Layout(out_axes=(1,), in_axes=(0,), blocks=module.num_embeddings, block_axis=0)
 
 
 def _elementwise(module: nn.Module, name: str, ndim: int) -> Layout | None:

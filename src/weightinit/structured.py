@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from weightinit._checks import check_tensor, finite, nothing_to_fill
+from weightinit._checks import check_tensor, finite, nothing_to_fill, positive
 from weightinit.layout import Geometry, LayoutLike, geometry
 from weightinit.registry import register
 
@@ -186,14 +186,18 @@ def delta_orthogonal_(
 
 @register(
     "identity",
-    aliases=("eye", "dirac"),
+    aliases=("eye",),
     formula="W = gain * I per block (conv: Dirac delta at the centre tap)",
     activations="ReLU RNNs (IRNN), residual-free deep nets (ZerO)",
     paper="Le, Jaitly & Hinton 2015 (IRNN)",
 )
 @torch.no_grad()
 def identity_(
-    tensor: torch.Tensor, gain: float = 1.0, *, layout: LayoutLike = None
+    tensor: torch.Tensor,
+    gain: float = 1.0,
+    *,
+    layout: LayoutLike = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Fill ``tensor`` with the identity: ``gain`` on the diagonal of every block, 0 elsewhere.
 
@@ -201,9 +205,11 @@ def identity_(
     for conv kernels the Dirac delta W[o, i, c] = gain [o == i] at the centre tap c =
     (k - 1) // 2 (see :func:`delta_orthogonal_` on even kernels), so a "same"-padded conv
     passes its input through unchanged. Grouped convs get an identity per group
-    (``layout=(conv, "weight")`` or ``Layout(groups=g)``), stacked RNN weights one per gate.
+    (``layout=(conv, "weight")`` or ``Layout(groups=g)``: torch's ``dirac_(w, groups=g)``),
+    stacked RNN weights one per gate.
     The IRNN recurrent init of Le, Jaitly & Hinton 2015, "A Simple Way to Initialize
-    Recurrent Networks of Rectified Linear Units".
+    Recurrent Networks of Rectified Linear Units". Nothing is drawn: ``generator`` is accepted
+    only so that every initializer shares one signature.
 
     Example:
         >>> import torch, weightinit
@@ -254,7 +260,7 @@ def sparse_(
     """
     fn = "sparse_"
     check_tensor(tensor, fn)
-    std = finite(fn, "std", std)
+    std = positive(fn, "std", std)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"{fn}: `k` must be a positive int, got {k!r}")
     g = geometry(tensor, layout)
