@@ -261,8 +261,9 @@ def trunc_normal_(
 
     Values never leave [lo, hi], in every dtype: the bounds are rounded inward to the tensor's
     dtype (torch's version can return bf16 values outside its bounds). It draws the tensor
-    once and redraws only the few out-of-bounds elements (4.6% at +-2 std), which is several
-    times faster than torch's inverse-CDF method; intervals holding less than a quarter of the
+    once and redraws only the few out-of-bounds elements (4.6% at +-2 std); torch 2.13 redraws
+    the whole tensor until none is out of bounds (about six full draws for 16M elements), and
+    older releases used a slower inverse CDF. Intervals holding less than a quarter of the
     mass use the inverse CDF in float64 instead.
 
     Example:

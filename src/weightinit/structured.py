@@ -58,10 +58,12 @@ def haar_orthogonal(
     wide = rows < cols
     if wide:  # QR needs a tall matrix; transposing keeps the draw identical to torch's
         a = a.transpose(-1, -2)
-    q, r = torch.linalg.qr(a)
-    phase = torch.sgn(torch.diagonal(r, dim1=-2, dim2=-1))
-    phase = torch.where(phase == 0, torch.ones_like(phase), phase)
-    q = q * phase.unsqueeze(-2)
+    # Householder QR: R's diagonal is h's diagonal, so R itself is never formed
+    h, tau = torch.geqrf(a)
+    q = torch.linalg.householder_product(h, tau)
+    phase = torch.sgn(torch.diagonal(h, dim1=-2, dim2=-1))
+    phase[phase == 0] = 1
+    q.mul_(phase.unsqueeze(-2))
     return q.transpose(-1, -2) if wide else q
 
 
@@ -78,7 +80,7 @@ def _orthogonal_blocks(tensor, g: Geometry, gain: float, generator) -> torch.Ten
         device=tensor.device,
         generator=generator,
     )
-    return _write(tensor, g, q * gain)
+    return _write(tensor, g, q if gain == 1 else q.mul_(gain))
 
 
 @register(
