@@ -104,6 +104,7 @@ _FUNCTIONS = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def _named(name: str, param: float | None) -> Activation:
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in _NAMED:

@@ -12,6 +12,7 @@ between a tensor and its block form.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
@@ -81,6 +82,8 @@ class Layout:
         return cls(out_axes=tuple(range(ndim)), in_axes=(), blocks=blocks)
 
 
+_TORCH_CONVENTION = Layout()  # dim 0 out, dim 1 in, the rest receptive field
+
 LayoutLike = Union[Layout, "tuple[nn.Module, str]", None]
 
 
@@ -120,6 +123,8 @@ class Geometry:
 
     def from_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_blocks`: a tensor of ``self.shape`` from its block form."""
+        if self.perm == tuple(range(len(self.perm))):  # torch's convention: a plain reshape
+            return blocks.reshape(self.shape)
         permuted = tuple(self.expanded[p] for p in self.perm)
         inverse = sorted(range(len(self.perm)), key=self.perm.__getitem__)
         return blocks.reshape(permuted).permute(inverse).reshape(self.shape)
@@ -133,7 +138,7 @@ def _as_layout(layout: LayoutLike, ndim: int) -> Layout:
                 "(dim 0 out, dim 1 in), so its fans are undefined: pass "
                 "layout=Layout(out_axes=..., in_axes=...) or layout=(module, 'param_name')"
             )
-        return Layout()
+        return _TORCH_CONVENTION
     if isinstance(layout, Layout):
         return layout
     if isinstance(layout, tuple) and len(layout) == 2 and isinstance(layout[1], str):
@@ -149,8 +154,13 @@ def _as_layout(layout: LayoutLike, ndim: int) -> Layout:
 def geometry(tensor: torch.Tensor, layout: LayoutLike = None) -> Geometry:
     """Resolve ``layout`` against ``tensor``'s shape, checking that they fit together."""
     shape = tuple(tensor.shape)
+    return _resolve(shape, _as_layout(layout, len(shape)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve(shape: tuple[int, ...], lay: Layout) -> Geometry:
+    """Cached: a model's parameters repeat a few (shape, layout) pairs many times over."""
     ndim = len(shape)
-    lay = _as_layout(layout, ndim)
 
     def norm(axis: int, what: str) -> int:
         if not -ndim <= axis < ndim:

@@ -61,9 +61,7 @@ def haar_orthogonal(
     # Householder QR: R's diagonal is h's diagonal, so R itself is never formed
     h, tau = torch.geqrf(a)
     q = torch.linalg.householder_product(h, tau)
-    phase = torch.sgn(torch.diagonal(h, dim1=-2, dim2=-1))
-    phase[phase == 0] = 1
-    q.mul_(phase.unsqueeze(-2))
+    q.mul_(torch.sgn(torch.diagonal(h, dim1=-2, dim2=-1)).unsqueeze(-2))
     return q.transpose(-1, -2) if wide else q
 
 
