@@ -77,7 +77,6 @@ def _scaled(fn, tensor, scale, mode, distribution, layout, generator) -> torch.T
     activations="any (choose scale = gain^2)",
     paper="Keras/JAX VarianceScaling",
 )
-@torch.no_grad()
 def variance_scaling_(
     tensor: torch.Tensor,
     scale: float = 1.0,
