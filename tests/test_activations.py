@@ -18,8 +18,10 @@ NUMPY_ACTIVATIONS = {
     "relu": lambda x: np.maximum(x, 0.0),
     "tanh": np.tanh,
     "sigmoid": special.expit,
-    "selu": lambda x: 1.0507009873554804934193349852946
-    * np.where(x > 0, x, 1.6732632423543772848170429916717 * np.expm1(x)),
+    "selu": lambda x: (
+        1.0507009873554804934193349852946
+        * np.where(x > 0, x, 1.6732632423543772848170429916717 * np.expm1(x))
+    ),
     "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
     "gelu": lambda x: x * special.ndtr(x),
     "silu": lambda x: x * special.expit(x),
@@ -36,7 +38,9 @@ def gaussian_expectation(f, mean=0.0, std=1.0):
     density = lambda x: math.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
     lo, hi = mean - 15 * std, mean + 15 * std
     points = [p for p in (-1.0, 0.0, 1.0, 6.0) if lo < p < hi]
-    value, _ = integrate.quad(lambda x: f(x) * density(x), lo, hi, points=points, limit=200, epsabs=1e-13)
+    value, _ = integrate.quad(
+        lambda x: f(x) * density(x), lo, hi, points=points, limit=200, epsabs=1e-13
+    )
     return value
 
 
@@ -49,8 +53,14 @@ def test_gain_matches_independent_quadrature(name):
 
 @pytest.mark.parametrize(
     "name, param",
-    [("linear", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.2), ("conv2d", None),
-     ("conv_transpose1d", None)],
+    [
+        ("linear", None),
+        ("relu", None),
+        ("leaky_relu", None),
+        ("leaky_relu", 0.2),
+        ("conv2d", None),
+        ("conv_transpose1d", None),
+    ],
 )
 def test_gain_equals_torch_where_the_conventions_agree(name, param):
     assert wi.gain(name, param) == pytest.approx(nn.init.calculate_gain(name, param), rel=1e-12)
@@ -68,7 +78,9 @@ def test_selu_closed_form_agrees_with_quadrature():
 
 
 def test_hardtanh_closed_form_agrees_with_quadrature():
-    assert wi.gain("hardtanh") == pytest.approx(1 / math.sqrt(wi.moments(F.hardtanh).second_moment), rel=1e-12)
+    assert wi.gain("hardtanh") == pytest.approx(
+        1 / math.sqrt(wi.moments(F.hardtanh).second_moment), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,7 +123,9 @@ def test_module_gain_equals_named_gain(module, name, param):
 def test_custom_callables_and_modules_get_a_gain_by_quadrature():
     square_plus = lambda x: 0.5 * (x + torch.sqrt(x * x + 4.0))
     f = lambda x: 0.5 * (x + math.sqrt(x * x + 4.0))
-    assert wi.gain(square_plus) == pytest.approx(1 / math.sqrt(gaussian_expectation(lambda x: f(x) ** 2)), rel=1e-9)
+    assert wi.gain(square_plus) == pytest.approx(
+        1 / math.sqrt(gaussian_expectation(lambda x: f(x) ** 2)), rel=1e-9
+    )
     prelu = nn.PReLU(init=0.25)  # float32 parameters: evaluated in float32
     assert wi.gain(prelu) == pytest.approx(wi.gain("leaky_relu", 0.25), rel=1e-5)
 
@@ -134,14 +148,20 @@ def test_moments_match_independent_quadrature(name, mean, var):
     f = NUMPY_ACTIVATIONS[name]
     m = wi.moments(name, mean, var)
     std = math.sqrt(var)
-    assert m.mean == pytest.approx(gaussian_expectation(lambda x: float(f(np.float64(x))), mean, std), abs=1e-10)
-    assert m.second_moment == pytest.approx(gaussian_expectation(lambda x: float(f(np.float64(x))) ** 2, mean, std), abs=1e-10)
+    assert m.mean == pytest.approx(
+        gaussian_expectation(lambda x: float(f(np.float64(x))), mean, std), abs=1e-10
+    )
+    assert m.second_moment == pytest.approx(
+        gaussian_expectation(lambda x: float(f(np.float64(x))) ** 2, mean, std), abs=1e-10
+    )
     assert m.var == pytest.approx(m.second_moment - m.mean**2)
 
 
 def test_tanh_derivative_moment():
     expected = gaussian_expectation(lambda x: (1 - math.tanh(x) ** 2) ** 2, 0.2, 1.5)
-    assert wi.moments("tanh", 0.2, 1.5**2).derivative_second_moment == pytest.approx(expected, abs=1e-10)
+    assert wi.moments("tanh", 0.2, 1.5**2).derivative_second_moment == pytest.approx(
+        expected, abs=1e-10
+    )
 
 
 def test_zero_variance_is_the_point_value():

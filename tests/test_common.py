@@ -35,7 +35,8 @@ INITIALIZERS = {
 SHAPE = (6, 4, 3)  # fits every initializer: an even in axis and a kernel axis
 RANDOM = [f for f, (_, random) in INITIALIZERS.items() if random]
 NEEDS_FANS = [
-    f for f in INITIALIZERS
+    f
+    for f in INITIALIZERS
     if f not in (wi.zeros_, wi.ones_, wi.constant_, wi.uniform_, wi.normal_, wi.trunc_normal_)
 ]
 
@@ -118,7 +119,9 @@ def test_every_float_dtype(f, dtype):
 
 
 @given(
-    shape=st.lists(st.integers(1, 6), min_size=3, max_size=4).map(lambda s: [s[0], 2 * s[1], *s[2:]]),
+    shape=st.lists(st.integers(1, 6), min_size=3, max_size=4).map(
+        lambda s: [s[0], 2 * s[1], *s[2:]]
+    ),
     f=st.sampled_from(list(INITIALIZERS)),
 )
 def test_any_shape(shape, f):
@@ -168,7 +171,9 @@ def test_one_signature_for_all(f):
     assert torch.isfinite(t).all()
 
 
-@pytest.mark.parametrize("f", [wi.zeros_, wi.ones_, wi.constant_, wi.uniform_, wi.normal_, wi.trunc_normal_], ids=ids)
+@pytest.mark.parametrize(
+    "f", [wi.zeros_, wi.ones_, wi.constant_, wi.uniform_, wi.normal_, wi.trunc_normal_], ids=ids
+)
 def test_fills_check_a_given_layout_against_the_tensor(f):
     t = torch.zeros(SHAPE)
     with pytest.raises(ValueError, match="out of range"):

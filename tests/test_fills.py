@@ -62,7 +62,9 @@ def test_truncated_std_matches_scipy(a, b):
     assert wi.truncated_std(a, b) == pytest.approx(stats.truncnorm(a, b).std(), rel=1e-12)
 
 
-@pytest.mark.parametrize("a, b", [(-2.0, 2.0), (-1.0, 3.0), (0.0, math.inf), (2.5, 4.0), (-6.0, -5.0)])
+@pytest.mark.parametrize(
+    "a, b", [(-2.0, 2.0), (-1.0, 3.0), (0.0, math.inf), (2.5, 4.0), (-6.0, -5.0)]
+)
 def test_trunc_normal_distribution_matches_scipy(gen, a, b):
     """Mean and variance within a few standard errors of scipy's truncated normal, in both the
     rejection regime and the inverse-CDF regime (intervals with little mass)."""
@@ -107,7 +109,9 @@ def test_trunc_normal_never_leaves_the_bounds_in_any_dtype(gen, dtype, std):
 
 
 def test_trunc_normal_far_tail_in_half_precision(gen):
-    w = wi.trunc_normal_(torch.empty(10_000, dtype=torch.float16), 0.0, 0.01, 5.0, 6.0, generator=gen)
+    w = wi.trunc_normal_(
+        torch.empty(10_000, dtype=torch.float16), 0.0, 0.01, 5.0, 6.0, generator=gen
+    )
     assert 0.05 <= w.double().min() and w.double().max() <= 0.06
 
 
@@ -121,7 +125,9 @@ def test_trunc_normal_fills_non_contiguous_tensors(gen):
 def test_trunc_normal_does_not_redraw_the_whole_tensor():
     """Elements already inside the bounds are kept: a run with bounds that exclude almost
     nothing leaves the first normal draw unchanged in all but the few outliers."""
-    a = wi.trunc_normal_(torch.empty(N), 0.0, 1.0, -4.0, 4.0, generator=torch.Generator().manual_seed(3))
+    a = wi.trunc_normal_(
+        torch.empty(N), 0.0, 1.0, -4.0, 4.0, generator=torch.Generator().manual_seed(3)
+    )
     b = torch.empty(N).normal_(0.0, 1.0, generator=torch.Generator().manual_seed(3))
     changed = (a != b).sum().item()
     assert 0 < changed < 200  # P(|z| > 4) * N = 63
@@ -148,8 +154,14 @@ def test_trunc_normal_errors(kwargs, match):
 
 def test_bounds_with_no_representable_value():
     with pytest.raises(ValueError, match="no torch.float16 value"):
-        wi.trunc_normal_(torch.empty(4, dtype=torch.float16), 1e-4, 1e-4, 1.00017e-4, 1.0002e-4,
-                         bounds="absolute")
+        wi.trunc_normal_(
+            torch.empty(4, dtype=torch.float16),
+            1e-4,
+            1e-4,
+            1.00017e-4,
+            1.0002e-4,
+            bounds="absolute",
+        )
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,9 @@ def test_cli_list_json(capsys):
 
 def test_console_script_and_python_dash_m_are_the_same_command():
     script = Path(sys.executable).parent / "weightinit"  # installed by pip beside python
-    a = subprocess.run([sys.executable, "-m", "weightinit", "list"], capture_output=True, text=True, check=True)
+    a = subprocess.run(
+        [sys.executable, "-m", "weightinit", "list"], capture_output=True, text=True, check=True
+    )
     b = subprocess.run([str(script), "list"], capture_output=True, text=True, check=True)
     assert a.stdout == b.stdout and "he_normal" in a.stdout
 

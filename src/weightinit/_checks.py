@@ -39,5 +39,7 @@ def positive(fn: str, name: str, value: float, *, allow_zero: bool = False) -> f
 
 def choice(fn: str, name: str, value: str, options: tuple[str, ...]) -> str:
     if value not in options:
-        raise ValueError(f"{fn}: `{name}` must be one of {', '.join(map(repr, options))}, got {value!r}")
+        raise ValueError(
+            f"{fn}: `{name}` must be one of {', '.join(map(repr, options))}, got {value!r}"
+        )
     return value

@@ -211,7 +211,9 @@ def moments(
     """
     act = _resolve(activation, param)
     if not (math.isfinite(mean) and math.isfinite(var)) or var < 0:
-        raise ValueError(f"moments: need a finite `mean` and a finite `var` >= 0, got {mean}, {var}")
+        raise ValueError(
+            f"moments: need a finite `mean` and a finite `var` >= 0, got {mean}, {var}"
+        )
     std = math.sqrt(var)
     x_np, w_np = _nodes(mean, std) if std > 0 else (np.array([mean]), np.array([1.0]))
     dtype = _eval_dtype(act.fn)

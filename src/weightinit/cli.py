@@ -14,28 +14,32 @@ from weightinit.registry import catalog
 def _list(args: argparse.Namespace) -> int:
     entries = catalog()
     if args.json:
-        print(json.dumps(
-            [
-                {
-                    "name": e.name,
-                    "function": f"weightinit.{e.function.__name__}",
-                    "aliases": list(e.aliases),
-                    "formula": e.formula,
-                    "activations": e.activations,
-                    "paper": e.paper,
-                }
-                for e in entries
-            ],
-            indent=2,
-        ))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "function": f"weightinit.{e.function.__name__}",
+                        "aliases": list(e.aliases),
+                        "formula": e.formula,
+                        "activations": e.activations,
+                        "paper": e.paper,
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
         return 0
     rows = [
         (e.name, ", ".join(e.aliases) or "-", e.formula, e.activations, e.paper) for e in entries
     ]
     headers = ("name", "aliases", "formula", "recommended for", "paper")
     print(format_table(headers, rows, max_widths=(None, 16, 44, 34, 30)))
-    print(f"\n{len(entries)} initializers. Call them as weightinit.<name>_(tensor, ...) "
-          "or look one up with weightinit.get('<name or alias>').")
+    print(
+        f"\n{len(entries)} initializers. Call them as weightinit.<name>_(tensor, ...) "
+        "or look one up with weightinit.get('<name or alias>')."
+    )
     return 0
 
 

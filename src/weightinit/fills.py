@@ -17,7 +17,6 @@ from weightinit.registry import register
 __all__ = ["constant_", "normal_", "ones_", "trunc_normal_", "truncated_std", "uniform_", "zeros_"]
 
 
-
 def check_fill(tensor: torch.Tensor, fn: str, layout: LayoutLike, *, complex_ok: bool = False):
     """Fills ignore fans but share every initializer's signature, so that any initializer can
     be called as ``init(tensor, ..., layout=..., generator=...)``: a given layout is still
@@ -25,6 +24,7 @@ def check_fill(tensor: torch.Tensor, fn: str, layout: LayoutLike, *, complex_ok:
     check_tensor(tensor, fn, complex_ok=complex_ok)
     if layout is not None:
         geometry(tensor, layout)
+
 
 @register(
     "zeros",
@@ -300,8 +300,10 @@ def trunc_normal_(
     lo, hi = _representable_within(lo, hi, tensor.dtype)
     if nothing_to_fill(tensor):
         return tensor
-    work = tensor if tensor.is_contiguous() else torch.empty_like(
-        tensor, memory_format=torch.contiguous_format
+    work = (
+        tensor
+        if tensor.is_contiguous()
+        else torch.empty_like(tensor, memory_format=torch.contiguous_format)
     )
     flat = work.view(-1)
     if mass >= 0.25:

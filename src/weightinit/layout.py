@@ -201,7 +201,7 @@ def _resolve(shape: tuple[int, ...], lay: Layout) -> Geometry:
             kinds.append((0, len(expanded)))
         expanded.append(size // total)
         key = 1 if ax in out_axes else 2 if ax in in_axes else 3
-        order = (out_axes.index(ax) if key == 1 else in_axes.index(ax) if key == 2 else ax)
+        order = out_axes.index(ax) if key == 1 else in_axes.index(ax) if key == 2 else ax
         kinds.append((key, order))
     perm = tuple(sorted(range(len(expanded)), key=lambda i: kinds[i]))
     per = [expanded[i] for i in perm]
