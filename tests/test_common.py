@@ -14,6 +14,7 @@ INITIALIZERS = {
     wi.zeros_: ({}, False),
     wi.ones_: ({}, False),
     wi.constant_: ({"val": 0.5}, False),
+    wi.block_constant_: ({"values": [0.5]}, False),
     wi.uniform_: ({}, True),
     wi.normal_: ({}, True),
     wi.trunc_normal_: ({}, True),
@@ -37,7 +38,16 @@ RANDOM = [f for f, (_, random) in INITIALIZERS.items() if random]
 NEEDS_FANS = [
     f
     for f in INITIALIZERS
-    if f not in (wi.zeros_, wi.ones_, wi.constant_, wi.uniform_, wi.normal_, wi.trunc_normal_)
+    if f
+    not in (
+        wi.zeros_,
+        wi.ones_,
+        wi.constant_,
+        wi.block_constant_,
+        wi.uniform_,
+        wi.normal_,
+        wi.trunc_normal_,
+    )
 ]
 
 

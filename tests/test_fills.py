@@ -177,3 +177,15 @@ def test_bounds_with_no_representable_value():
 def test_fill_argument_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call(torch.empty(3))
+
+
+def test_block_constant_fills_each_gate():
+    gru = torch.nn.GRU(3, 2)
+    b = wi.block_constant_(gru.bias_hh_l0, [1.0, -1.0, 0.5], layout=(gru, "bias_hh_l0"))
+    assert b.tolist() == [1.0, 1.0, -1.0, -1.0, 0.5, 0.5]
+
+
+def test_block_constant_needs_one_value_per_block():
+    lstm = torch.nn.LSTM(3, 2)
+    with pytest.raises(ValueError, match="`values` has 2 entries but the layout has 4 blocks"):
+        wi.block_constant_(lstm.bias_ih_l0, [0.0, 1.0], layout=(lstm, "bias_ih_l0"))

@@ -7,6 +7,7 @@ each activation's Gaussian moments, and a catalog of names (``weightinit.get``).
 
 from weightinit.activations import Activation, Moments, activation, gain, moments
 from weightinit.fills import (
+    block_constant_,
     constant_,
     normal_,
     ones_,
@@ -16,7 +17,7 @@ from weightinit.fills import (
     zeros_,
 )
 from weightinit.layout import Geometry, Layout, fans, geometry
-from weightinit.module_layouts import layout_for
+from weightinit.knowledge import layout_for
 from weightinit.registry import CatalogEntry, catalog, get
 from weightinit.structured import (
     delta_orthogonal_,
@@ -52,6 +53,7 @@ __all__ = [
     "Layout",
     "Moments",
     "activation",
+    "block_constant_",
     "catalog",
     "constant_",
     "delta_orthogonal_",

@@ -90,6 +90,14 @@ _PARAMETRIZED_MODULES: dict[type, Callable[[nn.Module], tuple[str, float | None]
     nn.Tanh: lambda m: ("tanh", None),
     nn.Sigmoid: lambda m: ("sigmoid", None),
     nn.ELU: lambda m: ("elu", m.alpha),
+    nn.CELU: lambda m: ("celu", m.alpha),
+    nn.GELU: lambda m: ("gelu_tanh" if m.approximate == "tanh" else "gelu", None),
+    nn.SiLU: lambda m: ("silu", None),
+    nn.Mish: lambda m: ("mish", None),
+    nn.ReLU6: lambda m: ("relu6", None),
+    nn.Hardswish: lambda m: ("hardswish", None),
+    nn.Hardsigmoid: lambda m: ("hardsigmoid", None),
+    nn.Softsign: lambda m: ("softsign", None),
 }
 _FUNCTIONS = {
     F.relu: "relu",

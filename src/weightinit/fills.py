@@ -6,15 +6,25 @@ They take ``layout=`` and ``generator=`` like every initializer (see :func:`chec
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
 from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
-from weightinit.layout import LayoutLike, geometry
+from weightinit.layout import Layout, LayoutLike, geometry
 from weightinit.registry import register
 
-__all__ = ["constant_", "normal_", "ones_", "trunc_normal_", "truncated_std", "uniform_", "zeros_"]
+__all__ = [
+    "block_constant_",
+    "constant_",
+    "normal_",
+    "ones_",
+    "trunc_normal_",
+    "truncated_std",
+    "uniform_",
+    "zeros_",
+]
 
 
 def check_fill(tensor: torch.Tensor, fn: str, layout: LayoutLike, *, complex_ok: bool = False):
@@ -92,6 +102,48 @@ def constant_(
     if not isinstance(val, complex):
         finite("constant_", "val", val)
     return tensor if nothing_to_fill(tensor) else tensor.fill_(val)
+
+
+@register(
+    "block_constant",
+    formula="W[block k] = values[k]",
+    activations="RNN gate biases (LSTM forget gate 1)",
+    paper="Jozefowicz, Zaremba & Sutskever 2015 (forget bias 1)",
+)
+@torch.no_grad()
+def block_constant_(
+    tensor: torch.Tensor,
+    values: Sequence[float],
+    *,
+    layout: LayoutLike = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Fill each block of ``tensor`` (a gate, a projection, a group) with its own constant.
+
+    Formula: W[block k] = values[k], blocks as the layout says. The LSTM forget-gate bias of 1
+    (Jozefowicz, Zaremba & Sutskever 2015, "An Empirical Exploration of Recurrent Network
+    Architectures") is ``values=[0, 1, 0, 0]`` on ``bias_ih`` (torch's gate order i, f, g, o).
+
+    Example:
+        >>> import torch, weightinit
+        >>> lstm = torch.nn.LSTM(3, 2)
+        >>> b = weightinit.block_constant_(lstm.bias_ih_l0, [0, 1, 0, 0], layout=(lstm, "bias_ih_l0"))
+        >>> b.tolist()
+        [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    fn = "block_constant_"
+    check_tensor(tensor, fn)
+    g = geometry(tensor, layout if layout is not None else Layout.elementwise(tensor.ndim))
+    values = [finite(fn, "values", v) for v in values]
+    if len(values) != g.num_blocks:
+        raise ValueError(
+            f"{fn}: `values` has {len(values)} entries but the layout has {g.num_blocks} blocks"
+        )
+    if nothing_to_fill(tensor):
+        return tensor
+    column = torch.tensor(values, dtype=tensor.dtype, device=tensor.device)
+    column = column.reshape(-1, *[1] * (len(g.block_shape) - 1))
+    return tensor.copy_(g.from_blocks(column.expand(g.block_shape)))
 
 
 @register(

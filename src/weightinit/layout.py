@@ -142,7 +142,7 @@ def _as_layout(layout: LayoutLike, ndim: int) -> Layout:
     if isinstance(layout, Layout):
         return layout
     if isinstance(layout, tuple) and len(layout) == 2 and isinstance(layout[1], str):
-        from weightinit.module_layouts import layout_for
+        from weightinit.knowledge import layout_for
 
         return layout_for(*layout)
     raise TypeError(

@@ -1,0 +1,421 @@
+"""The model as a graph of calls, and which activation follows each weighted layer.
+
+Two ways to get the graph, one analysis over it:
+
+- ``torch.fx`` symbolic tracing, when the model traces and no example input is given;
+- an execution trace on ``example_input``: forward hooks on the model's modules and a
+  ``TorchFunctionMode`` that sees every torch function and tensor method called between them,
+  so models with Python control flow work too.
+
+A module is one node (*atomic*) when it has no submodules or holds parameters of its own
+(Linear, Conv, MultiheadAttention, ...); containers are looked through. From each weighted
+node, :func:`followers` walks forward through the ops that keep the signal's shape
+(dropout, pooling, reshapes, normalization) to the first activation, if any.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from weightinit.activations import Activation, activation
+
+__all__ = ["Follower", "Graph", "Node", "followers", "trace"]
+
+
+@dataclass
+class Node:
+    """One call: a module (``target`` is the module), a function or tensor method, or the input."""
+
+    kind: str  # "input" | "module" | "function"
+    target: Any
+    name: str  # module qualified name, or the function's name
+    inputs: list[int]  # nodes producing this call's tensor arguments
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    tensor_position: int = 0  # where the first traced tensor sits in args
+    users: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]
+    method: str  # "fx" or "execution"
+
+    def add(self, node: Node) -> int:
+        self.nodes.append(node)
+        index = len(self.nodes) - 1
+        for i in node.inputs:
+            self.nodes[i].users.append(index)
+        return index
+
+
+def is_atomic(module: nn.Module) -> bool:
+    """Modules traced as one call: leaves, and modules that hold parameters themselves."""
+    return not module._modules or any(p is not None for p in module._parameters.values())
+
+
+# --- the execution trace -----------------------------------------------------------------------
+
+_IGNORED = {torch.Tensor.size, torch.Tensor.dim, torch.Tensor.numel, torch.Tensor.__len__}
+
+
+class _Recorder(TorchFunctionMode):
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph = graph
+        self.producer: dict[int, int] = {}  # id(tensor) -> node
+        self.keep: list[torch.Tensor] = []  # keeps traced tensors alive, so ids stay unique
+        self.depth = 0  # > 0 inside an atomic module: its inner calls are not nodes
+
+    def mark(self, value: Any, node: int) -> None:
+        for t in _tensors(value):
+            self.producer[id(t)] = node
+            self.keep.append(t)
+
+    def sources(self, args: tuple, kwargs: dict) -> tuple[list[int], int]:
+        found, position = [], -1
+        for i, value in enumerate([*args, *kwargs.values()]):
+            for t in _tensors(value):
+                node = self.producer.get(id(t))
+                if node is not None and node not in found:
+                    found.append(node)
+                    position = i if position < 0 else position
+        return found, max(position, 0)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.depth == 0 and func not in _IGNORED and _tensors(out):
+            inputs, position = self.sources(args, kwargs)
+            if inputs:
+                name = getattr(func, "__name__", repr(func))
+                node = Node("function", func, name, inputs, args, kwargs, position)
+                self.mark(out, self.graph.add(node))
+        return out
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
+    graph = Graph([], "execution")
+    recorder = _Recorder(graph)
+    names = {id(m): n for n, m in model.named_modules()}
+    handles = []
+
+    def pre(module, args, kwargs):
+        if is_atomic(module):
+            recorder.depth += 1
+
+    def post(module, args, kwargs, output):
+        if not is_atomic(module):
+            return
+        recorder.depth -= 1
+        if recorder.depth == 0:
+            inputs, position = recorder.sources(args, kwargs)
+            node = Node("module", module, names[id(module)], inputs, args, kwargs, position)
+            recorder.mark(output, graph.add(node))
+
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
+    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    try:
+        root = graph.add(Node("input", None, "input", []))
+        recorder.mark(inputs, root)
+        with recorder, torch.no_grad():
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return graph
+
+
+# --- the fx trace -----------------------------------------------------------------------------
+
+
+class _Tracer(torch.fx.Tracer):
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return is_atomic(module)
+
+
+def _fx_trace(model: nn.Module) -> Graph:
+    fx_graph = _Tracer().trace(model)
+    graph = Graph([], "fx")
+    index: dict[torch.fx.Node, int] = {}
+    for fx_node in fx_graph.nodes:
+        flat = [*fx_node.args, *fx_node.kwargs.values()]
+        inputs, position = [], -1
+        for i, value in enumerate(flat):
+            for arg in _fx_nodes(value):
+                if arg in index and index[arg] not in inputs:
+                    inputs.append(index[arg])
+                    position = i if position < 0 else position
+        position = max(position, 0)
+        if fx_node.op == "placeholder":
+            node = Node("input", None, fx_node.name, [])
+        elif fx_node.op == "call_module":
+            module = model.get_submodule(fx_node.target)
+            node = Node(
+                "module", module, fx_node.target, inputs, fx_node.args, fx_node.kwargs, position
+            )
+        elif fx_node.op == "call_function":
+            name = getattr(fx_node.target, "__name__", str(fx_node.target))
+            node = Node(
+                "function", fx_node.target, name, inputs, fx_node.args, fx_node.kwargs, position
+            )
+        elif fx_node.op == "call_method":
+            method = getattr(torch.Tensor, fx_node.target, None)
+            node = Node(
+                "function", method, fx_node.target, inputs, fx_node.args, fx_node.kwargs, position
+            )
+        else:  # get_attr, output
+            node = Node("function", None, fx_node.op, inputs)
+        index[fx_node] = graph.add(node)
+    return graph
+
+
+def _fx_nodes(value: Any) -> list[torch.fx.Node]:
+    if isinstance(value, torch.fx.Node):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _fx_nodes(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _fx_nodes(v)]
+    return []
+
+
+def trace(model: nn.Module, example_input: Any = None) -> Graph:
+    """The model's call graph: an execution trace on ``example_input`` when given, else a
+    ``torch.fx`` symbolic trace. Hooks are removed and train/eval mode restored either way.
+
+    Raises ValueError when the model cannot be traced without an input (Python control flow
+    on tensor values): pass ``example_input``.
+    """
+    modes = {m: m.training for m in model.modules()}
+    try:
+        if example_input is not None:
+            return _execution_trace(model, example_input)
+        try:
+            return _fx_trace(model)
+        except Exception as err:  # fx raises many kinds of errors on untraceable code
+            raise ValueError(
+                f"torch.fx cannot trace {type(model).__name__} ({type(err).__name__}: {err}); "
+                "pass example_input=... so weightinit can trace an actual forward pass"
+            ) from err
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+# --- what follows each layer ----------------------------------------------------------------
+
+
+_PASS_MODULES = (
+    nn.modules.dropout._DropoutNd,
+    nn.AlphaDropout,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.ZeroPad2d,
+)
+_PASS_FUNCTIONS: set[Callable] = {
+    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+    F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+    F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d,
+    F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.rms_norm,
+    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute,
+    torch.transpose, operator.getitem,
+}  # fmt: skip
+_PASS_METHODS = {
+    "view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
+    "__getitem__", "unflatten", "clone", "to", "float", "type_as", "mT", "T", "t",
+}  # fmt: skip
+_ACTIVATION_FUNCTIONS: dict[Callable, str] = {
+    F.relu: "relu", torch.relu: "relu", F.relu_: "relu", torch.relu_: "relu",
+    torch.tanh: "tanh", F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
+    F.gelu: "gelu", F.silu: "silu", F.mish: "mish", F.elu: "elu", F.selu: "selu",
+    torch.selu: "selu", F.celu: "celu", F.leaky_relu: "leaky_relu", F.softplus: "softplus",
+    F.hardtanh: "hardtanh", F.relu6: "relu6", F.hardswish: "hardswish",
+    F.hardsigmoid: "hardsigmoid", F.softsign: "softsign",
+}  # fmt: skip
+_ACTIVATION_METHODS = {
+    "relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid",
+    "sigmoid_": "sigmoid",
+}  # fmt: skip
+# parameters of parametrized functional activations: (name in kwargs, position after the input)
+_PARAMS = {"leaky_relu": ("negative_slope", 1), "elu": ("alpha", 1), "celu": ("alpha", 1),
+           "softplus": ("beta", 1)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Follower:
+    """What follows a weighted layer: the activation (None: nothing, a linear read-out or a
+    residual/other op) and the ops passed on the way, for the plan's reason column."""
+
+    activation: Activation | None
+    via: tuple[str, ...] = ()
+    stop: str = ""  # what ended the search when no activation was found
+
+    def describe(self) -> str:
+        path = f" (through {', '.join(self.via)})" if self.via else ""
+        if self.activation is not None:
+            return f"followed by {self.activation.name}{path}"
+        return f"followed by {self.stop or 'nothing'}{path}"
+
+
+def _bound(node: Node) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The node's call as a function of its traced tensor argument alone."""
+    args = list(node.args)
+    position = node.tensor_position
+    func = node.target
+
+    def call(t: torch.Tensor) -> torch.Tensor:
+        if position < len(args):
+            return func(*args[:position], t, *args[position + 1 :], **node.kwargs)
+        return func(*args, **{**node.kwargs, list(node.kwargs)[position - len(args)]: t})
+
+    call.__name__ = node.name
+    return call
+
+
+def _is_elementwise(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+    """True when changing one input element changes only that output element."""
+    x = torch.linspace(-2.0, 2.0, 24).reshape(2, 3, 4)
+    try:
+        with torch.no_grad():
+            y = fn(x.clone())
+            x2 = x.clone()
+            x2[1, 2, 3] += 0.5
+            y2 = fn(x2)
+    except Exception:  # not callable on a plain float tensor: not an activation we can use
+        return False
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape or not torch.isfinite(y).all():
+        return False
+    changed = (y != y2).nonzero().tolist()
+    return changed in ([], [[1, 2, 3]])
+
+
+def _classify(node: Node) -> tuple[str, Activation | None]:
+    """("activation", act) | ("pass", None) | ("stop", None)."""
+    if node.kind == "module":
+        module = node.target
+        if isinstance(module, _PASS_MODULES):
+            return "pass", None
+        params = any(True for _ in module.parameters())
+        if params and not isinstance(module, nn.PReLU):
+            return "stop", None
+        if isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
+            return "stop", None
+        if _is_elementwise(module):
+            return "activation", activation(module)
+        return "stop", None
+    if node.kind != "function" or node.target is None:
+        return "stop", None
+    func, name = node.target, node.name
+    is_method = getattr(torch.Tensor, name, None) is func
+    if (_hashable(func) and func in _PASS_FUNCTIONS) or (is_method and name in _PASS_METHODS):
+        return "pass", None
+    if len(node.inputs) != 1:  # residual adds, concatenations, products of two signals
+        return "stop", None
+    known = _ACTIVATION_FUNCTIONS.get(func) if _hashable(func) else None
+    if known is None and is_method:
+        known = _ACTIVATION_METHODS.get(name)
+    if known is not None:
+        param = _param(node, known)
+        return "activation", activation(known, param)
+    fn = _bound(node)
+    if _is_elementwise(fn):
+        return "activation", Activation(node.name, fn)
+    return "stop", None
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _param(node: Node, name: str) -> float | None:
+    spec = _PARAMS.get(name)
+    if spec is None:
+        return None
+    key, offset = spec
+    if key in node.kwargs:
+        return float(node.kwargs[key])
+    position = node.tensor_position + offset
+    if position < len(node.args) and isinstance(node.args[position], (int, float)):
+        return float(node.args[position])
+    return None
+
+
+def followers(graph: Graph) -> dict[str, Follower]:
+    """For every module node, what follows it (first use wins when a module is called twice)."""
+    result: dict[str, Follower] = {}
+    for node in graph.nodes:
+        if node.kind == "module" and node.name not in result:
+            result[node.name] = _follow(graph, node)
+    return result
+
+
+def _follow(graph: Graph, start: Node) -> Follower:
+    via: list[str] = []
+    node = start
+    while True:
+        # a tuple output's unused parts (``out, _ = lstm(x)`` in fx) are not branches
+        users = [
+            u
+            for u in node.users
+            if graph.nodes[u].users
+            or graph.nodes[u].kind == "module"
+            or _classify(graph.nodes[u])[0] != "pass"
+        ]
+        if not users:
+            return Follower(None, tuple(via), "the output")
+        if len(users) > 1:
+            # branches: an activation only if every branch starts with the same one
+            kinds = [_classify(graph.nodes[u]) for u in users]
+            acts = {k[1].name if k[1] else None for k in kinds}
+            if all(k[0] == "activation" for k in kinds) and len(acts) == 1:
+                return Follower(kinds[0][1], tuple(via))
+            return Follower(None, tuple(via), f"{len(users)} branches")
+        nxt = graph.nodes[users[0]]
+        kind, act = _classify(nxt)
+        if kind == "activation":
+            return Follower(act, tuple(via))
+        if kind == "stop":
+            return Follower(None, tuple(via), _label(nxt))
+        via.append(_label(nxt))
+        node = nxt
+
+
+def _label(node: Node) -> str:
+    if node.kind == "module":
+        return type(node.target).__name__
+    return node.name

@@ -1,0 +1,245 @@
+"""What weightinit knows about every parametrized ``torch.nn`` module, in one table.
+
+For each parameter: its role (weight, bias, recurrent weight, gate bias, embedding, norm scale, ...),
+its :class:`~weightinit.Layout`, and PyTorch's own default initialization (what the module's
+``reset_parameters`` does). Schemes read this table; nothing else switches on module types.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from weightinit.layout import Layout, fans
+
+__all__ = ["ParamInfo", "Roles", "describe", "layout_for", "owner_of"]
+
+
+class Roles:
+    """The roles a parameter can play; schemes choose initializers by role."""
+
+    WEIGHT = "weight"  # a feed-forward weight: Linear, Conv, attention projections
+    BIAS = "bias"
+    RECURRENT = "recurrent_weight"  # RNN hidden-to-hidden, per gate
+    PROJECTION = "projection_weight"  # LSTM proj_size projection
+    GATE_BIAS = "gate_bias"  # RNN biases, per gate
+    EMBEDDING = "embedding"
+    NORM_SCALE = "norm_scale"
+    NORM_SHIFT = "norm_shift"
+    ATTENTION_BIAS = "attention_bias"  # MultiheadAttention bias_k / bias_v
+    PRELU_SLOPE = "prelu_slope"
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter as the table sees it.
+
+    ``torch_default`` is (initializer name, arguments, reason) reproducing ``reset_parameters``;
+    ``gates`` names the stacked gates of RNN parameters in torch's order (LSTM "ifgo", GRU
+    "rzn"); ``padding_idx`` is an Embedding row that stays zero.
+    """
+
+    role: str
+    layout: Layout
+    torch_default: tuple[str, dict, str]
+    gates: str = ""
+    padding_idx: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _uniform(bound: float, why: str) -> tuple[str, dict, str]:
+    return "uniform", {"a": -bound, "b": bound}, f"torch default: U(-{why}, {why})"
+
+
+def _torch_fan_in(param: torch.Tensor) -> int:
+    """torch's own fan_in (dim 1 times the receptive field), which its defaults use."""
+    return fans(param)[0]
+
+
+def _linear_like(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    weight = module.weight
+    bound = 1 / math.sqrt(_torch_fan_in(weight)) if weight.numel() else 0.0
+    why = f"1/sqrt({_torch_fan_in(weight) if weight.numel() else 0})"
+    if name == "weight":
+        layout = Layout()
+        if isinstance(module, nn.modules.conv._ConvNd):
+            # Conv weight: (out, in / groups, *k); ConvTranspose: (in, out / groups, *k).
+            # Either way dim 0 holds all the groups; fans are per group.
+            layout = (
+                Layout(out_axes=(1,), in_axes=(0,), groups=module.groups, group_axis=0)
+                if module.transposed
+                else Layout(groups=module.groups, group_axis=0)
+            )
+        return ParamInfo(Roles.WEIGHT, layout, _uniform(bound, why))
+    if name == "bias":
+        return ParamInfo(Roles.BIAS, Layout.elementwise(), _uniform(bound, why))
+    return None
+
+
+def _bilinear(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    # y_k = x1^T W_k x2 + b_k: every output sums over in1 * in2 products, no receptive field.
+    bound = 1 / math.sqrt(module.in1_features)
+    default = _uniform(bound, f"1/sqrt({module.in1_features})")
+    if name == "weight":
+        return ParamInfo(Roles.WEIGHT, Layout(out_axes=(0,), in_axes=(1, 2)), default)
+    if name == "bias":
+        return ParamInfo(Roles.BIAS, Layout.elementwise(), default)
+    return None
+
+
+_RNN_PARAM = re.compile(r"(weight_ih|weight_hh|weight_hr|bias_ih|bias_hh)(_l\d+(_reverse)?)?")
+
+
+def _recurrent(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    match = _RNN_PARAM.fullmatch(name)
+    if match is None:
+        return None
+    kind, suffix = match.group(1), match.group(2) or ""
+    hidden = module.hidden_size
+    default = _uniform(1 / math.sqrt(hidden), f"1/sqrt({hidden})")
+    if kind == "weight_hr":  # LSTM projection (proj_size): a plain (proj, hidden) matrix
+        return ParamInfo(Roles.PROJECTION, Layout(), default)
+    weight_ih = getattr(module, "weight_ih" + (suffix if isinstance(module, nn.RNNBase) else ""))
+    blocks = weight_ih.shape[0] // hidden
+    gates = {4: "ifgo", 3: "rzn"}.get(blocks, "h")
+    if kind.startswith("bias"):
+        return ParamInfo(Roles.GATE_BIAS, Layout.elementwise(blocks=blocks), default, gates)
+    role = Roles.WEIGHT if kind == "weight_ih" else Roles.RECURRENT
+    return ParamInfo(role, Layout(blocks=blocks), default, gates)
+
+
+def _attention(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    xavier = ("glorot_uniform", {}, "torch default: xavier_uniform_ over the whole tensor")
+    zero = ("zeros", {}, "torch default: zeros")
+    kv = ("glorot_normal", {}, "torch default: xavier_normal_")
+    table = {
+        # q, k, v stacked: (3E, E). torch's default treats it as one matrix (fans of 3E x E).
+        "in_proj_weight": ParamInfo(Roles.WEIGHT, Layout(blocks=3), xavier),
+        "in_proj_bias": ParamInfo(Roles.BIAS, Layout.elementwise(blocks=3), zero),
+        "q_proj_weight": ParamInfo(Roles.WEIGHT, Layout(), xavier),
+        "k_proj_weight": ParamInfo(Roles.WEIGHT, Layout(), xavier),
+        "v_proj_weight": ParamInfo(Roles.WEIGHT, Layout(), xavier),
+        "bias_k": ParamInfo(Roles.ATTENTION_BIAS, Layout(out_axes=(2,), in_axes=()), kv),
+        "bias_v": ParamInfo(Roles.ATTENTION_BIAS, Layout(out_axes=(2,), in_axes=()), kv),
+    }
+    return table.get(name)
+
+
+def _embedding(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    # One row per token. The table is the transpose of a Linear fed one-hot tokens, but only
+    # one token is active per lookup, so each row is its own block: fan_in 1 (the one active
+    # input), fan_out the embedding dim. LeCun init then gives torch's N(0, 1), and
+    # fan_out modes give N(0, 1/dim) (Flax's default).
+    if name != "weight":
+        return None
+    layout = Layout(out_axes=(1,), in_axes=(0,), blocks=module.num_embeddings, block_axis=0)
+    padding = getattr(module, "padding_idx", None)
+    return ParamInfo(
+        Roles.EMBEDDING,
+        layout,
+        ("normal", {"std": 1.0}, "torch default: N(0, 1)"),
+        padding_idx=padding,
+    )
+
+
+def _norm(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    layout = Layout.elementwise(param.ndim)
+    if name == "weight":
+        return ParamInfo(Roles.NORM_SCALE, layout, ("ones", {}, "torch default: ones"))
+    if name == "bias":
+        return ParamInfo(Roles.NORM_SHIFT, layout, ("zeros", {}, "torch default: zeros"))
+    return None
+
+
+def _prelu(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    if name != "weight":
+        return None
+    default = ("constant", {"val": float(module.init)}, f"torch default: {module.init}")
+    return ParamInfo(Roles.PRELU_SLOPE, Layout.elementwise(), default)
+
+
+_TABLE: dict[type, Callable[[nn.Module, str, torch.Tensor], ParamInfo | None]] = {
+    nn.Linear: _linear_like,
+    nn.modules.conv._ConvNd: _linear_like,
+    nn.Bilinear: _bilinear,
+    nn.RNNBase: _recurrent,
+    nn.RNNCellBase: _recurrent,
+    nn.MultiheadAttention: _attention,
+    nn.Embedding: _embedding,
+    nn.EmbeddingBag: _embedding,
+    nn.modules.batchnorm._NormBase: _norm,  # BatchNorm*, InstanceNorm*
+    nn.LayerNorm: _norm,
+    nn.GroupNorm: _norm,
+    nn.RMSNorm: _norm,
+    nn.PReLU: _prelu,
+}
+
+
+def owner_of(module: nn.Module, param_name: str) -> tuple[nn.Module, str]:
+    """The submodule that holds ``param_name`` (dotted) and the parameter's own name there."""
+    *path, leaf = param_name.split(".")
+    owner = module
+    for part in path:
+        child = owner._modules.get(part)
+        if child is None:
+            raise ValueError(
+                f"{type(owner).__name__} has no submodule {part!r} (on the way to "
+                f"{param_name!r}); submodules: {sorted(owner._modules)}"
+            )
+        owner = child
+    return owner, leaf
+
+
+def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
+    """The table's :class:`ParamInfo` for ``module``'s parameter ``param_name`` (dotted names
+    allowed), or None when the owning module type is not in the table."""
+    owner, leaf = owner_of(module, param_name)
+    param = owner._parameters.get(leaf)
+    if param is None:
+        known = sorted(k for k, v in owner._parameters.items() if v is not None)
+        raise ValueError(
+            f"{type(owner).__name__} has no parameter {leaf!r}; its parameters are {known}"
+        )
+    if isinstance(param, nn.parameter.UninitializedParameter):
+        raise ValueError(
+            f"{param_name!r} of {type(owner).__name__} is not materialized yet (a lazy module): "
+            "run one forward pass on an example input first"
+        )
+    for cls in type(owner).__mro__:
+        rule = _TABLE.get(cls)
+        if rule is not None:
+            return rule(owner, leaf, param)
+    return None
+
+
+def layout_for(module: nn.Module, param_name: str) -> Layout:
+    """The :class:`~weightinit.Layout` of ``module``'s parameter ``param_name``.
+
+    ``param_name`` may be dotted (``"self_attn.out_proj.weight"``). Knows Linear, Bilinear,
+    Conv1/2/3d and ConvTranspose1/2/3d (with groups, depthwise included), RNN/LSTM/GRU and
+    their cells (stacked gates, proj_size), MultiheadAttention (packed and separate q/k/v,
+    bias_k/v), Embedding/EmbeddingBag, the normalization layers and PReLU.
+
+    Example:
+        >>> import torch, weightinit
+        >>> lstm = torch.nn.LSTM(10, 20)
+        >>> weightinit.layout_for(lstm, "weight_ih_l0").blocks
+        4
+    """
+    try:
+        info = describe(module, param_name)
+    except ValueError as err:
+        raise ValueError(f"layout_for: {err}") from None
+    if info is None:
+        owner, leaf = owner_of(module, param_name)
+        raise ValueError(
+            f"layout_for: weightinit has no layout for parameter {leaf!r} of "
+            f"{type(owner).__name__}; describe it with "
+            "weightinit.Layout(out_axes=..., in_axes=..., groups=..., blocks=...)"
+        )
+    return info.layout
