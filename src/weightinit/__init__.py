@@ -18,7 +18,10 @@ from weightinit.fills import (
 )
 from weightinit.layout import Geometry, Layout, fans, geometry
 from weightinit.knowledge import layout_for
+from weightinit.model import apply, init, plan
+from weightinit.plan import Plan, Row
 from weightinit.registry import CatalogEntry, catalog, get
+from weightinit.schemes import schemes
 from weightinit.structured import (
     delta_orthogonal_,
     haar_orthogonal,
@@ -52,7 +55,10 @@ __all__ = [
     "Geometry",
     "Layout",
     "Moments",
+    "Plan",
+    "Row",
     "activation",
+    "apply",
     "block_constant_",
     "catalog",
     "constant_",
@@ -67,6 +73,7 @@ __all__ = [
     "he_normal_",
     "he_uniform_",
     "identity_",
+    "init",
     "kaiming_normal_",
     "kaiming_uniform_",
     "layout_for",
@@ -77,8 +84,10 @@ __all__ = [
     "normal_",
     "ones_",
     "orthogonal_",
+    "plan",
     "random_walk_",
     "random_walk_gain",
+    "schemes",
     "sparse_",
     "trunc_normal_",
     "truncated_std",

@@ -81,6 +81,14 @@ def _linear_like(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo
     return None
 
 
+def _attention_out(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
+    # MultiheadAttention's out_proj: a Linear whose bias MultiheadAttention zeroes
+    info = _linear_like(module, name, param)
+    if name == "bias" and info is not None:
+        return ParamInfo(Roles.BIAS, info.layout, ("zeros", {}, "torch default: zeros (MHA)"))
+    return info
+
+
 def _bilinear(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
     # y_k = x1^T W_k x2 + b_k: every output sums over in1 * in2 products, no receptive field.
     bound = 1 / math.sqrt(module.in1_features)
@@ -164,6 +172,7 @@ def _prelu(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | Non
 
 
 _TABLE: dict[type, Callable[[nn.Module, str, torch.Tensor], ParamInfo | None]] = {
+    nn.modules.linear.NonDynamicallyQuantizableLinear: _attention_out,
     nn.Linear: _linear_like,
     nn.modules.conv._ConvNd: _linear_like,
     nn.Bilinear: _bilinear,

@@ -1,0 +1,208 @@
+"""Whole models: ``plan`` (what each parameter gets, and why), ``init`` and ``apply``."""
+
+from __future__ import annotations
+
+import fnmatch
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from torch import nn
+
+from weightinit.graph import Follower, followers, trace
+from weightinit.knowledge import describe, owner_of
+from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap, value_scale
+from weightinit.registry import get
+from weightinit.schemes import Choice, Options, Param, get_scheme
+
+__all__ = ["apply", "init", "plan"]
+
+RuleKey = str | type
+RuleValue = str | tuple[str, Mapping[str, Any]]
+
+
+def _rule_choice(value: RuleValue, key: RuleKey) -> Choice:
+    label = key if isinstance(key, str) else key.__name__
+    if isinstance(value, str):
+        name, args = value, {}
+    elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        name, args = value[0], dict(value[1])
+    else:
+        raise TypeError(
+            f"rules[{label!r}]: a rule is an initializer name ('zeros') or a (name, kwargs) "
+            f"pair (('normal', {{'std': 0.02}})), got {value!r}"
+        )
+    try:
+        get(name)
+    except ValueError as err:
+        raise ValueError(f"rules[{label!r}]: {err}") from None
+    return Choice(name, args, f"rule {label!r}")
+
+
+def _match_rule(rules: Mapping[RuleKey, RuleValue], name: str, owner: nn.Module):
+    for key, value in rules.items():
+        if isinstance(key, str) and fnmatch.fnmatchcase(name, key):
+            return _rule_choice(value, key)
+        if isinstance(key, type) and isinstance(owner, key):
+            return _rule_choice(value, key)
+    return None
+
+
+def _follower(table: dict[str, Follower], name: str) -> Follower | None:
+    """The follower of the innermost traced module holding parameter ``name``."""
+    path = name.split(".")[:-1]
+    while path:
+        found = table.get(".".join(path))
+        if found is not None:
+            return found
+        path.pop()
+    return None
+
+
+def plan(
+    model: nn.Module,
+    scheme: str = "he",
+    *,
+    example_input: Any = None,
+    rules: Mapping[RuleKey, RuleValue] | None = None,
+    skip: Iterable[str] = (),
+    strict: bool = False,
+    include_frozen: bool = False,
+    **options: Any,
+) -> Plan:
+    """What ``scheme`` would write to every parameter of ``model``, and why. Writes nothing.
+
+    One row per parameter (tied parameters once): its role (weight, bias, recurrent weight,
+    gate bias, embedding, norm scale/shift, ...), fans, initializer and arguments, resulting
+    std, and the reason, e.g. "followed by tanh: gain 1.593". Activation-aware schemes ("he",
+    "orthogonal") trace the model to find the activation after each layer: with torch.fx, or
+    by running ``example_input`` through it (needed when the forward has Python control flow).
+
+    Args:
+        scheme: a name from :func:`weightinit.schemes`.
+        rules: per-parameter overrides, by name glob (``"*.head.weight"``) or module type,
+            to an initializer name or a ``(name, kwargs)`` pair; also how parameters of
+            modules weightinit does not know get initialized.
+        skip: name globs of parameters to leave untouched.
+        strict: raise instead of warning when a parameter has no rule and no known module.
+        include_frozen: also initialize parameters with ``requires_grad=False``.
+        **options: scheme options, see :class:`weightinit.schemes.Options` (``distribution``,
+            ``mode``, ``bias``, ``relu_bias``, ``forget_bias``, ``recurrent``,
+            ``embedding_std``, ``norm_scale``).
+
+    Example:
+        >>> import torch, weightinit
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+        >>> p = weightinit.plan(net, "he")
+        >>> p["0.weight"].reason
+        'followed by tanh: gain 1.593; He: Var = gain^2 / fan'
+    """
+    chosen = get_scheme(scheme)
+    opts = Options.build(options)
+    rules = dict(rules or {})
+    for key, value in rules.items():
+        if not isinstance(key, (str, type)):
+            raise TypeError(f"rules: keys are name globs or module types, got {key!r}")
+        _rule_choice(value, key)
+    skip = [skip] if isinstance(skip, str) else list(skip)
+    model = unwrap(model)
+    table: dict[str, Follower] = {}
+    method = ""
+    if chosen.needs_graph:
+        graph = trace(model, example_input)
+        table, method = followers(graph), graph.method
+
+    rows: list[Row] = []
+    seen: dict[int, str] = {}
+    unknown: list[str] = []
+    for name, param in model.named_parameters(remove_duplicate=False):
+        owner, leaf = owner_of(model, name)
+        module = type(owner).__name__
+        if id(param) in seen:
+            rows.append(
+                Row(name, module, "tied", SKIP, reason=f"tied to {seen[id(param)]}: skipped")
+            )
+            continue
+        seen[id(param)] = name
+        pattern = next((s for s in skip if fnmatch.fnmatchcase(name, s)), None)
+        if pattern is not None:
+            rows.append(Row(name, module, "-", SKIP, reason=f"matches skip {pattern!r}"))
+            continue
+        if not param.requires_grad and not include_frozen:
+            rows.append(Row(name, module, "-", SKIP, reason="frozen (requires_grad=False)"))
+            continue
+        info = describe(model, name)
+        choice = _match_rule(rules, name, owner)
+        if choice is None and info is None:
+            unknown.append(name)
+            rows.append(Row(name, module, "unknown", SKIP, reason="unknown module, no rule"))
+            continue
+        if choice is None:
+            p = Param(name, leaf, owner, param, info, _follower(table, name))
+            choice = chosen.choose(p, opts)
+        layout = None if info is None or chosen.name == "torch" else info.layout
+        rows.append(
+            _row(name, module, info.role if info else "custom", choice, param, layout, info)
+        )
+    if unknown:
+        message = (
+            f"weightinit does not know the module of {len(unknown)} parameter(s) and no rule "
+            f"covers them, so they are left as they are: {', '.join(unknown)}. Add rules="
+            "{'name_glob': 'initializer'} for them"
+        )
+        if strict:
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=2)
+    return Plan(chosen.name, rows, options=dict(options), graph=method)
+
+
+def _row(name, module, role, choice: Choice, param, layout, info) -> Row:
+    fan_in, fan_out, n_out = row_fans(param, layout)
+    std, bound = None, None
+    if param.numel():
+        std, bound = value_scale(choice.init, choice.args, fan_in or 1, fan_out or 1, n_out)
+    padding = [info.padding_idx] if info is not None and info.padding_idx is not None else []
+    reason = choice.reason + ("; padding row stays 0" if padding else "")
+    return Row(
+        name,
+        module,
+        role,
+        choice.init,
+        dict(choice.args),
+        reason,
+        fan_in,
+        fan_out,
+        std,
+        bound,
+        layout,
+        padding,
+    )
+
+
+def init(
+    model: nn.Module, scheme: str = "he", *, seed: int | None = None, generator=None, **kw
+) -> Plan:
+    """Plan and apply in one call; returns the plan (print it to see what was done).
+
+    Example:
+        >>> import torch, weightinit
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        >>> p = weightinit.init(net, "he", seed=0)
+        >>> p["0.weight"].init, round(p["0.weight"].std, 4)
+        ('variance_scaling', 0.5)
+    """
+    return plan(model, scheme, **kw).apply(model, seed=seed, generator=generator)
+
+
+def apply(model: nn.Module, **kw: Any) -> Plan:
+    """The one-call entry point: the best scheme weightinit has, today activation-aware He
+    (each weight scaled by the gain of the activation after its layer, recurrent weights
+    orthogonal, LSTM forget bias 1). Takes the arguments of :func:`plan` and :func:`init`.
+
+    Example:
+        >>> import torch, weightinit
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.SELU(), torch.nn.Linear(16, 1))
+        >>> weightinit.apply(net, seed=0)["0.weight"].reason
+        'followed by selu: gain 1; He: Var = gain^2 / fan'
+    """
+    return init(model, kw.pop("scheme", "he"), **kw)

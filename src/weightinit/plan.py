@@ -1,0 +1,252 @@
+"""Plans: what will be written to every parameter, and why. Data first, applied atomically.
+
+A :class:`Plan` has one :class:`Row` per parameter: its name, module type, role, fans, the
+catalog initializer and its arguments, the resulting std or bound, and the reason. It prints as
+a table, round-trips through JSON, and :meth:`Plan.apply` is the only thing in the library that
+writes a model's parameters: it computes every new value first and commits only when all
+succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightinit._table import format_table
+from weightinit.layout import Layout, geometry
+from weightinit.registry import get
+
+__all__ = ["Plan", "Row", "unwrap"]
+
+SKIP = "skip"
+
+
+@dataclass
+class Row:
+    """One parameter of the plan. ``init == "skip"`` leaves it untouched (see ``reason``)."""
+
+    name: str
+    module: str
+    role: str
+    init: str
+    args: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    fan_in: int | None = None
+    fan_out: int | None = None
+    std: float | None = None
+    bound: float | None = None
+    layout: Layout | None = None
+    zero_rows: list[int] = field(default_factory=list)  # rows kept at 0 (Embedding padding_idx)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layout"] = None if self.layout is None else dataclasses.asdict(self.layout)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Row:
+        d = dict(d)
+        if d.get("layout") is not None:
+            d["layout"] = Layout(**d["layout"])
+        return cls(**d)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside DataParallel, DistributedDataParallel and torch.compile."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod  # torch.compile's OptimizedModule
+        else:
+            return model
+
+
+def value_scale(init: str, args: dict[str, Any], fan_in: int, fan_out: int, n_out: int):
+    """(std, bound) of the values ``init`` draws, where they follow from the arguments."""
+    name = get(init).__name__
+    if name == "uniform_":
+        a, b = args.get("a", 0.0), args.get("b", 1.0)
+        return (b - a) / math.sqrt(12), max(abs(a), abs(b))
+    if name in ("normal_", "trunc_normal_"):
+        std = args.get("std", 1.0)
+        return std, (2 * std if name == "trunc_normal_" else None)
+    if name in ("orthogonal_", "unitary_"):
+        # entries of a Haar (semi-)orthogonal n x m matrix have variance 1 / max(n, m)
+        return args.get("gain", 1.0) / math.sqrt(max(fan_in, n_out)), None
+    if name in ("zeros_", "ones_", "constant_", "identity_", "block_constant_"):
+        return 0.0, None
+    # the variance-scaling family: presets as (mode, scale, distribution)
+    gain2 = args.get("gain", 1.0) ** 2
+    if name in ("he_normal_", "he_uniform_"):
+        from weightinit.variance import _he_scale
+
+        gain2 = _he_scale(name, args.get("a", 0.0), args.get("nonlinearity", "leaky_relu"))
+    mode = {"lecun": "fan_in", "glorot": "fan_avg", "he": args.get("mode", "fan_in")}
+    family = name.split("_")[0]
+    if family in mode and name.endswith(("normal_", "uniform_")):
+        dist = "uniform" if name.endswith("uniform_") else args.get("distribution", "normal")
+        args = {"scale": gain2, "mode": mode[family], "distribution": dist}
+    elif name != "variance_scaling_":
+        return None, None
+    fan = {
+        "fan_in": fan_in,
+        "fan_out": fan_out,
+        "fan_avg": (fan_in + fan_out) / 2,
+        "fan_geo_avg": math.sqrt(fan_in * fan_out),
+    }[args.get("mode", "fan_in")]
+    std = math.sqrt(args.get("scale", 1.0) / fan)
+    dist = args.get("distribution", "truncated_normal")
+    bound = {"uniform": math.sqrt(3) * std, "truncated_normal": 2 * std / 0.8796256610342398}
+    return std, bound.get(dist)
+
+
+@dataclass
+class Plan:
+    """The initialization of a whole model, one :class:`Row` per parameter."""
+
+    scheme: str
+    rows: list[Row]
+    options: dict[str, Any] = field(default_factory=dict)
+    graph: str = ""  # how activations were found: "fx", "execution" or "" (not needed)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, name: str) -> Row:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"the plan has no parameter {name!r}")
+
+    def __str__(self) -> str:
+        table = format_table(
+            ("parameter", "module", "role", "fans", "init", "args", "std", "reason"),
+            [
+                (
+                    r.name,
+                    r.module,
+                    r.role,
+                    "-" if r.fan_in is None else f"{r.fan_in}/{r.fan_out}",
+                    r.init,
+                    _args_text(r.args),
+                    "-" if r.std is None else f"{r.std:.4g}",
+                    r.reason,
+                )
+                for r in self.rows
+            ],
+            max_widths=(None, None, None, None, None, 28, None, 60),
+        )
+        written = sum(r.init != SKIP for r in self.rows)
+        how = f", activations from the {self.graph} trace" if self.graph else ""
+        return (
+            f"Plan: scheme {self.scheme!r}{how}; {written} of {len(self.rows)} "
+            f"parameters initialized\n{table}"
+        )
+
+    def to_json(self, **dump_kwargs: Any) -> str:
+        """The plan as JSON; :meth:`from_json` reads it back."""
+        data = {
+            "scheme": self.scheme,
+            "options": self.options,
+            "graph": self.graph,
+            "rows": [r.to_dict() for r in self.rows],
+        }
+        return json.dumps(data, **{"indent": 2, **dump_kwargs})
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data = json.loads(text)
+        rows = [Row.from_dict(r) for r in data["rows"]]
+        return cls(data["scheme"], rows, data.get("options", {}), data.get("graph", ""))
+
+    def apply(
+        self,
+        model: nn.Module,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Plan:
+        """Write the plan into ``model``: all new values are computed first, then committed.
+
+        ``seed`` draws from a private generator, so the same seed gives the same values and the
+        global RNG is left alone; ``generator`` uses yours; with neither, torch's default
+        generator is used (as torch.nn.init does). Any error leaves every parameter as it was.
+        """
+        if seed is not None and generator is not None:
+            raise ValueError("apply: pass `seed` or `generator`, not both")
+        model = unwrap(model)
+        params = dict(model.named_parameters(remove_duplicate=False))
+        todo = [r for r in self.rows if r.init != SKIP]
+        for row in todo:
+            if row.name not in params:
+                raise ValueError(
+                    f"apply: the model has no parameter {row.name!r}; was this plan made for "
+                    "another model?"
+                )
+            param = params[row.name]
+            if param.is_meta:
+                raise ValueError(
+                    f"apply: {row.name!r} is on the meta device and has no storage; materialize "
+                    "the model first, e.g. model.to_empty(device='cpu'), then apply the plan"
+                )
+        generators: dict[torch.device, torch.Generator] = {}
+
+        def generator_for(device: torch.device) -> torch.Generator | None:
+            if generator is not None:
+                return generator
+            if seed is None:
+                return None
+            if device not in generators:
+                generators[device] = torch.Generator(device).manual_seed(seed)
+            return generators[device]
+
+        new_values: list[tuple[torch.Tensor, torch.Tensor]] = []
+        with torch.no_grad():
+            for row in todo:
+                param = params[row.name]
+                value = torch.empty_like(param, memory_format=torch.contiguous_format)
+                fn = get(row.init)
+                try:
+                    fn(value, **row.args, layout=row.layout, generator=generator_for(param.device))
+                except Exception as err:
+                    raise _with_context(err, f"apply: while initializing {row.name!r}: {err}")
+                for index in row.zero_rows:
+                    value[index] = 0
+                new_values.append((param, value))
+            for param, value in new_values:
+                param.copy_(value)
+        return self
+
+
+def _with_context(err: Exception, message: str) -> Exception:
+    """``err`` with ``message``, as the same exception type where it takes a message."""
+    try:
+        new = type(err)(message)
+    except Exception:  # an exception type with its own constructor
+        new = RuntimeError(message)
+    new.__cause__ = err
+    return new
+
+
+def _args_text(args: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{k}={fmt(v)}" for k, v in args.items()) or "-"
+
+
+def row_fans(param: torch.Tensor, layout: Layout | None) -> tuple[int | None, int | None, int]:
+    """(fan_in, fan_out, n_out) under ``layout``, or Nones where fans do not apply."""
+    if layout is None and param.ndim < 2:
+        return None, None, 0
+    g = geometry(param, layout)
+    return g.fan_in, g.fan_out, g.n_out

@@ -1,0 +1,274 @@
+"""Schemes: policies that choose an initializer for each parameter from its role and the
+activation after its layer. A scheme returns choices; it never writes a parameter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightinit.activations import gain
+from weightinit.graph import Follower
+from weightinit.knowledge import ParamInfo, Roles
+
+__all__ = ["Choice", "Options", "Param", "Scheme", "get_scheme", "schemes"]
+
+RELU_FAMILY = {"relu", "leaky_relu", "relu6", "elu", "celu", "selu", "gelu", "gelu_tanh", "silu"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An initializer from the catalog, its arguments and the reason for them."""
+
+    init: str
+    args: dict[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Param:
+    """What a scheme sees of one parameter."""
+
+    name: str  # qualified name in the model
+    leaf: str  # name inside its module
+    owner: nn.Module
+    tensor: torch.Tensor
+    info: ParamInfo
+    follower: Follower | None  # what follows the layer that holds it (None: not traced)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Options every classic scheme honours (``None``: the scheme's own default).
+
+    distribution: "normal", "uniform" or "truncated_normal" for variance-scaling weights.
+    mode: "fan_in" (forward signal) or "fan_out" (backward signal), for "he".
+    bias: constant for biases. relu_bias: constant for the biases of layers followed by a
+    ReLU-family activation (e.g. 0.01 or 0.1), keeping units alive at the start.
+    forget_bias: the LSTM forget gate's bias (Jozefowicz et al. 2015; the forget slices of
+    bias_ih and bias_hh sum to it). recurrent: "orthogonal" (per gate), "identity" (IRNN,
+    Le et al. 2015) or "scheme" (like input weights). embedding_std: embeddings ~ N(0, std^2).
+    norm_scale: the scale of normalization layers.
+    """
+
+    distribution: str | None = None
+    mode: str = "fan_in"
+    bias: float = 0.0
+    relu_bias: float | None = None
+    forget_bias: float | None = 1.0
+    recurrent: str = "orthogonal"
+    embedding_std: float | None = None
+    norm_scale: float = 1.0
+
+    @classmethod
+    def build(cls, options: dict[str, Any]) -> Options:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TypeError(
+                f"unknown scheme option(s) {', '.join(unknown)}; the options are "
+                f"{', '.join(sorted(names))}"
+            )
+        opts = cls(**options)
+        checks = {
+            "distribution": (opts.distribution, (None, "normal", "uniform", "truncated_normal")),
+            "mode": (opts.mode, ("fan_in", "fan_out")),
+            "recurrent": (opts.recurrent, ("orthogonal", "identity", "scheme")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                shown = ", ".join(repr(a) for a in allowed if a is not None)
+                raise ValueError(f"option `{name}` must be one of {shown}, got {value!r}")
+        return opts
+
+
+WeightRule = Callable[[Param, Options, float, str], Choice]
+
+
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    description: str
+    choose: Callable[[Param, Options], Choice]
+    needs_graph: bool  # does it read the activations after layers?
+
+
+def _gain(p: Param) -> tuple[float, str]:
+    """The gain for a weight, from the activation after its layer, with the reason."""
+    if isinstance(p.owner, nn.MultiheadAttention):
+        return 1.0, "attention projection: gain 1"
+    if isinstance(p.owner, (nn.RNNBase, nn.RNNCellBase)):
+        return 1.0, "RNN input weights (the gates apply their own nonlinearities): gain 1"
+    if p.follower is None or p.follower.activation is None:
+        what = p.follower.describe() if p.follower is not None else "not traced"
+        return 1.0, f"{what}: gain 1"
+    g = gain(p.follower.activation)
+    return g, f"{p.follower.describe()}: gain {g:.4g}"
+
+
+def _follows_relu(p: Param) -> bool:
+    act = p.follower.activation if p.follower is not None else None
+    return act is not None and act.name in RELU_FAMILY
+
+
+def _classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable:
+    """A scheme from its rule for weights; every other role follows the shared options."""
+
+    def choose(p: Param, o: Options) -> Choice:
+        role = p.info.role
+        if role == Roles.WEIGHT:
+            g, why = _gain(p)
+            return weight(p, o, g, why)
+        if role == Roles.PROJECTION:
+            return weight(p, o, 1.0, "LSTM projection: gain 1")
+        if role == Roles.RECURRENT:
+            if o.recurrent == "identity":
+                return Choice("identity", {}, "recurrent weights: identity per gate (IRNN)")
+            if o.recurrent == "orthogonal":
+                return Choice("orthogonal", {}, "recurrent weights: orthogonal per gate")
+            return weight(p, o, 1.0, "recurrent weights: gain 1")
+        if role == Roles.BIAS:
+            if o.relu_bias is not None and _follows_relu(p):
+                reason = f"bias before {p.follower.activation.name}: small positive"
+                return Choice("constant", {"val": o.relu_bias}, reason)
+            return _constant(o.bias, "bias")
+        if role == Roles.GATE_BIAS:
+            return _gate_bias(p, o)
+        if role == Roles.EMBEDDING:
+            if o.embedding_std is not None:
+                return Choice("normal", {"std": o.embedding_std}, "embedding: chosen std")
+            return embedding or Choice("normal", {"std": 1.0}, "embedding: N(0, 1)")
+        if role == Roles.NORM_SCALE:
+            return _constant(o.norm_scale, "norm scale")
+        if role == Roles.NORM_SHIFT:
+            return _constant(0.0, "norm shift")
+        if role == Roles.ATTENTION_BIAS:
+            return Choice("glorot_normal", {}, "attention bias_k/v: Glorot normal")
+        return Choice(*p.info.torch_default)  # PReLU slope: torch's 0.25
+
+    return choose
+
+
+def _constant(value: float, what: str) -> Choice:
+    if value == 0:
+        return Choice("zeros", {}, f"{what}: 0")
+    if value == 1:
+        return Choice("ones", {}, f"{what}: 1")
+    return Choice("constant", {"val": value}, f"{what}: {value}")
+
+
+def _gate_bias(p: Param, o: Options) -> Choice:
+    gates = p.info.gates
+    first = p.leaf.startswith("bias_ih")  # bias_hh gets zeros, so that the slices sum right
+    values = [o.bias if first else 0.0] * len(gates)
+    reason = "gate bias"
+    if gates == "ifgo" and o.forget_bias is not None:
+        values[1] = o.forget_bias if first else 0.0
+        reason = f"LSTM gate bias; forget gate {o.forget_bias} (sum of bias_ih and bias_hh)"
+    if not any(values):
+        return Choice("zeros", {}, reason)
+    return Choice("block_constant", {"values": values}, reason)
+
+
+def _scaled(scale_of: Callable[[float], float], mode: str, default_dist: str, label: str):
+    def weight(p: Param, o: Options, g: float, why: str) -> Choice:
+        chosen_mode = o.mode if mode == "option" else mode
+        args = {
+            "scale": scale_of(g),
+            "mode": chosen_mode,
+            "distribution": o.distribution or default_dist,
+        }
+        return Choice("variance_scaling", args, f"{why}; {label}")
+
+    return weight
+
+
+def _orthogonal_weight(p: Param, o: Options, g: float, why: str) -> Choice:
+    return Choice("orthogonal", {"gain": g}, f"{why}; orthogonal (Saxe et al. 2014)")
+
+
+def _torch(p: Param, o: Options) -> Choice:
+    init, args, reason = p.info.torch_default
+    return Choice(init, args, reason)
+
+
+_SCHEMES = {
+    s.name: s
+    for s in [
+        Scheme(
+            "he",
+            "activation-aware He: Var(W) = gain(next activation)^2 / fan (He et al. 2015)",
+            _classic(_scaled(lambda g: g * g, "option", "normal", "He: Var = gain^2 / fan")),
+            needs_graph=True,
+        ),
+        Scheme(
+            "orthogonal",
+            "orthogonal weights times the gain of the next activation (Saxe et al. 2014)",
+            _classic(_orthogonal_weight),
+            needs_graph=True,
+        ),
+        Scheme(
+            "lecun",
+            "LeCun: Var(W) = 1 / fan_in for every weight (LeCun et al. 1998; SELU nets)",
+            _classic(_scaled(lambda g: 1.0, "fan_in", "normal", "LeCun: Var = 1 / fan_in")),
+            needs_graph=False,
+        ),
+        Scheme(
+            "glorot",
+            "Glorot/Xavier: Var(W) = 2 / (fan_in + fan_out), uniform (Glorot & Bengio 2010)",
+            _classic(_scaled(lambda g: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)")),
+            needs_graph=False,
+        ),
+        Scheme(
+            "torch",
+            "PyTorch's own reset_parameters defaults, reproduced exactly",
+            _torch,
+            needs_graph=False,
+        ),
+        Scheme(
+            "keras",
+            "Keras 3 defaults: glorot_uniform kernels, orthogonal recurrent, zero biases, forget 1",
+            _classic(
+                _scaled(lambda g: 1.0, "fan_avg", "uniform", "Keras: glorot_uniform"),
+                embedding=Choice("uniform", {"a": -0.05, "b": 0.05}, "Keras: U(-0.05, 0.05)"),
+            ),
+            needs_graph=False,
+        ),
+        Scheme(
+            "flax",
+            "Flax defaults: lecun_normal (truncated) kernels, zero biases, N(0, 1/dim) embeddings",
+            _classic(
+                _scaled(lambda g: 1.0, "fan_in", "truncated_normal", "Flax: lecun_normal"),
+                embedding=Choice(
+                    "variance_scaling",
+                    {"scale": 1.0, "mode": "fan_out", "distribution": "normal"},
+                    "Flax: N(0, 1 / dim)",
+                ),
+            ),
+            needs_graph=False,
+        ),
+    ]
+}
+
+
+def schemes() -> dict[str, str]:
+    """Every scheme name with its one-line description.
+
+    Example:
+        >>> import weightinit
+        >>> "he" in weightinit.schemes() and "torch" in weightinit.schemes()
+        True
+    """
+    return {name: s.description for name, s in _SCHEMES.items()}
+
+
+def get_scheme(name: str) -> Scheme:
+    scheme = _SCHEMES.get(name.lower() if isinstance(name, str) else name)
+    if scheme is None:
+        raise ValueError(f"unknown scheme {name!r}; the schemes are {', '.join(_SCHEMES)}")
+    return scheme
