@@ -5,7 +5,7 @@ layout=None, generator=None)``), with fans that come from each parameter's layou
 each activation's Gaussian moments, and a catalog of names (``weightinit.get``).
 """
 
-from weightinit.activations import Activation, Moments, activation, gain, moments
+from weightinit.activations import Activation, Moments, activation, gain, gain_squared, moments
 from weightinit.fills import (
     block_constant_,
     constant_,
@@ -65,6 +65,7 @@ __all__ = [
     "delta_orthogonal_",
     "fans",
     "gain",
+    "gain_squared",
     "geometry",
     "get",
     "glorot_normal_",

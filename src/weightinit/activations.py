@@ -21,7 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Activation", "ActivationLike", "Moments", "activation", "gain", "moments"]
+__all__ = [
+    "Activation",
+    "ActivationLike",
+    "Moments",
+    "activation",
+    "gain",
+    "gain_squared",
+    "moments",
+]
 
 ActivationLike = Union[str, nn.Module, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -272,10 +280,22 @@ def gain(activation: ActivationLike, param: float | None = None) -> float:
         >>> round(weightinit.gain(torch.nn.LeakyReLU(0.2)), 6)
         1.38675
     """
+    return math.sqrt(gain_squared(activation, param))
+
+
+def gain_squared(activation: ActivationLike, param: float | None = None) -> float:
+    """gain^2 = 1 / E[phi(z)^2], z ~ N(0, 1): the variance scale of :func:`gain`, exact where
+    the closed form is (2.0 for ReLU, not 1.4142...^2).
+
+    Example:
+        >>> import weightinit
+        >>> weightinit.gain_squared("relu")
+        2.0
+    """
     act = _resolve(activation, param)
     second = act.unit_second_moment
     if second is None:
         second = moments(act).second_moment
     if second <= 0:
         raise ValueError(f"activation {act.name!r} is zero on N(0, 1): no gain can rescale it")
-    return 1.0 / math.sqrt(second)
+    return 1.0 / second

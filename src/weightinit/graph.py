@@ -202,15 +202,24 @@ def _fx_nodes(value: Any) -> list[torch.fx.Node]:
 
 def trace(model: nn.Module, example_input: Any = None) -> Graph:
     """The model's call graph: an execution trace on ``example_input`` when given, else a
-    ``torch.fx`` symbolic trace. Hooks are removed and train/eval mode restored either way.
+    ``torch.fx`` symbolic trace. Hooks are removed, and train/eval mode, buffers (BatchNorm
+    running statistics) and the global RNG state restored either way.
 
     Raises ValueError when the model cannot be traced without an input (Python control flow
     on tensor values): pass ``example_input``.
     """
+    if is_atomic(model):  # a single layer: nothing follows it inside the model
+        graph = Graph([], "fx" if example_input is None else "execution")
+        root = graph.add(Node("input", None, "input", []))
+        graph.add(Node("module", model, "", [root]))
+        return graph
     modes = {m: m.training for m in model.modules()}
+    buffers = {}  # the trace runs forward: BatchNorm would update its running statistics
     try:
         if example_input is not None:
-            return _execution_trace(model, example_input)
+            buffers = {b: b.clone() for b in model.buffers()}
+            with torch.random.fork_rng(devices=[]):  # dropout in the trace draws from it
+                return _execution_trace(model, example_input)
         try:
             return _fx_trace(model)
         except Exception as err:  # fx raises many kinds of errors on untraceable code
@@ -221,6 +230,9 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
     finally:
         for module, training in modes.items():
             module.training = training
+        with torch.no_grad():
+            for buffer, saved in buffers.items():
+                buffer.copy_(saved)
 
 
 # --- what follows each layer ----------------------------------------------------------------

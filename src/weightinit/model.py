@@ -56,7 +56,7 @@ def _follower(table: dict[str, Follower], name: str) -> Follower | None:
         if found is not None:
             return found
         path.pop()
-    return None
+    return table.get("")  # the model itself is the layer
 
 
 def plan(

@@ -5,6 +5,7 @@ activation after its layer. A scheme returns choices; it never writes a paramete
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from weightinit.activations import gain
+from weightinit.activations import gain_squared
 from weightinit.graph import Follower
 from weightinit.knowledge import ParamInfo, Roles
 
@@ -87,7 +88,7 @@ class Options:
         return opts
 
 
-WeightRule = Callable[[Param, Options, float, str], Choice]
+WeightRule = Callable[[Param, Options, float, str], Choice]  # (param, options, gain^2, why)
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Scheme:
 
 
 def _gain(p: Param) -> tuple[float, str]:
-    """The gain for a weight, from the activation after its layer, with the reason."""
+    """gain^2 for a weight, from the activation after its layer, with the reason."""
     if isinstance(p.owner, nn.MultiheadAttention):
         return 1.0, "attention projection: gain 1"
     if isinstance(p.owner, (nn.RNNBase, nn.RNNCellBase)):
@@ -107,8 +108,8 @@ def _gain(p: Param) -> tuple[float, str]:
     if p.follower is None or p.follower.activation is None:
         what = p.follower.describe() if p.follower is not None else "not traced"
         return 1.0, f"{what}: gain 1"
-    g = gain(p.follower.activation)
-    return g, f"{p.follower.describe()}: gain {g:.4g}"
+    g2 = gain_squared(p.follower.activation)
+    return g2, f"{p.follower.describe()}: gain {math.sqrt(g2):.4g}"
 
 
 def _follows_relu(p: Param) -> bool:
@@ -122,8 +123,8 @@ def _classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable
     def choose(p: Param, o: Options) -> Choice:
         role = p.info.role
         if role == Roles.WEIGHT:
-            g, why = _gain(p)
-            return weight(p, o, g, why)
+            g2, why = _gain(p)
+            return weight(p, o, g2, why)
         if role == Roles.PROJECTION:
             return weight(p, o, 1.0, "LSTM projection: gain 1")
         if role == Roles.RECURRENT:
@@ -176,10 +177,10 @@ def _gate_bias(p: Param, o: Options) -> Choice:
 
 
 def _scaled(scale_of: Callable[[float], float], mode: str, default_dist: str, label: str):
-    def weight(p: Param, o: Options, g: float, why: str) -> Choice:
+    def weight(p: Param, o: Options, g2: float, why: str) -> Choice:
         chosen_mode = o.mode if mode == "option" else mode
         args = {
-            "scale": scale_of(g),
+            "scale": scale_of(g2),
             "mode": chosen_mode,
             "distribution": o.distribution or default_dist,
         }
@@ -188,8 +189,8 @@ def _scaled(scale_of: Callable[[float], float], mode: str, default_dist: str, la
     return weight
 
 
-def _orthogonal_weight(p: Param, o: Options, g: float, why: str) -> Choice:
-    return Choice("orthogonal", {"gain": g}, f"{why}; orthogonal (Saxe et al. 2014)")
+def _orthogonal_weight(p: Param, o: Options, g2: float, why: str) -> Choice:
+    return Choice("orthogonal", {"gain": math.sqrt(g2)}, f"{why}; orthogonal (Saxe et al. 2014)")
 
 
 def _torch(p: Param, o: Options) -> Choice:
@@ -203,7 +204,7 @@ _SCHEMES = {
         Scheme(
             "he",
             "activation-aware He: Var(W) = gain(next activation)^2 / fan (He et al. 2015)",
-            _classic(_scaled(lambda g: g * g, "option", "normal", "He: Var = gain^2 / fan")),
+            _classic(_scaled(lambda g2: g2, "option", "normal", "He: Var = gain^2 / fan")),
             needs_graph=True,
         ),
         Scheme(
@@ -215,13 +216,13 @@ _SCHEMES = {
         Scheme(
             "lecun",
             "LeCun: Var(W) = 1 / fan_in for every weight (LeCun et al. 1998; SELU nets)",
-            _classic(_scaled(lambda g: 1.0, "fan_in", "normal", "LeCun: Var = 1 / fan_in")),
+            _classic(_scaled(lambda g2: 1.0, "fan_in", "normal", "LeCun: Var = 1 / fan_in")),
             needs_graph=False,
         ),
         Scheme(
             "glorot",
             "Glorot/Xavier: Var(W) = 2 / (fan_in + fan_out), uniform (Glorot & Bengio 2010)",
-            _classic(_scaled(lambda g: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)")),
+            _classic(_scaled(lambda g2: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)")),
             needs_graph=False,
         ),
         Scheme(
@@ -234,7 +235,7 @@ _SCHEMES = {
             "keras",
             "Keras 3 defaults: glorot_uniform kernels, orthogonal recurrent, zero biases, forget 1",
             _classic(
-                _scaled(lambda g: 1.0, "fan_avg", "uniform", "Keras: glorot_uniform"),
+                _scaled(lambda g2: 1.0, "fan_avg", "uniform", "Keras: glorot_uniform"),
                 embedding=Choice("uniform", {"a": -0.05, "b": 0.05}, "Keras: U(-0.05, 0.05)"),
             ),
             needs_graph=False,
@@ -243,7 +244,7 @@ _SCHEMES = {
             "flax",
             "Flax defaults: lecun_normal (truncated) kernels, zero biases, N(0, 1/dim) embeddings",
             _classic(
-                _scaled(lambda g: 1.0, "fan_in", "truncated_normal", "Flax: lecun_normal"),
+                _scaled(lambda g2: 1.0, "fan_in", "truncated_normal", "Flax: lecun_normal"),
                 embedding=Choice(
                     "variance_scaling",
                     {"scale": 1.0, "mode": "fan_out", "distribution": "normal"},

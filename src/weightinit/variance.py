@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
-from weightinit.activations import activation, gain
+from weightinit.activations import activation, gain_squared
 from weightinit.fills import trunc_normal_
 from weightinit.layout import Geometry, LayoutLike, geometry
 from weightinit.registry import register
@@ -227,7 +227,7 @@ def _he_scale(fn: str, a: float, nonlinearity: str) -> float:
     """gain^2 as torch's kaiming_* compute it: ``a`` is the slope of a leaky ReLU only."""
     a = finite(fn, "a", a)
     leaky = activation(nonlinearity).name == "leaky_relu"  # any spelling or module
-    return gain(nonlinearity, a if leaky else None) ** 2
+    return gain_squared(nonlinearity, a if leaky else None)
 
 
 @register(
