@@ -460,7 +460,8 @@ def test_tracing_leaves_buffers_and_the_global_rng_alone():
         nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 1)
     )
     before = snapshot(model)
+    x = torch.randn(16, 4)
     state = torch.random.get_rng_state()
-    wi.plan(model, "he", example_input=torch.randn(16, 4))
+    wi.plan(model, "he", example_input=x)
     assert_unchanged(model, before)  # running_mean, running_var, num_batches_tracked too
     assert torch.equal(torch.random.get_rng_state(), state)
