@@ -61,3 +61,47 @@ def test_console_script_and_python_dash_m_are_the_same_command():
 def test_cli_without_a_command_exits_with_usage():
     proc = subprocess.run([sys.executable, "-m", "weightinit"], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage: weightinit" in proc.stderr
+
+
+FACTORY = """
+import torch.nn as nn
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+
+def lm():
+    return nn.Sequential(nn.Embedding(50, 8), nn.Linear(8, 8), nn.Tanh())
+
+NOT_A_MODULE = 3
+"""
+
+
+def test_cli_plan_prints_the_table_and_json(tmp_path, capsys):
+    import json
+
+    file = tmp_path / "zoo.py"
+    file.write_text(FACTORY)
+    assert main(["plan", f"{file}:cnn", "--input-shape", "2,3,4,4"]) == 0
+    out = capsys.readouterr().out
+    assert "activations from the execution trace" in out
+    assert re.search(r"^0\.weight .*followed by relu \(through BatchNorm2d\)", out, re.M)
+    assert main(["plan", f"{file}:lm", "--input-shape", "2,5", "--input-int", "50", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows[0]["role"] == "embedding" and "tanh" in rows[1]["reason"]
+    assert main(["plan", f"{file}:cnn", "--scheme", "torch"]) == 0
+    assert "torch default" in capsys.readouterr().out
+
+
+def test_cli_plan_errors(tmp_path):
+    file = tmp_path / "zoo.py"
+    file.write_text(FACTORY)
+    for spec, message in [
+        (f"{file}:missing", "defines no callable 'missing'"),
+        (f"{tmp_path}/nope.py:cnn", "no such file"),
+        (str(file), "expected path/to/file.py:factory"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "weightinit", "plan", spec], capture_output=True, text=True
+        )
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
 
 from weightinit._table import format_table
+from weightinit.model import plan
 from weightinit.registry import catalog
+from weightinit.schemes import schemes
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -43,6 +50,56 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_factory(spec: str) -> Callable[[], nn.Module]:
+    """``path/to/file.py:factory`` -> the callable ``factory`` defined in that file."""
+    path, sep, attr = spec.rpartition(":")
+    if not sep or not path or not attr:
+        raise SystemExit(f"weightinit: expected path/to/file.py:factory, got {spec!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise SystemExit(f"weightinit: no such file {path!r}")
+    module_spec = importlib.util.spec_from_file_location(file.stem, file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise SystemExit(f"weightinit: {path} defines no callable {attr!r}")
+    return factory
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated sizes like 8,3,32,32, got {text!r}"
+        )
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return shape
+
+
+def _plan(args: argparse.Namespace) -> int:
+    model = load_factory(args.factory)()
+    if not isinstance(model, nn.Module):
+        raise SystemExit(
+            f"weightinit: {args.factory} returned {type(model).__name__}, not a module"
+        )
+    example = None
+    if args.input_shape:
+        gen = torch.Generator().manual_seed(0)
+        if args.input_int:
+            example = torch.randint(0, args.input_int, args.input_shape, generator=gen)
+        else:
+            example = torch.randn(args.input_shape, generator=gen)
+    try:
+        result = plan(model, args.scheme, example_input=example)
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"weightinit: {err}")
+    print(result.to_json() if args.json else result)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="weightinit", description="Initialize neural networks well."
@@ -51,6 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("list", help="print the catalog of initializers")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=_list)
+    planning = commands.add_parser(
+        "plan", help="print what a scheme would write to every parameter of a model, and why"
+    )
+    planning.add_argument("factory", help="path/to/file.py:factory, a function returning the model")
+    planning.add_argument("--scheme", default="he", choices=sorted(schemes()), help="default: he")
+    planning.add_argument(
+        "--input-shape",
+        type=_shape,
+        help="trace a forward pass on randn of this shape, e.g. 8,3,32,32",
+    )
+    planning.add_argument(
+        "--input-int", type=int, metavar="HIGH", help="draw integer inputs in [0, HIGH) (token ids)"
+    )
+    planning.add_argument("--json", action="store_true", help="print the plan as JSON")
+    planning.set_defaults(run=_plan)
     args = parser.parse_args(argv)
     return args.run(args)
 
