@@ -6,7 +6,9 @@ They take ``layout=`` and ``generator=`` like every initializer (see :func:`chec
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -36,6 +38,83 @@ def check_fill(tensor: torch.Tensor, fn: str, layout: LayoutLike, *, complex_ok:
         geometry(tensor, layout)
 
 
+@dataclass(frozen=True)
+class Draw:
+    """The i.i.d. values an elementwise initializer writes, once its arguments and fans are
+    known: a constant, U(low, high), N(mean, sigma^2), or N(mean, sigma^2) truncated to
+    [low, high]. ``kind="structured"`` only reports the std of a structured initializer.
+
+    Initializers build one and call :meth:`fill`; on a meta or empty tensor the fill is a
+    no-op, and inside :func:`capture` it records the Draw instead, which is how plans learn
+    the std of each row and how ``Plan.apply`` fills many small tensors fast.
+    """
+
+    kind: str  # "constant" | "uniform" | "normal" | "truncated_normal" | "structured"
+    mean: float = 0.0  # the constant, or the (untruncated) mean
+    sigma: float = 0.0
+    low: float = -math.inf
+    high: float = math.inf
+
+    @property
+    def std(self) -> float:
+        """Std of the values written."""
+        if self.kind == "uniform":
+            return (self.high - self.low) / math.sqrt(12)
+        if self.kind == "truncated_normal":
+            za, zb = (self.low - self.mean) / self.sigma, (self.high - self.mean) / self.sigma
+            return self.sigma * truncated_std(za, zb)
+        return self.sigma if self.kind != "constant" else 0.0
+
+    @property
+    def bound(self) -> float | None:
+        """Largest possible |value|, where finite."""
+        if self.kind == "constant":
+            return abs(self.mean)
+        if self.kind in ("uniform", "truncated_normal"):
+            return max(abs(self.low), abs(self.high))
+        return None
+
+    def fill(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        recorder = _captured.get()
+        if recorder is not None:
+            recorder.append(self)
+        if nothing_to_fill(tensor):
+            return tensor
+        if self.kind == "constant":
+            return tensor.zero_() if self.mean == 0 else tensor.fill_(self.mean)
+        if self.kind == "uniform":
+            return tensor.uniform_(self.low, self.high, generator=generator)
+        if self.kind == "normal":
+            return tensor.normal_(self.mean, self.sigma, generator=generator)
+        if self.kind == "truncated_normal":
+            return _truncated_fill(tensor, self.mean, self.sigma, self.low, self.high, generator)
+        raise TypeError("a structured Draw only reports statistics; it cannot fill a tensor")
+
+
+_captured: ContextVar[list[Draw] | None] = ContextVar("weightinit_captured", default=None)
+
+
+def report_std(std: float) -> None:
+    """For structured initializers: tell a running :func:`capture` the std they produce."""
+    recorder = _captured.get()
+    if recorder is not None:
+        recorder.append(Draw("structured", sigma=std))
+
+
+def capture(
+    init: Callable, shape: Sequence[int], dtype: torch.dtype, args: dict, layout
+) -> Draw | None:
+    """Run ``init`` on a meta tensor (validating every argument against the shape, writing
+    nothing) and return the Draw it reports, or None for initializers that report none."""
+    recorded: list[Draw] = []
+    token = _captured.set(recorded)
+    try:
+        init(torch.empty(tuple(shape), dtype=dtype, device="meta"), **args, layout=layout)
+    finally:
+        _captured.reset(token)
+    return recorded[-1] if recorded else None
+
+
 @register(
     "zeros",
     aliases=("zero",),
@@ -58,7 +137,7 @@ def zeros_(
         0.0
     """
     check_fill(tensor, "zeros_", layout, complex_ok=True)
-    return tensor if nothing_to_fill(tensor) else tensor.zero_()
+    return Draw("constant", 0.0).fill(tensor)
 
 
 @register("ones", aliases=("one",), formula="W = 1", activations="norm scales", paper="-")
@@ -76,7 +155,7 @@ def ones_(
         [1.0, 1.0, 1.0, 1.0]
     """
     check_fill(tensor, "ones_", layout, complex_ok=True)
-    return tensor if nothing_to_fill(tensor) else tensor.fill_(1)
+    return Draw("constant", 1.0).fill(tensor)
 
 
 @register("constant", formula="W = val", activations="biases (e.g. 0.01 before ReLU)", paper="-")
@@ -101,7 +180,9 @@ def constant_(
     check_fill(tensor, "constant_", layout, complex_ok=True)
     if not isinstance(val, complex):
         finite("constant_", "val", val)
-    return tensor if nothing_to_fill(tensor) else tensor.fill_(val)
+    if isinstance(val, complex):
+        return tensor if nothing_to_fill(tensor) else tensor.fill_(val)
+    return Draw("constant", float(val)).fill(tensor)
 
 
 @register(
@@ -176,7 +257,7 @@ def uniform_(
     a, b = finite("uniform_", "a", a), finite("uniform_", "b", b)
     if a > b:
         raise ValueError(f"uniform_: `a` must be <= `b`, got a={a}, b={b}")
-    return tensor if nothing_to_fill(tensor) else tensor.uniform_(a, b, generator=generator)
+    return Draw("uniform", low=a, high=b).fill(tensor, generator)
 
 
 @register(
@@ -208,7 +289,7 @@ def normal_(
     check_fill(tensor, "normal_", layout)
     mean = finite("normal_", "mean", mean)
     std = positive("normal_", "std", std, allow_zero=True)
-    return tensor if nothing_to_fill(tensor) else tensor.normal_(mean, std, generator=generator)
+    return Draw("normal", mean, std).fill(tensor, generator)
 
 
 def _phi(x: float) -> float:
@@ -346,12 +427,16 @@ def trunc_normal_(
             raise ValueError(f"{fn}: `exact_std=True` needs bounds in std units (bounds='std')")
         sigma, lo, hi = std, float(a), float(b)
         za, zb = (lo - mean) / sigma, (hi - mean) / sigma
-    mass = _cdf(zb) - _cdf(za)
-    if mass <= 0:
+    if _cdf(zb) - _cdf(za) <= 0:
         raise ValueError(f"{fn}: N({mean}, {sigma}^2) has no mass in [{lo}, {hi}]")
+    _representable_within(lo, hi, tensor.dtype)  # raises if no value of the dtype fits
+    return Draw("truncated_normal", mean, sigma, lo, hi).fill(tensor, generator)
+
+
+def _truncated_fill(tensor, mean, sigma, lo, hi, generator) -> torch.Tensor:
+    za, zb = (lo - mean) / sigma, (hi - mean) / sigma
+    mass = _cdf(zb) - _cdf(za)
     lo, hi = _representable_within(lo, hi, tensor.dtype)
-    if nothing_to_fill(tensor):
-        return tensor
     work = (
         tensor
         if tensor.is_contiguous()

@@ -52,6 +52,9 @@ class ParamInfo:
     extra: dict = field(default_factory=dict)
 
 
+_TORCH_LAYOUT = Layout()  # one shared instance: plans compare layouts by identity first
+
+
 def _uniform(bound: float, why: str) -> tuple[str, dict, str]:
     return "uniform", {"a": -bound, "b": bound}, f"torch default: U(-{why}, {why})"
 
@@ -66,7 +69,7 @@ def _linear_like(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo
     bound = 1 / math.sqrt(_torch_fan_in(weight)) if weight.numel() else 0.0
     why = f"1/sqrt({_torch_fan_in(weight) if weight.numel() else 0})"
     if name == "weight":
-        layout = Layout()
+        layout = _TORCH_LAYOUT
         if isinstance(module, nn.modules.conv._ConvNd):
             # Conv weight: (out, in / groups, *k); ConvTranspose: (in, out / groups, *k).
             # Either way dim 0 holds all the groups; fans are per group.

@@ -75,8 +75,16 @@ class Layout:
             axis = getattr(self, name)
             if axis is None and count > 1 and not self.out_axes:
                 raise ValueError(f"Layout: `{name}` is needed when there are no out axes")
+        object.__setattr__(self, "_hash", hash(self._fields()))
+
+    def _fields(self) -> tuple:
+        return (self.out_axes, self.in_axes, self.groups, self.group_axis, self.blocks, self.block_axis)
+
+    def __hash__(self) -> int:  # cached: layouts key the geometry cache on every fill
+        return self._hash
 
     @classmethod
+    @functools.lru_cache(maxsize=64)
     def elementwise(cls, ndim: int = 1, *, blocks: int = 1) -> Layout:
         """Layout of a bias, norm scale or other per-unit parameter: every axis is an output."""
         return cls(out_axes=tuple(range(ndim)), in_axes=(), blocks=blocks)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from torch import nn
 
 from weightinit.graph import Follower, followers, trace
 from weightinit.knowledge import describe, owner_of
-from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap, value_scale
+from weightinit.fills import capture
+from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
 from weightinit.registry import get
 from weightinit.schemes import Choice, Options, Param, get_scheme
 
@@ -157,10 +158,9 @@ def plan(
 
 
 def _row(name, module, role, choice: Choice, param, layout, info) -> Row:
-    fan_in, fan_out, n_out = row_fans(param, layout)
-    std, bound = None, None
-    if param.numel():
-        std, bound = value_scale(choice.init, choice.args, fan_in or 1, fan_out or 1, n_out)
+    fan_in, fan_out = row_fans(param, layout)
+    draw = capture(get(choice.init), param.shape, param.dtype, choice.args, layout)
+    std, bound = (draw.std, draw.bound) if draw is not None else (None, None)
     padding = [info.padding_idx] if info is not None and info.padding_idx is not None else []
     reason = choice.reason + ("; padding row stays 0" if padding else "")
     return Row(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from weightinit._table import format_table
+from weightinit.fills import Draw, capture
 from weightinit.layout import Layout, geometry
 from weightinit.registry import get
 
@@ -66,45 +66,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod  # torch.compile's OptimizedModule
         else:
             return model
-
-
-def value_scale(init: str, args: dict[str, Any], fan_in: int, fan_out: int, n_out: int):
-    """(std, bound) of the values ``init`` draws, where they follow from the arguments."""
-    name = get(init).__name__
-    if name == "uniform_":
-        a, b = args.get("a", 0.0), args.get("b", 1.0)
-        return (b - a) / math.sqrt(12), max(abs(a), abs(b))
-    if name in ("normal_", "trunc_normal_"):
-        std = args.get("std", 1.0)
-        return std, (2 * std if name == "trunc_normal_" else None)
-    if name in ("orthogonal_", "unitary_"):
-        # entries of a Haar (semi-)orthogonal n x m matrix have variance 1 / max(n, m)
-        return args.get("gain", 1.0) / math.sqrt(max(fan_in, n_out)), None
-    if name in ("zeros_", "ones_", "constant_", "identity_", "block_constant_"):
-        return 0.0, None
-    # the variance-scaling family: presets as (mode, scale, distribution)
-    gain2 = args.get("gain", 1.0) ** 2
-    if name in ("he_normal_", "he_uniform_"):
-        from weightinit.variance import _he_scale
-
-        gain2 = _he_scale(name, args.get("a", 0.0), args.get("nonlinearity", "leaky_relu"))
-    mode = {"lecun": "fan_in", "glorot": "fan_avg", "he": args.get("mode", "fan_in")}
-    family = name.split("_")[0]
-    if family in mode and name.endswith(("normal_", "uniform_")):
-        dist = "uniform" if name.endswith("uniform_") else args.get("distribution", "normal")
-        args = {"scale": gain2, "mode": mode[family], "distribution": dist}
-    elif name != "variance_scaling_":
-        return None, None
-    fan = {
-        "fan_in": fan_in,
-        "fan_out": fan_out,
-        "fan_avg": (fan_in + fan_out) / 2,
-        "fan_geo_avg": math.sqrt(fan_in * fan_out),
-    }[args.get("mode", "fan_in")]
-    std = math.sqrt(args.get("scale", 1.0) / fan)
-    dist = args.get("distribution", "truncated_normal")
-    bound = {"uniform": math.sqrt(3) * std, "truncated_normal": 2 * std / 0.8796256610342398}
-    return std, bound.get(dist)
 
 
 @dataclass
@@ -209,20 +170,37 @@ class Plan:
                 generators[device] = torch.Generator(device).manual_seed(seed)
             return generators[device]
 
+        # Validate each distinct (initializer, arguments, layout, shape, dtype) once, on a meta
+        # tensor: bad rows fail here, before anything is computed. Elementwise initializers
+        # report the Draw they make, which then fills each row's new value directly.
+        draws: dict[tuple, Draw | None] = {}
         new_values: list[tuple[torch.Tensor, torch.Tensor]] = []
         with torch.no_grad():
             for row in todo:
                 param = params[row.name]
-                value = torch.empty_like(param, memory_format=torch.contiguous_format)
-                fn = get(row.init)
+                key = (row.init, repr(row.args), row.layout, param.shape, param.dtype)
                 try:
-                    fn(value, **row.args, layout=row.layout, generator=generator_for(param.device))
+                    if key not in draws:
+                        draws[key] = capture(
+                            get(row.init), param.shape, param.dtype, row.args, row.layout
+                        )
+                    value = torch.empty_like(param)
+                    draw = draws[key]
+                    if draw is not None and draw.kind != "structured":
+                        draw.fill(value, generator_for(param.device))
+                    else:
+                        get(row.init)(
+                            value,
+                            **row.args,
+                            layout=row.layout,
+                            generator=generator_for(param.device),
+                        )
                 except Exception as err:
                     raise _with_context(err, f"apply: while initializing {row.name!r}: {err}")
                 for index in row.zero_rows:
                     value[index] = 0
                 new_values.append((param, value))
-            for param, value in new_values:
+            for param, value in new_values:  # commit only once every value exists
                 param.copy_(value)
         return self
 
@@ -244,9 +222,9 @@ def _args_text(args: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in args.items()) or "-"
 
 
-def row_fans(param: torch.Tensor, layout: Layout | None) -> tuple[int | None, int | None, int]:
-    """(fan_in, fan_out, n_out) under ``layout``, or Nones where fans do not apply."""
+def row_fans(param: torch.Tensor, layout: Layout | None) -> tuple[int | None, int | None]:
+    """(fan_in, fan_out) under ``layout``, or Nones where fans do not apply."""
     if layout is None and param.ndim < 2:
-        return None, None, 0
+        return None, None
     g = geometry(param, layout)
-    return g.fan_in, g.fan_out, g.n_out
+    return g.fan_in, g.fan_out

@@ -7,9 +7,12 @@ recurrent weight gets four orthogonal gate matrices and a grouped conv one per g
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from weightinit._checks import check_tensor, finite, nothing_to_fill, positive
+from weightinit.fills import report_std
 from weightinit.layout import Geometry, LayoutLike, geometry
 from weightinit.registry import register
 
@@ -65,6 +68,12 @@ def haar_orthogonal(
     return q.transpose(-1, -2) if wide else q
 
 
+def _orthogonal_std(g: Geometry, gain: float) -> float:
+    """Entries of a Haar (semi-)orthogonal n x m matrix have variance 1 / max(n, m)."""
+    size = max(g.n_out, g.fan_in)
+    return abs(gain) / math.sqrt(size) if size else 0.0
+
+
 def _write(tensor: torch.Tensor, g: Geometry, blocks: torch.Tensor) -> torch.Tensor:
     return tensor.copy_(g.from_blocks(blocks.reshape(g.block_shape)))
 
@@ -117,6 +126,7 @@ def orthogonal_(
     check_tensor(tensor, "orthogonal_")
     gain = finite("orthogonal_", "gain", gain)
     g = geometry(tensor, layout)
+    report_std(_orthogonal_std(g, gain))
     if nothing_to_fill(tensor):
         return tensor
     return _orthogonal_blocks(tensor, g, gain, generator)
@@ -269,6 +279,7 @@ def sparse_(
             f"{fn}: `k`={k} exceeds the {g.fan_in} incoming weights per unit of this tensor; "
             f"pass k <= {g.fan_in}"
         )
+    report_std(std * math.sqrt(k / g.fan_in) if g.fan_in else 0.0)
     if nothing_to_fill(tensor):
         return tensor
     units = g.num_blocks * g.n_out
@@ -363,6 +374,7 @@ def unitary_(
     check_tensor(tensor, "unitary_", complex_ok=True)
     gain = finite("unitary_", "gain", gain)
     g = geometry(tensor, layout)
+    report_std(_orthogonal_std(g, gain))
     if nothing_to_fill(tensor):
         return tensor
     return _orthogonal_blocks(tensor, g, gain, generator)

@@ -13,7 +13,7 @@ import torch
 
 from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
 from weightinit.activations import activation, gain_squared
-from weightinit.fills import trunc_normal_
+from weightinit.fills import Draw, truncated_std
 from weightinit.layout import Geometry, LayoutLike, geometry
 from weightinit.registry import register
 
@@ -48,14 +48,15 @@ def _fan(g: Geometry, mode: str) -> float:
     }[mode]
 
 
-def _draw(tensor: torch.Tensor, std: float, distribution: str, generator) -> torch.Tensor:
+def _draw(std: float, distribution: str) -> Draw:
     """Zero-mean draws with standard deviation ``std`` from ``distribution``."""
     if distribution == "normal":
-        return tensor.normal_(0.0, std, generator=generator)
+        return Draw("normal", 0.0, std)
     if distribution == "uniform":
         bound = math.sqrt(3.0) * std
-        return tensor.uniform_(-bound, bound, generator=generator)
-    return trunc_normal_(tensor, 0.0, std, -2.0, 2.0, exact_std=True, generator=generator)
+        return Draw("uniform", low=-bound, high=bound)
+    sigma = std / truncated_std(-2.0, 2.0)  # so that the truncated values have std `std`
+    return Draw("truncated_normal", 0.0, sigma, -2.0 * sigma, 2.0 * sigma)
 
 
 @torch.no_grad()
@@ -66,9 +67,9 @@ def _scaled(fn, tensor, scale, mode, distribution, layout, generator) -> torch.T
     choice(fn, "mode", mode, _MODES)
     choice(fn, "distribution", distribution, _DISTRIBUTIONS)
     g = geometry(tensor, layout)
-    if nothing_to_fill(tensor):
+    if nothing_to_fill(tensor) and _fan(g, mode) == 0:
         return tensor
-    return _draw(tensor, math.sqrt(scale / _fan(g, mode)), distribution, generator)
+    return _draw(math.sqrt(scale / _fan(g, mode)), distribution).fill(tensor, generator)
 
 
 @register(
@@ -353,7 +354,7 @@ def random_walk_(
     choice(fn, "nonlinearity", nonlinearity, ("linear", "relu"))
     choice(fn, "distribution", distribution, _DISTRIBUTIONS)
     g = geometry(tensor, layout)
-    if nothing_to_fill(tensor):
+    if nothing_to_fill(tensor) and g.fan_in == 0:
         return tensor
     std = random_walk_gain(nonlinearity, g.fan_in) / math.sqrt(g.fan_in)
-    return _draw(tensor, std, distribution, generator)
+    return _draw(std, distribution).fill(tensor, generator)
