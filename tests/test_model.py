@@ -342,9 +342,41 @@ def test_apply_is_atomic_when_a_row_fails_mid_plan():
     before = snapshot(model)
     p = wi.plan(model, "he")
     p["2.weight"].args = {"scale": -1.0, "mode": "fan_in", "distribution": "normal"}  # fails
-    with pytest.raises(ValueError, match=r"while initializing '2.weight'.*`scale` must be > 0"):
+    for atomic in (True, False):
+        with pytest.raises(ValueError, match=r"'2.weight'.*`scale` must be > 0"):
+            p.apply(model, seed=0, atomic=atomic)
+        assert_unchanged(model, before)  # bad rows fail validation, before any write
+
+
+def test_atomic_apply_survives_a_failure_while_computing(monkeypatch):
+    """A failure after some values were computed (here: the third fill raises, as an
+    out-of-memory error would) leaves every parameter as it was."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    before = snapshot(model)
+    p = wi.plan(model, "he")
+    calls = {"n": 0}
+    real_write = wi.fills.Draw.write
+
+    def failing_write(self, tensor, generator=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated out of memory")
+        return real_write(self, tensor, generator)
+
+    monkeypatch.setattr(wi.fills.Draw, "write", failing_write)
+    with pytest.raises(RuntimeError, match="simulated out of memory"):
         p.apply(model, seed=0)
-    assert_unchanged(model, before)  # 0.weight and 0.bias were computed but never written
+    assert calls["n"] == 3
+    assert_unchanged(model, before)
+
+
+def test_in_place_apply_gives_the_same_values():
+    a, b = Tied(), Tied()
+    x = torch.randint(0, 30, (2, 3))
+    wi.init(a, "orthogonal", example_input=x, seed=5)
+    wi.init(b, "orthogonal", example_input=x, seed=5, atomic=False)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(v, w), k
 
 
 def test_same_seed_same_values_and_global_rng_untouched():

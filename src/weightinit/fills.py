@@ -75,17 +75,22 @@ class Draw:
         return None
 
     def fill(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill ``tensor`` in place (a no-op on meta and empty tensors; recorded by capture)."""
         recorder = _captured.get()
         if recorder is not None:
             recorder.append(self)
         if nothing_to_fill(tensor):
             return tensor
-        if self.kind == "constant":
-            return tensor.zero_() if self.mean == 0 else tensor.fill_(self.mean)
-        if self.kind == "uniform":
-            return tensor.uniform_(self.low, self.high, generator=generator)
+        return self.write(tensor, generator)
+
+    def write(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`fill` without its checks, for a tensor known to have storage."""
         if self.kind == "normal":
             return tensor.normal_(self.mean, self.sigma, generator=generator)
+        if self.kind == "uniform":
+            return tensor.uniform_(self.low, self.high, generator=generator)
+        if self.kind == "constant":
+            return tensor.zero_() if self.mean == 0 else tensor.fill_(self.mean)
         if self.kind == "truncated_normal":
             return _truncated_fill(tensor, self.mean, self.sigma, self.low, self.high, generator)
         raise TypeError("a structured Draw only reports statistics; it cannot fill a tensor")

@@ -78,7 +78,14 @@ class Layout:
         object.__setattr__(self, "_hash", hash(self._fields()))
 
     def _fields(self) -> tuple:
-        return (self.out_axes, self.in_axes, self.groups, self.group_axis, self.blocks, self.block_axis)
+        return (
+            self.out_axes,
+            self.in_axes,
+            self.groups,
+            self.group_axis,
+            self.blocks,
+            self.block_axis,
+        )
 
     def __hash__(self) -> int:  # cached: layouts key the geometry cache on every fill
         return self._hash

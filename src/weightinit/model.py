@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from weightinit.graph import Follower, followers, trace
@@ -180,9 +181,17 @@ def _row(name, module, role, choice: Choice, param, layout, info) -> Row:
 
 
 def init(
-    model: nn.Module, scheme: str = "he", *, seed: int | None = None, generator=None, **kw
+    model: nn.Module,
+    scheme: str = "he",
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    atomic: bool = True,
+    **kw: Any,
 ) -> Plan:
     """Plan and apply in one call; returns the plan (print it to see what was done).
+
+    ``seed``, ``generator`` and ``atomic`` go to :meth:`Plan.apply`, the rest to :func:`plan`.
 
     Example:
         >>> import torch, weightinit
@@ -191,7 +200,7 @@ def init(
         >>> p["0.weight"].init, round(p["0.weight"].std, 4)
         ('variance_scaling', 0.5)
     """
-    return plan(model, scheme, **kw).apply(model, seed=seed, generator=generator)
+    return plan(model, scheme, **kw).apply(model, seed=seed, generator=generator, atomic=atomic)
 
 
 def apply(model: nn.Module, **kw: Any) -> Plan:

@@ -135,74 +135,106 @@ class Plan:
         model: nn.Module,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        *,
+        atomic: bool = True,
     ) -> Plan:
-        """Write the plan into ``model``: all new values are computed first, then committed.
+        """Write the plan into ``model``.
 
         ``seed`` draws from a private generator, so the same seed gives the same values and the
         global RNG is left alone; ``generator`` uses yours; with neither, torch's default
-        generator is used (as torch.nn.init does). Any error leaves every parameter as it was.
+        generator is used (as torch.nn.init does).
+
+        Every row is first validated against its parameter (on a meta tensor: no memory). With
+        ``atomic=True`` (the default) every new value is then computed into fresh memory and
+        committed only when all exist, so any error leaves every parameter as it was. That
+        needs as much free memory as the parameters and, on large models, about twice the time
+        of the fills themselves (fresh memory costs page faults). ``atomic=False`` writes in
+        place instead, at the speed of raw fills: the same values for the same seed, and bad
+        rows still fail before anything is written, but an error in the middle of writing (out
+        of memory, an interrupt) can leave earlier parameters written.
         """
         if seed is not None and generator is not None:
             raise ValueError("apply: pass `seed` or `generator`, not both")
         model = unwrap(model)
-        params = dict(model.named_parameters(remove_duplicate=False))
+        params = dict(_named_parameters(model))
         todo = [r for r in self.rows if r.init != SKIP]
         for row in todo:
-            if row.name not in params:
+            param = params.get(row.name)
+            if param is None:
                 raise ValueError(
                     f"apply: the model has no parameter {row.name!r}; was this plan made for "
                     "another model?"
                 )
-            param = params[row.name]
             if param.is_meta:
                 raise ValueError(
                     f"apply: {row.name!r} is on the meta device and has no storage; materialize "
                     "the model first, e.g. model.to_empty(device='cpu'), then apply the plan"
                 )
-        generators: dict[torch.device, torch.Generator] = {}
+        generators: dict[torch.device, torch.Generator | None] = {}
 
         def generator_for(device: torch.device) -> torch.Generator | None:
-            if generator is not None:
-                return generator
-            if seed is None:
-                return None
             if device not in generators:
-                generators[device] = torch.Generator(device).manual_seed(seed)
+                generators[device] = (
+                    generator
+                    if generator is not None or seed is None
+                    else torch.Generator(device).manual_seed(seed)
+                )
             return generators[device]
 
-        # Validate each distinct (initializer, arguments, layout, shape, dtype) once, on a meta
-        # tensor: bad rows fail here, before anything is computed. Elementwise initializers
-        # report the Draw they make, which then fills each row's new value directly.
         draws: dict[tuple, Draw | None] = {}
+
+        def validated(row: Row, param: torch.Tensor) -> Draw | None:
+            """Check the row on a meta tensor once per distinct row; its Draw, if it has one."""
+            try:
+                key = (row.init, tuple(row.args.items()), row.layout, param.shape, param.dtype)
+                hash(key)
+            except TypeError:  # list-valued arguments
+                key = (row.init, repr(row.args), row.layout, param.shape, param.dtype)
+            if key not in draws:
+                try:
+                    draws[key] = capture(
+                        get(row.init), param.shape, param.dtype, row.args, row.layout
+                    )
+                except Exception as err:
+                    raise _with_context(err, f"apply: {row.name!r}: {err}") from err
+            return draws[key]
+
+        if not atomic:  # in place: every row must pass before the first write
+            for row in todo:
+                validated(row, params[row.name])
         new_values: list[tuple[torch.Tensor, torch.Tensor]] = []
         with torch.no_grad():
             for row in todo:
                 param = params[row.name]
-                key = (row.init, repr(row.args), row.layout, param.shape, param.dtype)
-                try:
-                    if key not in draws:
-                        draws[key] = capture(
-                            get(row.init), param.shape, param.dtype, row.args, row.layout
-                        )
-                    value = torch.empty_like(param)
-                    draw = draws[key]
-                    if draw is not None and draw.kind != "structured":
-                        draw.fill(value, generator_for(param.device))
-                    else:
-                        get(row.init)(
-                            value,
-                            **row.args,
-                            layout=row.layout,
-                            generator=generator_for(param.device),
-                        )
-                except Exception as err:
-                    raise _with_context(err, f"apply: while initializing {row.name!r}: {err}")
+                draw = validated(row, param)
+                gen = generator_for(param.device)
+                if draw is not None and draw.kind != "structured":
+                    value = torch.empty_like(param) if atomic else param
+                    if value.numel():
+                        draw.write(value, gen)  # elementwise: straight from the Draw
+                else:  # structured ones need work space: compute, then write
+                    value = get(row.init)(
+                        torch.empty_like(param), **row.args, layout=row.layout, generator=gen
+                    )
                 for index in row.zero_rows:
                     value[index] = 0
-                new_values.append((param, value))
-            for param, value in new_values:  # commit only once every value exists
+                if value is param:
+                    continue
+                if atomic:
+                    new_values.append((param, value))
+                else:
+                    param.copy_(value)
+            for param, value in new_values:  # atomic: commit once every value exists
                 param.copy_(value)
         return self
+
+
+def _named_parameters(model: nn.Module):
+    """(qualified name, parameter) for every parameter, tied ones under each of their names."""
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for name, param in module._parameters.items():
+            if param is not None:
+                yield (f"{prefix}.{name}" if prefix else name), param
 
 
 def _with_context(err: Exception, message: str) -> Exception:
