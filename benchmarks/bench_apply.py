@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import resource
 import statistics
 import time
 
@@ -24,6 +23,15 @@ import torch
 from torch import nn
 
 import weightinit as wi
+
+
+def rss_mib() -> float:
+    """Resident memory now (not the peak), from /proc."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def best_of(fn, repeats: int) -> float:
@@ -91,10 +99,10 @@ def main() -> None:
     rows.append((f"(b') apply (atomic, the default), {label}", atomic, theirs, "-"))
     del big
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = rss_mib()
     meta = stack(width, depth, "meta")
     t_meta = best_of(lambda: wi.plan(meta, "he"), repeats)
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_after = rss_mib()
 
     print("\n| case | weightinit s | torch s | ratio (weightinit / torch) | target |")
     print("|---|--:|--:|--:|---|")

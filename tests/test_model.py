@@ -497,3 +497,21 @@ def test_tracing_leaves_buffers_and_the_global_rng_alone():
     wi.plan(model, "he", example_input=x)
     assert_unchanged(model, before)  # running_mean, running_var, num_batches_tracked too
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_parametrized_weights_are_initialized_through_their_originals():
+    from torch.nn.utils import parametrizations as P
+
+    net = nn.Sequential(
+        P.weight_norm(nn.Linear(400, 300)), nn.ReLU(), P.spectral_norm(nn.Linear(300, 300))
+    )
+    p = wi.init(net, "he", seed=0)
+    he_std = math.sqrt(2 / 400)
+    v = net[0].parametrizations.weight.original1
+    assert p["0.parametrizations.weight.original1"].std == pytest.approx(he_std)
+    assert "followed by relu" in p["0.parametrizations.weight.original1"].reason
+    # g is the RMS row norm of a He weight, so the effective weight has He's scale
+    g = net[0].parametrizations.weight.original0
+    assert torch.allclose(g, torch.full_like(g, he_std * math.sqrt(400)))
+    assert abs(net[0].weight.var().item() - he_std**2) < var_tolerance(he_std**2, n=v.numel())
+    assert p["2.parametrizations.weight.original"].std == pytest.approx(1 / math.sqrt(300))

@@ -207,9 +207,34 @@ def owner_of(module: nn.Module, param_name: str) -> tuple[nn.Module, str]:
     return owner, leaf
 
 
+_PARAMETRIZED = re.compile(r"(?:(.*)\.)?parametrizations\.(\w+)\.original(\d*)")
+
+
+def parametrized(module: nn.Module, param_name: str) -> tuple[nn.Module, str, str] | None:
+    """For ``X.parametrizations.weight.original[N]`` (weight_norm, spectral_norm, ...):
+    (module X, "weight", N); None for ordinary parameters."""
+    match = _PARAMETRIZED.fullmatch(param_name)
+    if match is None:
+        return None
+    path, name, index = match.groups()
+    owner = module.get_submodule(path) if path else module
+    return owner, name, index
+
+
 def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
     """The table's :class:`ParamInfo` for ``module``'s parameter ``param_name`` (dotted names
-    allowed), or None when the owning module type is not in the table."""
+    allowed), or None when the owning module type is not in the table. The tensors behind a
+    parametrization (``lin.parametrizations.weight.original``) are described as the
+    parameter they parametrize (``lin.weight``)."""
+    found = parametrized(module, param_name)
+    if found is not None:
+        owner, leaf, _ = found
+        original = (
+            owner.parametrizations[leaf].original
+            if hasattr(owner.parametrizations[leaf], "original")
+            else getattr(owner.parametrizations[leaf], "original1")
+        )
+        return _lookup(owner, leaf, original)
     owner, leaf = owner_of(module, param_name)
     param = owner._parameters.get(leaf)
     if param is None:
@@ -222,6 +247,10 @@ def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
             f"{param_name!r} of {type(owner).__name__} is not materialized yet (a lazy module): "
             "run one forward pass on an example input first"
         )
+    return _lookup(owner, leaf, param)
+
+
+def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
     for cls in type(owner).__mro__:
         rule = _TABLE.get(cls)
         if rule is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from weightinit.graph import Follower, followers, trace
-from weightinit.knowledge import describe, owner_of
+from weightinit.knowledge import describe, owner_of, parametrized
 from weightinit.fills import capture
 from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
 from weightinit.registry import get
@@ -118,7 +119,8 @@ def plan(
     seen: dict[int, str] = {}
     unknown: list[str] = []
     for name, param in model.named_parameters(remove_duplicate=False):
-        owner, leaf = owner_of(model, name)
+        found = parametrized(model, name)
+        owner, leaf = (found[0], found[1]) if found else owner_of(model, name)
         module = type(owner).__name__
         if id(param) in seen:
             rows.append(
@@ -139,10 +141,19 @@ def plan(
             unknown.append(name)
             rows.append(Row(name, module, "unknown", SKIP, reason="unknown module, no rule"))
             continue
-        if choice is None:
-            p = Param(name, leaf, owner, param, info, _follower(table, name))
-            choice = chosen.choose(p, opts)
         layout = None if info is None or chosen.name == "torch" else info.layout
+        if choice is None:
+            as_plain = name.rsplit("parametrizations.", 1)[0] + leaf if found else name
+            follower = _follower(table, as_plain)
+            choice = chosen.choose(Param(name, leaf, owner, param, info, follower), opts)
+            if found and _is_weight_norm_scale(owner, leaf, found[2]):
+                # g of weight_norm: the norm of each output's weights that the scheme's own
+                # weight would have (root mean square), so that g v / |v| starts at that scale
+                v = owner.parametrizations[leaf].original1
+                draw = capture(get(choice.init), v.shape, v.dtype, choice.args, layout)
+                value = (draw.std if draw else 1.0) * math.sqrt(v.numel() / max(param.numel(), 1))
+                reason = f"weight_norm g: the RMS norm of each output's weights under {choice.init}"
+                choice, layout = Choice("constant", {"val": value}, reason), None
         rows.append(
             _row(name, module, info.role if info else "custom", choice, param, layout, info)
         )
@@ -156,6 +167,11 @@ def plan(
             raise ValueError(message)
         warnings.warn(message, stacklevel=2)
     return Plan(chosen.name, rows, options=dict(options), graph=method)
+
+
+def _is_weight_norm_scale(owner: nn.Module, leaf: str, index: str) -> bool:
+    chain = owner.parametrizations[leaf]
+    return index == "0" and len(chain) == 1 and type(chain[0]).__name__ == "_WeightNorm"
 
 
 def _row(name, module, role, choice: Choice, param, layout, info) -> Row:
