@@ -112,8 +112,9 @@ def main() -> None:
         f"| (c) plan on the meta stack ({params / 1e9:.2f}B params) | {t_meta:.3f} | - | - | < 2 s |"
     )
     print(
-        f"\nplan of (a) (fx trace included): {t_plan_small:.2f} s; peak RSS grew by "
-        f"{(rss_after - rss_before) / 1024:.1f} MiB while planning the meta stack"
+        f"\nplan of (a) (fx trace included): {t_plan_small:.2f} s. Resident memory: "
+        f"{rss_before:.0f} MiB before building and planning the meta stack, {rss_after:.0f} MiB "
+        f"after (its parameters would take {params * 4 / 2**20:.0f} MiB)"
     )
 
 
