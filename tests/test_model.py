@@ -515,3 +515,48 @@ def test_parametrized_weights_are_initialized_through_their_originals():
     assert torch.allclose(g, torch.full_like(g, he_std * math.sqrt(400)))
     assert abs(net[0].weight.var().item() - he_std**2) < var_tolerance(he_std**2, n=v.numel())
     assert p["2.parametrizations.weight.original"].std == pytest.approx(1 / math.sqrt(300))
+
+
+@pytest.mark.parametrize("scheme", ["he", "orthogonal", "lecun", "glorot", "keras", "flax"])
+@pytest.mark.parametrize("make", TORCH_ZOO, ids=lambda f: type(f()).__name__)
+def test_every_module_in_the_table_under_every_scheme(make, scheme):
+    module = make()
+    p = wi.init(module, scheme, seed=0)
+    assert all(r.init != "skip" for r in p)
+    assert all(torch.isfinite(v).all() for v in module.parameters())
+
+
+def test_grouped_depthwise_and_transposed_convs_use_per_group_fans():
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, groups=32, padding=1),  # depthwise
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 1, groups=4),
+        nn.Tanh(),
+        nn.ConvTranspose2d(64, 16, 4, stride=2, padding=1, groups=2),
+        nn.Sigmoid(),
+    )
+    p = wi.plan(model, "he")
+    assert p["2.weight"].fan_in == 9 and p["2.weight"].std == pytest.approx(math.sqrt(2 / 9))
+    assert p["4.weight"].fan_in == 8 and p["4.weight"].std == pytest.approx(
+        wi.gain("tanh") / math.sqrt(8)
+    )
+    assert p["6.weight"].fan_in == 32 * 16  # ConvTranspose: in / groups x k x k
+    assert p["6.weight"].std == pytest.approx(wi.gain("sigmoid") / math.sqrt(512))
+    p.apply(model, seed=0)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 16, 16, 16)
+
+
+def test_distributed_data_parallel_is_looked_through(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        net = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 1))
+        ddp = nn.parallel.DistributedDataParallel(net)
+        p = wi.init(ddp, "he", seed=0)
+        assert p["0.weight"].std == pytest.approx(math.sqrt(2 / 6))
+        assert torch.equal(ddp.module[0].weight, net[0].weight)
+    finally:
+        dist.destroy_process_group()
