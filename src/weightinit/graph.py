@@ -139,7 +139,9 @@ def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
         root = graph.add(Node("input", None, "input", []))
         recorder.mark(inputs, root)
         with recorder, torch.no_grad():
-            model(*inputs)
+            output = model(*inputs)
+        inputs_of_output, _ = recorder.sources((output,), {})
+        graph.add(Node("function", None, "the output", inputs_of_output))
     finally:
         for handle in handles:
             handle.remove()
@@ -185,7 +187,8 @@ def _fx_trace(model: nn.Module) -> Graph:
                 "function", method, fx_node.target, inputs, fx_node.args, fx_node.kwargs, position
             )
         else:  # get_attr, output
-            node = Node("function", None, fx_node.op, inputs)
+            name = "the output" if fx_node.op == "output" else fx_node.op
+            node = Node("function", None, name, inputs)
         index[fx_node] = graph.add(node)
     return graph
 
@@ -396,18 +399,27 @@ def followers(graph: Graph) -> dict[str, Follower]:
     return result
 
 
+def _live(graph: Graph, index: int, memo: dict[int, bool]) -> bool:
+    """Does this node's value reach the output or a layer with parameters?"""
+    if index not in memo:
+        memo[index] = False  # (graphs are acyclic; this only guards the recursion)
+        node = graph.nodes[index]
+        memo[index] = (
+            node.name == "the output"
+            or (node.kind == "module" and any(True for _ in node.target.parameters()))
+            or any(_live(graph, u, memo) for u in node.users)
+        )
+    return memo[index]
+
+
 def _follow(graph: Graph, start: Node) -> Follower:
+    live: dict[int, bool] = {}
     via: list[str] = []
     node = start
     while True:
-        # a tuple output's unused parts (``out, _ = lstm(x)`` in fx) are not branches
-        users = [
-            u
-            for u in node.users
-            if graph.nodes[u].users
-            or graph.nodes[u].kind == "module"
-            or _classify(graph.nodes[u])[0] != "pass"
-        ]
+        # uses that lead nowhere are not branches: ``out, _ = lstm(x)``, or ``h.mean() > 0``
+        # computed for Python control flow
+        users = [u for u in node.users if _live(graph, u, live)]
         if not users:
             return Follower(None, tuple(via), "the output")
         if len(users) > 1:
