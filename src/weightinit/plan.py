@@ -199,33 +199,29 @@ class Plan:
                     raise _with_context(err, f"apply: {row.name!r}: {err}") from err
             return draws[key]
 
-        if not atomic:  # in place: every row must pass before the first write
-            for row in todo:
-                validated(row, params[row.name])
-        new_values: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # every row passes before the first value is computed (or, in place, written)
+        checked = [(row, params[row.name], validated(row, params[row.name])) for row in todo]
+        targets: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
         with torch.no_grad():
-            for row in todo:
-                param = params[row.name]
-                draw = validated(row, param)
+            for row, param, draw in checked:
                 gen = generator_for(param.device)
+                value = torch.empty_like(param) if atomic else param
                 if draw is not None and draw.kind != "structured":
-                    value = torch.empty_like(param) if atomic else param
                     if value.numel():
                         draw.write(value, gen)  # elementwise: straight from the Draw
                 else:  # structured ones need work space: compute, then write
-                    value = get(row.init)(
+                    computed = get(row.init)(
                         torch.empty_like(param), **row.args, layout=row.layout, generator=gen
                     )
+                    value = value.copy_(computed)
                 for index in row.zero_rows:
                     value[index] = 0
-                if value is param:
-                    continue
                 if atomic:
-                    new_values.append((param, value))
-                else:
-                    param.copy_(value)
-            for param, value in new_values:  # atomic: commit once every value exists
-                param.copy_(value)
+                    targets.append(param)
+                    values.append(value)
+            if targets:  # atomic: commit once every value exists
+                torch._foreach_copy_(targets, values)
         return self
 
 
