@@ -560,3 +560,21 @@ def test_distributed_data_parallel_is_looked_through(tmp_path):
         assert torch.equal(ddp.module[0].weight, net[0].weight)
     finally:
         dist.destroy_process_group()
+
+
+def test_pooling_between_layer_and_activation_and_decoder_layers():
+    cnn = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.MaxPool2d(2),
+        nn.AvgPool2d(1),
+        nn.GELU(),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
+    p = wi.plan(cnn, "he")
+    assert p["0.weight"].reason.startswith("followed by gelu (through MaxPool2d, AvgPool2d)")
+    decoder = nn.TransformerDecoderLayer(16, 4, 32, activation="gelu", batch_first=True)
+    p = wi.plan(decoder, "he", example_input=(torch.randn(2, 3, 16), torch.randn(2, 5, 16)))
+    assert p["linear1.weight"].std == pytest.approx(wi.gain("gelu") / 4)
+    assert p["multihead_attn.in_proj_weight"].role == "weight"
+    assert all(r.init != "skip" for r in p)

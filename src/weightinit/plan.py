@@ -206,15 +206,16 @@ class Plan:
         with torch.no_grad():
             for row, param, draw in checked:
                 gen = generator_for(param.device)
-                value = torch.empty_like(param) if atomic else param
                 if draw is not None and draw.kind != "structured":
+                    value = torch.empty_like(param) if atomic else param
                     if value.numel():
                         draw.write(value, gen)  # elementwise: straight from the Draw
                 else:  # structured ones need work space: compute, then write
-                    computed = get(row.init)(
+                    value = get(row.init)(
                         torch.empty_like(param), **row.args, layout=row.layout, generator=gen
                     )
-                    value = value.copy_(computed)
+                    if not atomic:
+                        value = param.copy_(value)
                 for index in row.zero_rows:
                     value[index] = 0
                 if atomic:
