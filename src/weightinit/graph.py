@@ -102,14 +102,19 @@ class _Recorder(TorchFunctionMode):
         return out
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
+def _leaves(value: Any, cls: type) -> list:
+    """The instances of ``cls`` in ``value``, looking into lists, tuples and dicts."""
+    if isinstance(value, cls):
         return [value]
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
+        return [leaf for v in value for leaf in _leaves(v, cls)]
     if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
+        return [leaf for v in value.values() for leaf in _leaves(v, cls)]
     return []
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    return _leaves(value, torch.Tensor)
 
 
 def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
@@ -194,13 +199,7 @@ def _fx_trace(model: nn.Module) -> Graph:
 
 
 def _fx_nodes(value: Any) -> list[torch.fx.Node]:
-    if isinstance(value, torch.fx.Node):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [n for v in value for n in _fx_nodes(v)]
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in _fx_nodes(v)]
-    return []
+    return _leaves(value, torch.fx.Node)
 
 
 def trace(model: nn.Module, example_input: Any = None) -> Graph:

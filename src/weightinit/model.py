@@ -141,7 +141,7 @@ def plan(
             unknown.append(name)
             rows.append(Row(name, module, "unknown", SKIP, reason="unknown module, no rule"))
             continue
-        layout = None if info is None or chosen.name == "torch" else info.layout
+        layout = info.layout if info is not None and chosen.own_fans else None
         if choice is None:
             as_plain = name.rsplit("parametrizations.", 1)[0] + leaf if found else name
             follower = _follower(table, as_plain)

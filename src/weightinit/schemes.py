@@ -97,6 +97,7 @@ class Scheme:
     description: str
     choose: Callable[[Param, Options], Choice]
     needs_graph: bool  # does it read the activations after layers?
+    own_fans: bool = True  # False: torch's fans (dim 1 in, dim 0 out), as its defaults use
 
 
 def _gain(p: Param) -> tuple[float, str]:
@@ -230,6 +231,7 @@ _SCHEMES = {
             "PyTorch's own reset_parameters defaults, reproduced exactly",
             _torch,
             needs_graph=False,
+            own_fans=False,
         ),
         Scheme(
             "keras",
