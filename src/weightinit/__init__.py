@@ -6,6 +6,7 @@ each activation's Gaussian moments, and a catalog of names (``weightinit.get``).
 """
 
 from weightinit.activations import Activation, Moments, activation, gain, gain_squared, moments
+from weightinit.diagnostics import LayerStats, Report, diagnose
 from weightinit.fills import (
     block_constant_,
     constant_,
@@ -53,9 +54,11 @@ __all__ = [
     "Activation",
     "CatalogEntry",
     "Geometry",
+    "LayerStats",
     "Layout",
     "Moments",
     "Plan",
+    "Report",
     "Row",
     "activation",
     "apply",
@@ -63,6 +66,7 @@ __all__ = [
     "catalog",
     "constant_",
     "delta_orthogonal_",
+    "diagnose",
     "fans",
     "gain",
     "gain_squared",

@@ -1,0 +1,405 @@
+"""Signal-propagation diagnostics: how activations and gradients grow or shrink, layer by layer.
+
+``diagnose(model, inputs)`` runs one forward and one backward pass with hooks on every weighted
+layer and measures, per call and in execution order: the output's mean and std, its std relative
+to the first layer's, the fraction of dead units (before a ReLU-family activation: units that are
+never positive over the batch) and of saturated outputs (after tanh/sigmoid-like activations:
+within 1% of their bounds), the std of the gradient with respect to the layer's output and
+weight, and the weight-gradient-to-weight norm ratio. For the whole network it gives the
+singular values of the input-output Jacobian (exact for small nets, estimated with random
+probes for large ones) and the mean cosine similarity between the outputs of different inputs.
+The model is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightinit._table import format_table
+from weightinit.graph import followers, trace
+from weightinit.knowledge import Roles, describe
+from weightinit.plan import unwrap
+
+__all__ = ["LayerStats", "Report", "THRESHOLDS", "diagnose", "jacobian_singular_values"]
+
+#: The verdict rules, checked in this order; the first that holds names the run.
+#: Causes come before symptoms: dead or saturated units explain a collapse or a vanishing signal.
+THRESHOLDS = {
+    "exploding": "last layer's output std > 1e3 x the first's, or a non-finite value",
+    "dead": "more than half of the units before ReLU-family activations never fire",
+    "saturated": "more than half of the outputs of tanh/sigmoid-like activations are within 1% "
+    "of their bounds",
+    "collapsed": "mean cosine similarity between outputs of different inputs > 0.99 (while the "
+    "inputs' is not)",
+    "vanishing": "last layer's output std < 1e-3 x the first's, or first layer's output-gradient "
+    "std < 1e-3 x the last's",
+}
+_DEAD_FAMILY = {"relu", "relu6"}
+_BOUNDS = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "hardtanh": (-1.0, 1.0),
+           "lecun_tanh": (-1.7159, 1.7159), "softsign": (-1.0, 1.0)}  # fmt: skip
+
+
+@dataclass
+class LayerStats:
+    """One call of one weighted layer."""
+
+    name: str
+    module: str
+    activation: str  # the activation after the layer ("" if none)
+    mean: float
+    std: float
+    std_ratio: float  # std / first layer's std
+    dead: float | None  # fraction of units never positive over the batch (ReLU family)
+    saturated: float | None  # fraction of activation outputs within 1% of the bounds
+    grad_std: float | None = None  # std of d loss / d output
+    weight_grad_std: float | None = None
+    grad_to_weight: float | None = None  # ||d loss / d W|| / ||W||
+
+
+@dataclass
+class Report:
+    """What :func:`diagnose` measured. ``print(report)`` shows the table and the verdict."""
+
+    layers: list[LayerStats]
+    verdict: str
+    flags: list[str]
+    singular_values: list[float]
+    jacobian: str  # "exact" or "estimated"
+    output_cosine: float
+    input_cosine: float
+    loss: str
+    thresholds: dict[str, str] = field(default_factory=lambda: dict(THRESHOLDS))
+
+    def __str__(self) -> str:
+        def fmt(v: float | None, spec: str = ".3g") -> str:
+            return "-" if v is None else format(v, spec)
+
+        table = format_table(
+            ("layer", "module", "then", "mean", "std", "std/first", "dead", "sat.", "grad std",
+             "dW std", "|dW|/|W|"),
+            [
+                (l.name, l.module, l.activation or "-", fmt(l.mean), fmt(l.std), fmt(l.std_ratio),
+                 fmt(l.dead, ".0%"), fmt(l.saturated, ".0%"), fmt(l.grad_std),
+                 fmt(l.weight_grad_std), fmt(l.grad_to_weight))
+                for l in self.layers
+            ],
+        )  # fmt: skip
+        sv = self.singular_values
+        summary = (
+            f"Jacobian singular values ({self.jacobian}): max {max(sv):.3g}, "
+            f"mean-square {sum(s * s for s in sv) / len(sv):.3g}, min {min(sv):.3g}\n"
+            if sv
+            else ""
+        )
+        flags = f" ({', '.join(self.flags)})" if self.flags else ""
+        return (
+            f"{table}\n{summary}output cosine similarity {self.output_cosine:.3f} "
+            f"(inputs {self.input_cosine:.3f}); loss: {self.loss}\nverdict: {self.verdict}{flags}"
+        )
+
+    def to_json(self, **dump_kwargs: Any) -> str:
+        return json.dumps(asdict(self), **{"indent": 2, **dump_kwargs})
+
+
+def _weighted_modules(model: nn.Module, layers: list[str] | None) -> dict[nn.Module, str]:
+    found = {}
+    for name, module in model.named_modules():
+        direct = [k for k, v in module._parameters.items() if v is not None]
+        if not direct:
+            continue
+        roles = {getattr(describe(module, k), "role", None) for k in direct}
+        if roles & {Roles.WEIGHT, Roles.RECURRENT, Roles.EMBEDDING} or None in roles:
+            if layers is None or name in layers:
+                found[module] = name
+    if layers is not None:
+        missing = sorted(set(layers) - set(found.values()))
+        if missing:
+            raise ValueError(f"diagnose: `layers` names no weighted module: {missing}")
+    return found
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+def _unit_fraction_dead(h: torch.Tensor) -> float:
+    """Units (features, channels) never positive over the batch and positions."""
+    units = h.transpose(0, 1).reshape(h.shape[1], -1) if h.ndim > 1 else h.reshape(1, -1)
+    return (units.max(dim=1).values <= 0).float().mean().item()
+
+
+def diagnose(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    targets: torch.Tensor | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    layers: list[str] | None = None,
+    output_fn: Callable[[Any], torch.Tensor] | None = None,
+    probes: int = 8,
+    exact_limit: int = 4096,
+    seed: int = 0,
+) -> Report:
+    """Measure signal propagation through ``model`` on ``inputs``; change nothing.
+
+    Without ``targets`` the backward pass uses a surrogate loss: a fixed random projection of the
+    output with unit-variance weights, L = sum(R * y) / sqrt(batch), so output gradients have unit
+    variance wherever the net is healthy. With ``targets``, ``loss_fn`` (default: cross-entropy for
+    integer targets, mean squared error otherwise). Models that return tuples or dicts need
+    ``output_fn`` (e.g. ``lambda out: out["logits"]``); by default the first tensor is used.
+
+    The Jacobian is that of the first example's flattened output with respect to its flattened
+    input: exact singular values when the smaller side has at most ``exact_limit`` entries and the
+    Jacobian fits in memory, else ``probes`` random probes estimate the mean squared singular value
+    (Hutchinson) and a few Lanczos steps the extremes. See :data:`THRESHOLDS` for the verdicts.
+
+    Example:
+        >>> import torch, weightinit
+        >>> net = torch.nn.Sequential(*[torch.nn.Linear(32, 32) for _ in range(20)])
+        >>> _ = weightinit.init(net, "orthogonal", seed=0)
+        >>> report = weightinit.diagnose(net, torch.randn(16, 32))
+        >>> report.verdict, round(min(report.singular_values), 4), round(max(report.singular_values), 4)
+        ('healthy', 1.0, 1.0)
+    """
+    model = unwrap(model)
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor) and a.is_floating_point() and not torch.isfinite(a).all():
+            raise ValueError(f"diagnose: input {i} contains NaN or inf; pass finite inputs")
+    weighted = _weighted_modules(model, layers)
+    if not weighted:
+        raise ValueError("diagnose: the model has no weighted layers to diagnose")
+    try:
+        follow = followers(trace(model, inputs))
+    except (RuntimeError, TypeError) as err:
+        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+        raise ValueError(
+            f"diagnose: the model failed on inputs of shape {shapes}: {err}; pass inputs "
+            "the model accepts"
+        ) from err
+    params = list(model.parameters())
+    saved = {
+        "requires_grad": [p.requires_grad for p in params],
+        "grad": [p.grad for p in params],
+        "modes": {m: m.training for m in model.modules()},
+        "buffers": {b: b.clone() for b in model.buffers()},
+    }
+    records: list[dict] = []
+    handles = []
+
+    def hook(module, args_, output):
+        out = _first_tensor(output)
+        if out is None or not out.is_floating_point():
+            return
+        record = {"module": module, "output": out}
+        if out.requires_grad:
+            out.register_hook(lambda g, r=record: r.__setitem__("grad", g.detach()))
+        records.append(record)
+
+    try:
+        for p in params:
+            p.requires_grad_(True)
+            p.grad = None
+        for module in weighted:
+            handles.append(module.register_forward_hook(hook))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            output = model(*args)
+            y = output_fn(output) if output_fn is not None else _first_tensor(output)
+            if y is None:
+                raise ValueError(
+                    "diagnose: the model returned no tensor; pass output_fn=... to pick the output"
+                )
+            if not torch.isfinite(y).all():
+                loss_text, loss = "not computed (non-finite output)", None
+            elif targets is not None:
+                fn = loss_fn or (F.cross_entropy if not targets.is_floating_point() else F.mse_loss)
+                loss, loss_text = fn(y, targets), getattr(fn, "__name__", "loss_fn")
+            else:
+                r = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
+                loss = (y * r.to(y)).sum() / math.sqrt(y.shape[0])
+                loss_text = "surrogate: sum(R * y) / sqrt(batch), R ~ N(0, 1)"
+            if loss is not None:
+                loss.backward()
+            layer_stats = _layer_stats(records, weighted, follow)
+            sv, how = jacobian_singular_values(model, args, output_fn, probes, exact_limit, seed)
+        out_cos, in_cos = _mean_cosine(y.detach()), _mean_cosine(args[0].detach().float())
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, rg, g in zip(params, saved["requires_grad"], saved["grad"]):
+            p.requires_grad_(rg)
+            p.grad = g
+        for module, training in saved["modes"].items():
+            module.training = training
+        with torch.no_grad():
+            for buffer, value in saved["buffers"].items():
+                buffer.copy_(value)
+    verdict, flags = _verdict(layer_stats, out_cos, in_cos)
+    return Report(layer_stats, verdict, flags, sv, how, out_cos, in_cos, loss_text)
+
+
+def _layer_stats(records, weighted, follow) -> list[LayerStats]:
+    stats: list[LayerStats] = []
+    first_std = None
+    for record in records:
+        module, out = record["module"], record["output"].detach()
+        name = weighted[module]
+        act = follow.get(name)
+        act = act.activation if act is not None else None
+        std = out.float().std().item() if out.numel() > 1 else 0.0
+        first_std = std if first_std is None else first_std
+        dead = saturated = None
+        if act is not None and act.name in _DEAD_FAMILY and out.ndim > 0:
+            dead = _unit_fraction_dead(out)
+        if act is not None and act.name in _BOUNDS:
+            lo, hi = _BOUNDS[act.name]
+            a = act.fn(out.float())
+            margin = 0.01 * (hi - lo)
+            saturated = ((a <= lo + margin) | (a >= hi - margin)).float().mean().item()
+        grad = record.get("grad")
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            weight = next(p for p in module.parameters())
+        wgrad = weight.grad
+        stats.append(
+            LayerStats(
+                name=name,
+                module=type(module).__name__,
+                activation=act.name if act is not None else "",
+                mean=out.float().mean().item(),
+                std=std,
+                std_ratio=std / first_std if first_std else float("nan"),
+                dead=dead,
+                saturated=saturated,
+                grad_std=grad.float().std().item()
+                if grad is not None and grad.numel() > 1
+                else None,
+                weight_grad_std=wgrad.float().std().item() if wgrad is not None else None,
+                grad_to_weight=(wgrad.norm() / weight.norm()).item()
+                if wgrad is not None and weight.norm() > 0
+                else None,
+            )
+        )
+    return stats
+
+
+def _mean_cosine(x: torch.Tensor) -> float:
+    """Mean cosine similarity between different rows (examples) of ``x``."""
+    flat = x.reshape(x.shape[0], -1).double()
+    if flat.shape[0] < 2:
+        return float("nan")
+    unit = F.normalize(flat, dim=1)
+    sim = unit @ unit.T
+    n = sim.shape[0]
+    return ((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))).item()
+
+
+def jacobian_singular_values(
+    model: nn.Module,
+    args: tuple,
+    output_fn: Callable[[Any], torch.Tensor] | None = None,
+    probes: int = 8,
+    exact_limit: int = 4096,
+    seed: int = 0,
+) -> tuple[list[float], str]:
+    """Singular values of the first example's input-output Jacobian, ("exact" | "estimated").
+
+    Exact: the full Jacobian by reverse mode and an SVD, when min(d_in, d_out) <= exact_limit.
+    Estimated: ``probes`` Rademacher probes v give the mean squared singular value
+    E|J v|^2 / n (Hutchinson), and Lanczos on J^T J with the same budget gives the largest and
+    smallest; the returned list is [max, rms, min]. Working on J^T J squares the condition
+    number, so the smallest estimate resolves only down to about sqrt(machine eps) x max. Inputs
+    that are not floating point (token ids) are not differentiable: an empty list.
+    """
+    x = args[0]
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return [], "none (inputs are not floating point)"
+    rest = args[1:]
+    x0 = x[:1].detach()
+
+    def f(v: torch.Tensor) -> torch.Tensor:
+        out = model(v.reshape(x0.shape), *rest)
+        y = output_fn(out) if output_fn is not None else _first_tensor(out)
+        return y.reshape(-1)
+
+    d_in = x0.numel()
+    with torch.no_grad():
+        d_out = f(x0.reshape(-1)).numel()
+    if min(d_in, d_out) <= exact_limit and d_in * d_out <= 16_000_000:
+        jac = torch.autograd.functional.jacobian(f, x0.reshape(-1))
+        return torch.linalg.svdvals(jac.double()).tolist(), "exact"
+    gen = torch.Generator().manual_seed(seed)
+    n = min(d_in, d_out)
+
+    def jtj(v: torch.Tensor) -> torch.Tensor:
+        _, jv = torch.autograd.functional.jvp(f, x0.reshape(-1), v)
+        _, vjp = torch.autograd.functional.vjp(f, x0.reshape(-1), jv)
+        return vjp
+
+    squares = []
+    for _ in range(probes):  # Rademacher probes: exact for orthogonal J, low variance otherwise
+        v = torch.randint(0, 2, (d_in,), generator=gen).to(x0.dtype) * 2 - 1
+        _, jv = torch.autograd.functional.jvp(f, x0.reshape(-1), v)
+        squares.append(jv.double().pow(2).sum().item())
+    mean_square = sum(squares) / len(squares) / n  # E|J v|^2 = trace(J^T J) = sum of sigma^2
+    ritz = _lanczos(jtj, d_in, probes, gen, x0.dtype)
+    top = math.sqrt(max(ritz.max().item(), 0.0))
+    bottom = math.sqrt(max(ritz.min().item(), 0.0)) if d_in <= d_out else 0.0
+    return [top, math.sqrt(mean_square), bottom], "estimated"
+
+
+def _lanczos(op, dim: int, steps: int, gen: torch.Generator, dtype) -> torch.Tensor:
+    """Ritz values of a symmetric operator after ``steps`` Lanczos steps (full
+    reorthogonalization)."""
+    q = torch.randn(dim, generator=gen, dtype=torch.float64)
+    q /= q.norm()
+    basis, alphas, betas = [q], [], []
+    for k in range(min(steps, dim)):
+        w = op(basis[-1].to(dtype)).double()
+        alpha = torch.dot(w, basis[-1])
+        w = w - alpha * basis[-1] - (betas[-1] * basis[-2] if betas else 0)
+        for b in basis:  # full reorthogonalization: few steps, so it is cheap and stable
+            w = w - torch.dot(w, b) * b
+        alphas.append(alpha)
+        beta = w.norm()
+        if beta < 1e-12 or k == steps - 1:
+            break
+        betas.append(beta)
+        basis.append(w / beta)
+    t = torch.diag(torch.stack(alphas))
+    if betas:
+        off = torch.stack(betas[: len(alphas) - 1])
+        t = t + torch.diag(off, 1) + torch.diag(off, -1)
+    return torch.linalg.eigvalsh(t)
+
+
+def _verdict(layers: list[LayerStats], out_cos: float, in_cos: float) -> tuple[str, list[str]]:
+    """The first of :data:`THRESHOLDS` that holds, and the others that hold too."""
+    stds = [l.std for l in layers]
+    grads = [l.grad_std for l in layers if l.grad_std is not None]
+    dead = [l.dead for l in layers if l.dead is not None]
+    sat = [l.saturated for l in layers if l.saturated is not None]
+    ratio = stds[-1] / stds[0] if stds and stds[0] > 0 else 1.0
+    holds = {
+        "exploding": not all(math.isfinite(s) for s in stds) or ratio > 1e3,
+        "dead": bool(dead) and sum(dead) / len(dead) > 0.5,
+        "saturated": bool(sat) and sum(sat) / len(sat) > 0.5,
+        "collapsed": math.isfinite(out_cos) and out_cos > 0.99 and not in_cos > 0.99,
+        "vanishing": ratio < 1e-3
+        or (len(grads) > 1 and grads[-1] > 0 and grads[0] / grads[-1] < 1e-3),
+    }
+    flags = [name for name in THRESHOLDS if holds[name]]
+    return (flags[0] if flags else "healthy"), flags[1:]

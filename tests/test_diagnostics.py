@@ -1,0 +1,184 @@
+"""Diagnostics against known answers, and the promise that diagnosing changes nothing."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import weightinit as wi
+
+
+def mlp(depth, width, act, *, out=10, bias=True):
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, width, bias=bias), act()]
+    return nn.Sequential(*layers, nn.Linear(width, out, bias=bias))
+
+
+def deep_linear(depth=20, width=32):
+    net = nn.Sequential(*[nn.Linear(width, width) for _ in range(depth)])
+    wi.init(net, "orthogonal", seed=0)
+    return net
+
+
+def test_deep_linear_orthogonal_net_is_an_exact_isometry():
+    report = wi.diagnose(
+        deep_linear(), torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
+    )
+    assert report.jacobian == "exact" and len(report.singular_values) == 32
+    assert max(abs(s - 1) for s in report.singular_values) < 1e-4
+    assert report.verdict == "healthy"
+    assert all(abs(layer.std_ratio - 1) < 0.5 for layer in report.layers)
+
+
+def test_estimated_singular_values_of_an_isometry_are_one():
+    """Rademacher probes measure |J v|^2 = |v|^2 = n exactly for orthogonal J, and Lanczos on
+    J^T J = I finds the eigenvalue 1 at once."""
+    report = wi.diagnose(deep_linear(), torch.randn(4, 32), exact_limit=0)
+    assert report.jacobian == "estimated"
+    assert report.singular_values == pytest.approx([1.0, 1.0, 1.0], abs=1e-4)
+
+
+def test_estimators_agree_with_the_exact_jacobian_on_a_small_net():
+    net = mlp(4, 12, nn.Tanh, out=12)
+    x = torch.randn(3, 12, generator=torch.Generator().manual_seed(1))
+    exact, how = wi.diagnostics.jacobian_singular_values(net, (x,))
+    assert how == "exact"
+    probes = 400
+    est, how = wi.diagnostics.jacobian_singular_values(net, (x,), probes=probes, exact_limit=0)
+    assert how == "estimated"
+    # Lanczos with as many steps as dimensions is exact for the extremes
+    assert est[0] == pytest.approx(max(exact), rel=1e-6)
+    # through J^T J in float32, sigma_min resolves only to about sqrt(eps) * sigma_max
+    assert abs(est[2] - min(exact)) < 2 * math.sqrt(torch.finfo(torch.float32).eps) * max(exact)
+    # Hutchinson with Rademacher probes: Var = 2 sum_{i != j} A_ij^2, A = J^T J
+    jac = torch.autograd.functional.jacobian(lambda v: net(v.reshape(1, -1)).reshape(-1), x[0])
+    a = (jac.T @ jac).double()
+    var = 2 * (a.pow(2).sum() - a.diagonal().pow(2).sum()).item()
+    n = 12
+    exact_ms = sum(s * s for s in exact) / n
+    assert abs(est[1] ** 2 - exact_ms) < 5 * math.sqrt(var / probes) / n
+
+
+def test_he_relu_mlp_keeps_layer_stds_in_a_band():
+    """Documented band: every layer's output std within [0.5, 2] x the first's, for 30 layers of
+    width 256 (finite-width fluctuations grow like sqrt(depth / width))."""
+    net = mlp(30, 256, nn.ReLU)
+    wi.init(net, "he", seed=0)
+    report = wi.diagnose(net, torch.randn(128, 256, generator=torch.Generator().manual_seed(0)))
+    assert report.verdict == "healthy"
+    assert all(0.5 <= layer.std_ratio <= 2.0 for layer in report.layers[:-1])
+
+
+def test_torch_default_deep_tanh_mlp_collapses():
+    torch.manual_seed(0)
+    report = wi.diagnose(mlp(50, 64, nn.Tanh), torch.randn(64, 64))
+    assert report.verdict == "collapsed"
+    assert report.output_cosine > 0.99 and report.input_cosine < 0.1
+
+
+def test_relu_net_with_large_negative_bias_has_dead_units():
+    net = mlp(10, 64, nn.ReLU)
+    wi.init(net, "he", seed=0, bias=-5.0)
+    report = wi.diagnose(net, torch.randn(64, 64))
+    assert report.verdict == "dead"
+    assert all(layer.dead == 1.0 for layer in report.layers[1:-1])
+
+
+def test_saturated_tanh_is_reported():
+    net = mlp(5, 64, nn.Tanh)
+    wi.init(net, "he", seed=0, distribution="normal")
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(20)
+    report = wi.diagnose(net, torch.randn(64, 64))
+    assert report.verdict == "saturated"
+
+
+def test_exploding_is_reported():
+    net = nn.Sequential(*[nn.Linear(32, 32, bias=False) for _ in range(10)])
+    wi.init(net, "lecun", seed=0)
+    with torch.no_grad():
+        for m in net:
+            m.weight.mul_(3)
+    assert wi.diagnose(net, torch.randn(8, 32)).verdict == "exploding"
+
+
+def test_a_module_called_twice_gives_two_rows():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.lin(torch.relu(self.lin(x)))
+
+    report = wi.diagnose(Twice(), torch.randn(4, 8))
+    assert [layer.name for layer in report.layers] == ["lin", "lin"]
+
+
+def test_targets_and_loss():
+    net = mlp(2, 8, nn.ReLU, out=3)
+    report = wi.diagnose(net, torch.randn(16, 8), targets=torch.randint(0, 3, (16,)))
+    assert report.loss == "cross_entropy"
+    assert all(layer.weight_grad_std is not None for layer in report.layers)
+
+
+def test_diagnosing_changes_nothing():
+    net = mlp(3, 8, nn.ReLU)
+    net.append(nn.BatchNorm1d(10))
+    net[0].weight.requires_grad_(False)
+    net.eval()
+    net[2].train()
+    net[2].weight.grad = torch.ones_like(net[2].weight)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(16, 8)
+    state = torch.random.get_rng_state()
+    wi.diagnose(net, x)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert not net[0].weight.requires_grad and net[2].weight.requires_grad
+    assert (
+        torch.equal(net[2].weight.grad, torch.ones_like(net[2].weight))
+        and net[4].weight.grad is None
+    )
+    assert not net.training and net[2].training and not net[0].training
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+
+
+def test_report_table_and_json():
+    import json
+
+    report = wi.diagnose(deep_linear(depth=3), torch.randn(4, 32))
+    text = str(report)
+    assert "verdict: healthy" in text and "Jacobian singular values (exact)" in text
+    data = json.loads(report.to_json())
+    assert data["verdict"] == "healthy" and len(data["layers"]) == 3
+    assert set(data["thresholds"]) == set(wi.diagnostics.THRESHOLDS)
+
+
+def test_bad_inputs():
+    net = mlp(2, 8, nn.ReLU)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        wi.diagnose(net, torch.full((2, 8), float("nan")))
+    with pytest.raises(ValueError, match=r"failed on inputs of shape \[\(2, 5\)\]"):
+        wi.diagnose(net, torch.randn(2, 5))
+    with pytest.raises(ValueError, match="no weighted layers"):
+        wi.diagnose(nn.Sequential(nn.ReLU()), torch.randn(2, 8))
+    with pytest.raises(ValueError, match="names no weighted module"):
+        wi.diagnose(net, torch.randn(2, 8), layers=["nope"])
+
+    class Dict(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return {"logits": self.lin(x)}
+
+    with pytest.raises(ValueError, match="output_fn"):
+        wi.diagnose(Dict(), torch.randn(2, 8))
+    report = wi.diagnose(Dict(), torch.randn(2, 8), output_fn=lambda out: out["logits"])
+    assert report.layers[0].name == "lin"
