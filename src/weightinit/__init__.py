@@ -6,7 +6,7 @@ each activation's Gaussian moments, and a catalog of names (``weightinit.get``).
 """
 
 from weightinit.activations import Activation, Moments, activation, gain, gain_squared, moments
-from weightinit.diagnostics import LayerStats, Report, diagnose
+from weightinit.diagnostics import Comparison, LayerStats, Report, compare, diagnose
 from weightinit.fills import (
     block_constant_,
     constant_,
@@ -53,6 +53,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation",
     "CatalogEntry",
+    "Comparison",
     "Geometry",
     "LayerStats",
     "Layout",
@@ -64,6 +65,7 @@ __all__ = [
     "apply",
     "block_constant_",
     "catalog",
+    "compare",
     "constant_",
     "delta_orthogonal_",
     "diagnose",

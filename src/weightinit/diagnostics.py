@@ -17,18 +17,29 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightinit import figures
 from weightinit._table import format_table
 from weightinit.graph import followers, trace
 from weightinit.knowledge import Roles, describe
+from weightinit.model import init
 from weightinit.plan import unwrap
 
-__all__ = ["LayerStats", "Report", "THRESHOLDS", "diagnose", "jacobian_singular_values"]
+__all__ = [
+    "Comparison",
+    "LayerStats",
+    "Report",
+    "THRESHOLDS",
+    "compare",
+    "diagnose",
+    "jacobian_singular_values",
+]
 
 #: The verdict rules, checked in this order; the first that holds names the run.
 #: Causes come before symptoms: dead or saturated units explain a collapse or a vanishing signal.
@@ -77,6 +88,15 @@ class Report:
     input_cosine: float
     loss: str
     thresholds: dict[str, str] = field(default_factory=lambda: dict(THRESHOLDS))
+    samples: list[tuple[str, list[float]]] = field(default_factory=list)  # activations at depths
+
+    def plot(self, path: str | Path, title: str = "") -> Path:
+        """Save the figure (activation and gradient std per layer, singular values) as PNG."""
+        return figures.save_png({"model": self}, path, title=title, samples={"model": self.samples})
+
+    def to_html(self, path: str | Path, title: str = "weightinit diagnostics") -> Path:
+        """One self-contained HTML page: the figure embedded, the table and the verdict."""
+        return _write(path, figures.page({"model": self}, title, samples={"model": self.samples}))
 
     def __str__(self) -> str:
         def fmt(v: float | None, spec: str = ".3g") -> str:
@@ -107,6 +127,60 @@ class Report:
 
     def to_json(self, **dump_kwargs: Any) -> str:
         return json.dumps(asdict(self), **{"indent": 2, **dump_kwargs})
+
+
+def _write(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Comparison(dict):
+    """Reports of the same model under several schemes (scheme -> Report), drawn together."""
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{name:12} {r.verdict:10} {', '.join(r.flags)}" for name, r in self.items()
+        )
+
+    def _samples(self) -> dict:
+        return {name: report.samples for name, report in self.items()}
+
+    def plot(self, path: str | Path, title: str = "") -> Path:
+        return figures.save_png(self, path, title=title, samples=self._samples())
+
+    def to_html(self, path: str | Path, title: str = "weightinit: schemes compared") -> Path:
+        return _write(path, figures.page(self, title, samples=self._samples()))
+
+    def to_json(self, **dump_kwargs: Any) -> str:
+        return json.dumps({k: asdict(v) for k, v in self.items()}, **{"indent": 2, **dump_kwargs})
+
+
+def compare(
+    model_factory: Callable[[], nn.Module],
+    schemes: list[str],
+    inputs: Any,
+    *,
+    seed: int = 0,
+    **diagnose_kwargs: Any,
+) -> Comparison:
+    """Build the model once per scheme, initialize it (``seed``), and diagnose it on ``inputs``.
+
+    Example:
+        >>> import torch, weightinit
+        >>> def factory():
+        ...     return torch.nn.Sequential(*[m for _ in range(20) for m in (torch.nn.Linear(64, 64), torch.nn.Tanh())])
+        >>> result = weightinit.compare(factory, ["torch", "he"], torch.randn(64, 64))
+        >>> result["torch"].verdict, result["he"].verdict
+        ('collapsed', 'healthy')
+    """
+    result = Comparison()
+    for scheme in schemes:
+        model = model_factory()
+        init(model, scheme, seed=seed, example_input=inputs)
+        result[scheme] = diagnose(model, inputs, seed=seed, **diagnose_kwargs)
+    return result
 
 
 def _weighted_modules(model: nn.Module, layers: list[str] | None) -> dict[nn.Module, str]:
@@ -233,7 +307,10 @@ def diagnose(
                 loss_text = "surrogate: sum(R * y) / sqrt(batch), R ~ N(0, 1)"
             if loss is not None:
                 loss.backward()
+            for handle in handles:  # the Jacobian's extra passes are not layer calls
+                handle.remove()
             layer_stats = _layer_stats(records, weighted, follow)
+            samples = _samples(records, weighted, follow)
             sv, how = jacobian_singular_values(model, args, output_fn, probes, exact_limit, seed)
         out_cos, in_cos = _mean_cosine(y.detach()), _mean_cosine(args[0].detach().float())
     finally:
@@ -248,7 +325,23 @@ def diagnose(
             for buffer, value in saved["buffers"].items():
                 buffer.copy_(value)
     verdict, flags = _verdict(layer_stats, out_cos, in_cos)
-    return Report(layer_stats, verdict, flags, sv, how, out_cos, in_cos, loss_text)
+    return Report(layer_stats, verdict, flags, sv, how, out_cos, in_cos, loss_text, samples=samples)
+
+
+def _samples(records, weighted, follow, count: int = 2000) -> list[tuple[str, list[float]]]:
+    """Up to ``count`` activation values (after the layer's activation, if any) at the middle
+    and the last hidden layer."""
+    hidden = records[:-1] or records
+    picks = sorted({len(hidden) // 2, len(hidden) - 1})
+    out = []
+    for i in picks:
+        record = hidden[i]
+        values = record["output"].detach().float()
+        act = follow.get(weighted[record["module"]])
+        if act is not None and act.activation is not None:
+            values = act.activation.fn(values)
+        out.append((f"layer {i + 1}", values.reshape(-1)[:count].tolist()))
+    return out
 
 
 def _layer_stats(records, weighted, follow) -> list[LayerStats]:
