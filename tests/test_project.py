@@ -17,7 +17,7 @@ def readme_commands():
 
 def test_readme_opens_with_the_main_job_and_the_test_command():
     main_job, tests = readme_commands()[:2]
-    assert main_job.endswith("weightinit list")
+    assert main_job.endswith("weightinit demo") and '".[demo]"' in main_job
     assert "constraints.txt" in main_job and "constraints.txt" in tests
     assert tests.endswith("python -m pytest")
 
