@@ -167,6 +167,17 @@ def test_bad_inputs():
         wi.diagnose(net, torch.randn(2, 5))
     with pytest.raises(ValueError, match="no weighted layers"):
         wi.diagnose(nn.Sequential(nn.ReLU()), torch.randn(2, 8))
+
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return x * 2
+
+    with pytest.raises(ValueError, match="no weighted layer ran"):
+        wi.diagnose(Unused(), torch.randn(2, 8))
     with pytest.raises(ValueError, match="names no weighted module"):
         wi.diagnose(net, torch.randn(2, 8), layers=["nope"])
 

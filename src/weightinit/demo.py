@@ -122,7 +122,13 @@ def run(out: str | Path = "weightinit-demo", *, quick: bool = False, seed: int =
             table.add_row(name, scheme, report.verdict, f"{accuracy[name, scheme]:.1%}")
     console.print(table)
     sections = "".join(
-        page(comparisons[name], f"{depth}-layer {name} MLP").split("<body>")[1].split("</body>")[0]
+        page(
+            comparisons[name],
+            f"{depth}-layer {name} MLP",
+            samples={k: r.samples for k, r in comparisons[name].items()},
+        )
+        .split("<body>")[1]
+        .split("</body>")[0]
         for name in families
     )
     rows = "".join(

@@ -309,6 +309,11 @@ def diagnose(
                 loss.backward()
             for handle in handles:  # the Jacobian's extra passes are not layer calls
                 handle.remove()
+            if not records:
+                raise ValueError(
+                    "diagnose: no weighted layer ran in the forward pass (layers: "
+                    f"{sorted(weighted.values())}); check `inputs` and `layers`"
+                )
             layer_stats = _layer_stats(records, weighted, follow)
             samples = _samples(records, weighted, follow)
             sv, how = jacobian_singular_values(model, args, output_fn, probes, exact_limit, seed)
