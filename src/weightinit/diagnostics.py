@@ -291,6 +291,11 @@ def diagnose(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             output = model(*args)
+            if not records:
+                raise ValueError(
+                    "diagnose: no weighted layer ran in the forward pass (layers: "
+                    f"{sorted(weighted.values())}); check `inputs` and `layers`"
+                )
             y = output_fn(output) if output_fn is not None else _first_tensor(output)
             if y is None:
                 raise ValueError(
@@ -309,11 +314,6 @@ def diagnose(
                 loss.backward()
             for handle in handles:  # the Jacobian's extra passes are not layer calls
                 handle.remove()
-            if not records:
-                raise ValueError(
-                    "diagnose: no weighted layer ran in the forward pass (layers: "
-                    f"{sorted(weighted.values())}); check `inputs` and `layers`"
-                )
             layer_stats = _layer_stats(records, weighted, follow)
             samples = _samples(records, weighted, follow)
             sv, how = jacobian_singular_values(model, args, output_fn, probes, exact_limit, seed)
