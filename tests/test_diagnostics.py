@@ -193,3 +193,12 @@ def test_bad_inputs():
         wi.diagnose(Dict(), torch.randn(2, 8))
     report = wi.diagnose(Dict(), torch.randn(2, 8), output_fn=lambda out: out["logits"])
     assert report.layers[0].name == "lin"
+
+
+def test_parametrized_layers_are_diagnosed_as_themselves():
+    from torch.nn.utils import parametrizations as P
+
+    net = nn.Sequential(P.weight_norm(nn.Linear(8, 8)), nn.ReLU(), P.spectral_norm(nn.Linear(8, 2)))
+    report = wi.diagnose(net, torch.randn(4, 8))
+    assert [layer.name for layer in report.layers] == ["0", "2"]
+    assert report.layers[0].activation == "relu"

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from weightinit import figures
 from weightinit._table import format_table
@@ -186,11 +187,13 @@ def compare(
 def _weighted_modules(model: nn.Module, layers: list[str] | None) -> dict[nn.Module, str]:
     found = {}
     for name, module in model.named_modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # weight_norm etc.: the layer that owns the parametrization is diagnosed
         direct = [k for k, v in module._parameters.items() if v is not None]
-        if not direct:
-            continue
         roles = {getattr(describe(module, k), "role", None) for k in direct}
-        if roles & {Roles.WEIGHT, Roles.RECURRENT, Roles.EMBEDDING} or None in roles:
+        if parametrize.is_parametrized(module) or (
+            direct and (roles & {Roles.WEIGHT, Roles.RECURRENT, Roles.EMBEDDING} or None in roles)
+        ):
             if layers is None or name in layers:
                 found[module] = name
     if layers is not None:
@@ -368,9 +371,7 @@ def _layer_stats(records, weighted, follow) -> list[LayerStats]:
             margin = 0.01 * (hi - lo)
             saturated = ((a <= lo + margin) | (a >= hi - margin)).float().mean().item()
         grad = record.get("grad")
-        weight = getattr(module, "weight", None)
-        if not isinstance(weight, torch.Tensor):
-            weight = next(p for p in module.parameters())
+        weight = _weight_of(module)
         wgrad = weight.grad
         stats.append(
             LayerStats(
@@ -392,6 +393,14 @@ def _layer_stats(records, weighted, follow) -> list[LayerStats]:
             )
         )
     return stats
+
+
+def _weight_of(module: nn.Module) -> torch.Tensor:
+    """The layer's weight as a leaf parameter (behind a parametrization: its largest original)."""
+    if parametrize.is_parametrized(module, "weight"):
+        return max(module.parametrizations["weight"].parameters(), key=torch.Tensor.numel)
+    weight = module._parameters.get("weight")
+    return weight if weight is not None else max(module.parameters(), key=torch.Tensor.numel)
 
 
 def _mean_cosine(x: torch.Tensor) -> float:
