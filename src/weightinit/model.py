@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import warnings
@@ -13,6 +14,7 @@ from torch import nn
 
 from weightinit.graph import Follower, followers, trace
 from weightinit.knowledge import describe, owner_of, parametrized
+from weightinit.lsuv import lsuv_plan
 from weightinit.fills import capture
 from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
 from weightinit.registry import get
@@ -71,6 +73,8 @@ def plan(
     skip: Iterable[str] = (),
     strict: bool = False,
     include_frozen: bool = False,
+    data: Any = None,
+    seed: int | None = None,
     **options: Any,
 ) -> Plan:
     """What ``scheme`` would write to every parameter of ``model``, and why. Writes nothing.
@@ -89,6 +93,9 @@ def plan(
         skip: name globs of parameters to leave untouched.
         strict: raise instead of warning when a parameter has no rule and no known module.
         include_frozen: also initialize parameters with ``requires_grad=False``.
+        data: a batch for data-dependent schemes ("lsuv").
+        seed: recorded as the default seed of :meth:`Plan.apply`; data-dependent schemes draw
+            their pre-initialization with it (default 0) and their plans only apply with it.
         **options: scheme options, see :class:`weightinit.schemes.Options` (``distribution``,
             ``mode``, ``bias``, ``relu_bias``, ``forget_bias``, ``recurrent``,
             ``embedding_std``, ``norm_scale``).
@@ -100,6 +107,20 @@ def plan(
         >>> p["0.weight"].reason
         'followed by tanh: gain 1.593; He: Var = gain^2 / fan'
     """
+    if isinstance(scheme, str) and scheme.lower() == "lsuv":
+        calibration = {k: options.pop(k) for k in ("target_std", "tol", "max_iter") if k in options}
+        orthonormal = options.pop("orthonormal", True)
+        if data is None:
+            raise ValueError("plan: the 'lsuv' scheme calibrates on data: pass data=batch")
+        base = plan(
+            model, "orthogonal" if orthonormal else "he",
+            example_input=data if example_input is None else example_input, rules=rules,
+            skip=skip, strict=strict, include_frozen=include_frozen, **options,
+        )  # fmt: skip
+        result, records = lsuv_plan(model, base, data, seed=0 if seed is None else seed,
+                                    **calibration)  # fmt: skip
+        result.calibration = [dataclasses.asdict(r) for r in records]
+        return result
     chosen = get_scheme(scheme)
     opts = Options.build(options)
     rules = dict(rules or {})
@@ -166,7 +187,8 @@ def plan(
         if strict:
             raise ValueError(message)
         warnings.warn(message, stacklevel=2)
-    return Plan(chosen.name, rows, options=dict(options), graph=method)
+    recorded = dict(options, **({"seed": seed} if seed is not None else {}))
+    return Plan(chosen.name, rows, options=recorded, graph=method)
 
 
 def _is_weight_norm_scale(owner: nn.Module, leaf: str, index: str) -> bool:
@@ -216,7 +238,10 @@ def init(
         >>> p["0.weight"].init, round(p["0.weight"].std, 4)
         ('variance_scaling', 0.5)
     """
-    return plan(model, scheme, **kw).apply(model, seed=seed, generator=generator, atomic=atomic)
+    if seed is not None and generator is not None:
+        raise ValueError("init: pass `seed` or `generator`, not both")
+    made = plan(model, scheme, seed=seed, **kw)
+    return made.apply(model, generator=generator, atomic=atomic)
 
 
 def apply(model: nn.Module, **kw: Any) -> Plan:

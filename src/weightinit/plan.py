@@ -76,6 +76,7 @@ class Plan:
     rows: list[Row]
     options: dict[str, Any] = field(default_factory=dict)
     graph: str = ""  # how activations were found: "fx", "execution" or "" (not needed)
+    calibration: list[dict[str, Any]] = field(default_factory=list)  # data-dependent schemes
 
     def __iter__(self):
         return iter(self.rows)
@@ -120,6 +121,7 @@ class Plan:
             "scheme": self.scheme,
             "options": self.options,
             "graph": self.graph,
+            "calibration": self.calibration,
             "rows": [r.to_dict() for r in self.rows],
         }
         return json.dumps(data, **{"indent": 2, **dump_kwargs})
@@ -128,7 +130,13 @@ class Plan:
     def from_json(cls, text: str) -> Plan:
         data = json.loads(text)
         rows = [Row.from_dict(r) for r in data["rows"]]
-        return cls(data["scheme"], rows, data.get("options", {}), data.get("graph", ""))
+        return cls(
+            data["scheme"],
+            rows,
+            data.get("options", {}),
+            data.get("graph", ""),
+            data.get("calibration", []),
+        )
 
     def apply(
         self,
@@ -155,6 +163,14 @@ class Plan:
         """
         if seed is not None and generator is not None:
             raise ValueError("apply: pass `seed` or `generator`, not both")
+        planned = self.options.get("seed")
+        if self.calibration and (generator is not None or seed not in (None, planned)):
+            raise ValueError(
+                f"apply: this {self.scheme!r} plan was calibrated on values drawn with seed "
+                f"{planned}; apply it with that seed (the default) to write what was calibrated"
+            )
+        if seed is None and generator is None:
+            seed = planned
         model = unwrap(model)
         params = dict(_named_parameters(model))
         todo = [r for r in self.rows if r.init != SKIP]

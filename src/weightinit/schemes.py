@@ -267,7 +267,11 @@ def schemes() -> dict[str, str]:
         >>> "he" in weightinit.schemes() and "torch" in weightinit.schemes()
         True
     """
-    return {name: s.description for name, s in _SCHEMES.items()}
+    return {
+        **{name: s.description for name, s in _SCHEMES.items()},
+        "lsuv": "data-dependent LSUV (Mishkin & Matas 2016): orthonormal, then each layer's output "
+        "scaled to unit std on data=batch, calibrated inside one forward pass per sweep",
+    }
 
 
 def get_scheme(name: str) -> Scheme:
