@@ -57,6 +57,7 @@ def lsuv_plan(
             f"{target_std}, {tol}, {max_iter}"
         )
     model = unwrap(model)
+    base = _unit_gains(base)
     work = copy.deepcopy(model)
     names = {m: n for n, m in work.named_modules()}
     skipped = {r.name for r in base.rows if r.init == SKIP}
@@ -86,39 +87,69 @@ def lsuv_plan(
                 f"lsuv: layer {names[module]!r} outputs all zeros on `data`, so no scale can "
                 "reach the target std; check the data or the layers before it"
             )
-        scale = 1.0 if abs(std - target_std) <= tol * target_std else target_std / std
-        sweep_scale[module] = scale
-        final_std[module] = std * scale
-        if scale == 1.0:
+        if abs(std - target_std) <= tol * target_std:
+            sweep_scale[module] = 1.0
+            final_std[module] = std
             return None
-        gains[module] *= scale
+        scale = target_std / std
+        sweep_scale[module] = scale
+        final_std[module] = target_std
+        converged_all[0] = False
         iterations[module] += 1
+        gains[module] *= scale
         return output * scale  # the layers after this one see calibrated inputs in this pass
 
-    # Each sweep writes the current plan into the copy (so the weights are exactly what the
-    # plan will write), then calibrates every layer in one forward pass. A sweep that changes
-    # nothing has verified the plan.
-    plan = base
+    # The pre-initialization is drawn once; each sweep calibrates every layer in one forward
+    # pass, then sets each weight to (pre-init x total gain) with the single multiplication the
+    # plan's initializer performs. A sweep that finds every layer within tolerance changes
+    # nothing and ends the loop, so the values it verified are exactly what the plan writes.
+    base.apply(work, seed=seed)
+    originals = {
+        m: {k: v.detach().clone() for k, v in m._parameters.items() if v is not None}
+        for m in layers
+    }
+    converged_all = [False]
     handles = [m.register_forward_hook(hook) for m in layers]
     try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             for _ in range(max_iter):
-                plan = _with_gains(base, gains, names)
-                plan.apply(work, seed=seed)
                 sweep_scale.clear()
+                converged_all[0] = True
                 work(*args)
-                if all(s == 1.0 for s in sweep_scale.values()):
+                for m in layers:
+                    for k, v in originals[m].items():
+                        m._parameters[k].copy_(v * gains[m] if gains[m] != 1.0 else v)
+                if converged_all[0]:
                     break
-            else:
-                plan = _with_gains(base, gains, names)
     finally:
         for h in handles:
             h.remove()
+    plan = _with_gains(base, gains, names)
     plan.options.update(seed=seed, target_std=target_std, tol=tol, max_iter=max_iter)
+    written = {r.name for r in plan.rows if r.init != SKIP}
+    plan.computed = {  # exactly what apply(seed=seed) would draw: no need to draw it again
+        name: p.detach()
+        for name, p in work.named_parameters(remove_duplicate=False)
+        if name in written
+    }
     records = [
         Calibration(names[m], iterations[m], gains[m], final_std.get(m, 0.0)) for m in layers
     ]
     return plan, records
+
+
+def _unit_gains(base: Plan) -> Plan:
+    """The pre-initialization with gain 1: LSUV sets every scale itself, and a single gain
+    multiplication in the final plan keeps its values bit-identical to the calibrated ones."""
+    rows = []
+    for row in base.rows:
+        row = copy.copy(row)
+        if row.init == "orthogonal" and "gain" in row.args:
+            row.args = {k: v for k, v in row.args.items() if k != "gain"}
+            row.std = None if row.std is None or row.fan_in is None else row.std
+            row.reason = "orthonormal pre-initialization (LSUV)"
+        rows.append(row)
+    return Plan(base.scheme, rows, dict(base.options), base.graph)
 
 
 def _prefix(name: str) -> str:

@@ -112,11 +112,14 @@ def plan(
         orthonormal = options.pop("orthonormal", True)
         if data is None:
             raise ValueError("plan: the 'lsuv' scheme calibrates on data: pass data=batch")
-        base = plan(
-            model, "orthogonal" if orthonormal else "he",
-            example_input=data if example_input is None else example_input, rules=rules,
-            skip=skip, strict=strict, include_frozen=include_frozen, **options,
-        )  # fmt: skip
+        common = dict(rules=rules, skip=skip, strict=strict, include_frozen=include_frozen)
+        pre = "orthogonal" if orthonormal else "he"
+        try:  # a symbolic trace costs no forward pass; LSUV sets the scales itself anyway
+            base = plan(model, pre, example_input=example_input, **common, **options)
+        except ValueError:
+            if example_input is not None:
+                raise
+            base = plan(model, pre, example_input=data, **common, **options)
         result, records = lsuv_plan(model, base, data, seed=0 if seed is None else seed,
                                     **calibration)  # fmt: skip
         result.calibration = [dataclasses.asdict(r) for r in records]

@@ -77,6 +77,9 @@ class Plan:
     options: dict[str, Any] = field(default_factory=dict)
     graph: str = ""  # how activations were found: "fx", "execution" or "" (not needed)
     calibration: list[dict[str, Any]] = field(default_factory=list)  # data-dependent schemes
+    # values a data-dependent scheme already computed (with the plan's seed) while calibrating;
+    # apply commits them instead of drawing them again. Not serialized: from_json redraws.
+    computed: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self):
         return iter(self.rows)
@@ -138,6 +141,22 @@ class Plan:
             data.get("calibration", []),
         )
 
+    def _commit_computed(self, model: nn.Module) -> Plan:
+        params = dict(_named_parameters(unwrap(model)))
+        names = [r.name for r in self.rows if r.init != SKIP]
+        for name in names:
+            param, value = params.get(name), self.computed.get(name)
+            if param is None or value is None or param.shape != value.shape:
+                raise ValueError(
+                    f"apply: the model does not match this plan at {name!r}; was it made for "
+                    "another model?"
+                )
+        with torch.no_grad():
+            targets = [params[n] for n in names]
+            values = [self.computed[n].to(params[n].device, params[n].dtype) for n in names]
+            torch._foreach_copy_(targets, values)  # every value exists: atomic either way
+        return self
+
     def apply(
         self,
         model: nn.Module,
@@ -171,6 +190,8 @@ class Plan:
             )
         if seed is None and generator is None:
             seed = planned
+        if self.computed is not None and generator is None and seed == planned:
+            return self._commit_computed(model)
         model = unwrap(model)
         params = dict(_named_parameters(model))
         todo = [r for r in self.rows if r.init != SKIP]
