@@ -97,7 +97,7 @@ def main() -> None:
     label = f"{depth} x Linear({width}, {width}) = {params / 1e9:.2f}B"
     rows.append((f"(b) apply(atomic=False), {label}", in_place, theirs, "<= 1.1x"))
     rows.append((f"(b') apply (atomic, the default), {label}", atomic, theirs, "-"))
-    del big
+    big = None  # free the 4 GB before planning the meta stack
 
     rss_before = rss_mib()
     meta = stack(width, depth, "meta")
