@@ -11,6 +11,7 @@ from torch import nn
 
 import weightinit as wi
 from weightinit.cli import main
+from weightinit.demo import SCHEMES
 
 
 def png_size(path):
@@ -112,5 +113,12 @@ def test_demo_quick_runs_and_writes_its_page(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "weightinit" / "mnist1d.npz").exists()  # generated, then cached
     page = (tmp_path / "demo" / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 2
+    assert {"torch", "he", "lsuv"} <= set(SCHEMES)
+    for scheme in SCHEMES:  # one table row per activation and scheme, in the terminal and the page
+        assert len(re.findall(rf"(ReLU|tanh)\W+{scheme}\W", proc.stdout)) == 2
+        assert page.count(f"<td>{scheme}</td>") == 2
+    for name in ("relu", "tanh"):
+        report = json.loads((tmp_path / "demo" / f"report_{name}.json").read_text())
+        assert list(report) == list(SCHEMES)
     for name in ("signal_relu.png", "signal_tanh.png", "report_relu.json", "report_tanh.json"):
         assert (tmp_path / "demo" / name).exists()

@@ -1,9 +1,10 @@
 """``weightinit demo``: why initialization matters, on MNIST-1D, in under three minutes on a CPU.
 
 Deep plain MLPs (ReLU and tanh) are built under PyTorch's default initialization and under
-weightinit's activation-aware scheme; their signal propagation is diagnosed and drawn, then each
-is trained briefly and its test accuracy reported. MNIST-1D (Greydanus 2020) is generated
-locally with the ``mnist1d`` package and cached in the user cache directory.
+weightinit's schemes (:data:`SCHEMES`: activation-aware He, data-dependent LSUV); their signal
+propagation is diagnosed and drawn, then each is trained briefly and its test accuracy reported.
+MNIST-1D (Greydanus 2020) is generated locally with the ``mnist1d`` package and cached in the
+user cache directory.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weightinit.diagnostics import Comparison, compare
+from weightinit import zoo
+from weightinit.diagnostics import Comparison, diagnose
 from weightinit.figures import page
 from weightinit.model import init
+from weightinit.plan import Plan
 
-__all__ = ["load_mnist1d", "run"]
+__all__ = ["SCHEMES", "initialize", "load_mnist1d", "mlp", "run", "tensors", "train"]
 
-SCHEMES = ("torch", "he")
+SCHEMES = ("torch", "he", "lsuv")  # compared in this order, in the table and the figures
 
 
 def cache_dir() -> Path:
@@ -53,20 +56,48 @@ def load_mnist1d() -> dict[str, np.ndarray]:
     return data
 
 
-def mlp(depth: int, width: int, activation: Callable[[], nn.Module]) -> nn.Module:
-    layers: list[nn.Module] = [nn.Linear(40, width), activation()]
-    for _ in range(depth - 2):
-        layers += [nn.Linear(width, width), activation()]
-    return nn.Sequential(*layers, nn.Linear(width, 10))
-
-
-def train(model: nn.Module, data: dict, epochs: int, seed: int, progress=None, task=None) -> float:
-    """Plain SGD with momentum (no adaptive rescaling to hide a bad start); test accuracy."""
+def tensors(data: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+    """``(x, y, x_test, y_test)`` as tensors, inputs standardized with the training set's
+    mean and std."""
     x, y = torch.tensor(data["x"], dtype=torch.float32), torch.tensor(data["y"]).long()
     xt, yt = torch.tensor(data["x_test"], dtype=torch.float32), torch.tensor(data["y_test"]).long()
     mean, std = x.mean(), x.std()
-    x, xt = (x - mean) / std, (xt - mean) / std
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return (x - mean) / std, y, (xt - mean) / std, yt
+
+
+def mlp(depth: int, width: int, activation: Callable[[], nn.Module]) -> nn.Module:
+    """A plain MLP for MNIST-1D (40 features, 10 classes) of ``depth`` Linear layers."""
+    return zoo.mlp(depth, activation, width=width, in_features=40, out_features=10)[0]
+
+
+def initialize(model: nn.Module, scheme: str, batch: torch.Tensor, seed: int) -> Plan:
+    """``init`` with what each scheme needs: LSUV calibrates on ``batch`` (``data=``), the
+    others trace it (``example_input=``).
+
+    Example:
+        >>> import torch
+        >>> net = mlp(3, 16, torch.nn.Tanh)
+        >>> initialize(net, "lsuv", torch.randn(64, 40), seed=0).scheme
+        'lsuv'
+    """
+    key = "data" if scheme == "lsuv" else "example_input"
+    return init(model, scheme, seed=seed, **{key: batch})
+
+
+def train(
+    model: nn.Module,
+    data: dict[str, np.ndarray],
+    epochs: int,
+    seed: int,
+    *,
+    lr: float = 0.01,
+    progress=None,
+    task=None,
+) -> float:
+    """Plain SGD with momentum 0.9, batch 128 (no adaptive rescaling to hide a bad start);
+    returns the test accuracy after ``epochs``. Steps whose loss is not finite are skipped."""
+    x, y, xt, yt = tensors(data)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
@@ -95,15 +126,9 @@ def run(out: str | Path = "weightinit-demo", *, quick: bool = False, seed: int =
     depth, width, epochs = (12, 64, 2) if quick else (30, 100, 60)
     start = time.perf_counter()
     data = load_mnist1d()
-    x = torch.tensor(data["x"][:256], dtype=torch.float32)
-    x = (x - x.mean()) / x.std()
+    x = tensors(data)[0][:256]
     families = {"ReLU": nn.ReLU, "tanh": nn.Tanh}
-    comparisons: dict[str, Comparison] = {}
-    for name, act in families.items():
-        torch.manual_seed(seed)
-        comparisons[name] = compare(lambda a=act: mlp(depth, width, a), list(SCHEMES), x, seed=seed)
-        comparisons[name].plot(out / f"signal_{name.lower()}.png",
-                               title=f"{depth}-layer {name} MLP on MNIST-1D")  # fmt: skip
+    comparisons = {name: Comparison() for name in families}
     accuracy: dict[tuple[str, str], float] = {}
     with Progress(console=console, transient=True) as progress:
         for name, act in families.items():
@@ -111,8 +136,13 @@ def run(out: str | Path = "weightinit-demo", *, quick: bool = False, seed: int =
                 task = progress.add_task(f"training {name} / {scheme}", total=epochs)
                 torch.manual_seed(seed)
                 model = mlp(depth, width, act)
-                init(model, scheme, seed=seed)
-                accuracy[name, scheme] = train(model, data, epochs, seed, progress, task)
+                initialize(model, scheme, x, seed)
+                comparisons[name][scheme] = diagnose(model, x, seed=seed)
+                accuracy[name, scheme] = train(
+                    model, data, epochs, seed, progress=progress, task=task
+                )
+            comparisons[name].plot(out / f"signal_{name.lower()}.png",
+                                   title=f"{depth}-layer {name} MLP on MNIST-1D")  # fmt: skip
     table = Table(title=f"MNIST-1D, {depth}-layer MLPs, {epochs} epochs of SGD")
     for column in ("activation", "init", "verdict at init", "test accuracy"):
         table.add_column(column)
