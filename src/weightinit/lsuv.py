@@ -1,43 +1,213 @@
-"""LSUV: layer-sequential unit-variance initialization (Mishkin & Matas 2016), calibrated inside
-the forward pass.
+"""LSUV: layer-sequential unit-variance initialization (Mishkin & Matas 2016, "All you need is
+a good init"), calibrated inside the forward pass.
 
-After an orthonormal pre-initialization, every weighted layer's output is brought to a target
-std on a batch of real data. The classic implementation runs one forward pass per layer and
-iteration. Here each layer is rescaled *in the forward hook that sees its output*, and the hook
-returns the rescaled output, so the layers after it see calibrated inputs in the same pass: one
-sweep over all layers costs one forward pass, and the whole calibration a handful.
+The rule: pre-initialize every weight orthonormal, then for each layer in order, with y its
+output on a batch of real data, repeat
 
-Calibration runs on a copy of the model; the result is a :class:`~weightinit.Plan` whose weight
-rows carry the measured gains and which records the seed that makes its pre-initialization
-reproducible. Applying it writes the calibrated values, atomically like every plan.
+    W <- W * t / std(y),   b <- b * t / std(y)
+
+until |std(y) - t| <= tol * t, for the target std t (``target_std``, or sqrt(``target_var``)).
+Options:
+
+- ``center=True`` first subtracts the output mean through the bias, b <- b - mean(y), so the
+  output is centred and then scaled: W <- s W, b <- s (b - mean(y)) with s = t / std(y).
+  Layers without a (calibrated) bias are not centred.
+- ``per_channel=True`` does both per output channel c (dim 1 of a conv's output, the last dim
+  of a Linear's or an Embedding's): W_c <- W_c * t / std(y_c), with std(y_c) over the batch and
+  positions.
+- A module called several times in one forward pass is calibrated on its uses pooled: every
+  use is rescaled with the sweep's scale (found at its first use), and the gain update comes
+  from the statistics of all its uses together.
+- RNN, LSTM and GRU layers (and their cells) are not linear in their weights, so their *gate
+  pre-activations* are calibrated: per layer and direction, a_t = W_ih x_t + b_ih + W_hh h_{t-1}
+  + b_hh (for a GRU's candidate gate the argument of its tanh, W_in x_t + b_in + r_t * (W_hn
+  h_{t-1} + b_hn)), recomputed from the layer's input and its hidden states by
+  :func:`recurrent_preactivations`. Each sweep multiplies that layer's W_ih and W_hh by
+  t / std(a), the std over every gate, step and sample; gate biases (the LSTM forget bias 1)
+  count in std(a) but are never changed, and neither centring nor per-channel scales apply.
+
+The classic implementation runs a forward pass per layer and correction. Here each linear
+layer is corrected *in the forward hook that sees its output*, which returns the corrected
+output, so the layers after it see calibrated inputs in the same pass: one sweep corrects every
+layer exactly in one forward pass, and a second pass (a sweep that changes nothing) verifies.
+Shared modules and RNNs converge over a few more sweeps. Calibration runs on a copy of the model
+with dropout off and norm layers in train mode (batch statistics); the model's parameters,
+buffers, modes and hooks and the global RNG are left as they were.
+
+The result is a :class:`~weightinit.Plan` whose calibrated rows carry their gains (and shifts)
+as ``Row.scale`` and ``Row.shift``, applied after the base initializer with its seed, so the
+plan, also read back from JSON, writes exactly the calibrated values; ``plan.calibration``
+records each layer (see :class:`Calibration`).
+
+Example:
+    >>> import torch, weightinit
+    >>> net = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+    >>> batch = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+    >>> p = weightinit.init(net, "lsuv", data=batch, seed=0, target_var=4.0, center=True)
+    >>> round(net[:1](batch).std().item(), 3), round(net(batch).std().item(), 3)
+    (2.0, 2.0)
+    >>> abs(p.calibration[1]["mean"]) < 1e-6
+    True
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
-from dataclasses import dataclass
+import numbers
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
-from weightinit.plan import SKIP, Plan, unwrap
+from weightinit.plan import SKIP, Plan, Row, rescale_, unwrap
+from weightinit.schemes import Options
 
-__all__ = ["Calibration", "lsuv_plan"]
+__all__ = ["OPTIONS", "Calibration", "lsuv_plan", "recurrent_preactivations", "unit_gain"]
 
-# layers LSUV calibrates: their output is linear in their weight (and bias)
-_CALIBRATED = (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
+# the options of the "lsuv" scheme; the classic scheme options shape its pre-initialization
+OPTIONS = ("target_std", "target_var", "tol", "max_iter", "center", "per_channel", "orthonormal")
+
+# layers whose output is linear in their weight and bias: corrected inside the forward pass
+_LINEAR = (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
+_RECURRENT = (nn.RNNBase, nn.RNNCellBase)
+_NORMS = nn.modules.batchnorm._NormBase  # BatchNorm, SyncBatchNorm, InstanceNorm
 
 
 @dataclass
 class Calibration:
-    """One layer's record: sweeps until within tolerance, total gain, and final output std."""
+    """One calibrated layer (an RNN's: one layer and direction, named like ``"rnn.l1_reverse"``).
+
+    ``iterations``: sweeps that corrected it. ``gain``: the factor on its base weights
+    (per-channel: the root mean square of the channel gains, which ``gain_range`` bounds).
+    ``std``, ``mean``: of its output (RNNs: gate pre-activations) under the final weights,
+    pooled over its uses; per-channel, the channel farthest from the target. ``mean`` is
+    recorded when centring. ``verified``: measured in a final sweep that changed nothing; if
+    False (``max_iter`` sweeps ran out first), a layer's ``std`` and ``mean`` were measured in
+    the last sweep or, if it corrected the layer, are what the correction aimed at.
+    ``std`` is None for a layer that did not run on the data.
+    """
 
     layer: str
     iterations: int
     gain: float
-    std: float
+    std: float | None
+    mean: float | None = None
+    gain_range: tuple[float, float] | None = None
+    verified: bool = True
+
+
+class _Moments:
+    """Count, mean and sum of squared deviations, pooled over uses (Chan, Golub & LeVeque)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = self.m2 = torch.zeros((), dtype=torch.float64)
+
+    def add(self, samples: torch.Tensor) -> None:
+        """Add ``samples`` (samples x channels, or flat)."""
+        var, mean = torch.var_mean(samples.float(), dim=0, correction=0)
+        n, var, mean = samples.shape[0], var.double().cpu(), mean.double().cpu()
+        total = self.n + n
+        delta = mean - self.mean
+        self.m2 = self.m2 + var * n + delta**2 * (self.n * n / total)
+        self.mean = self.mean + delta * (n / total)
+        self.n = total
+
+    def std(self) -> torch.Tensor:
+        return (self.m2 / max(self.n - 1, 1)).sqrt()
+
+
+@dataclass(eq=False)
+class _Unit:
+    """One gain: a layer, or one layer and direction of an RNN."""
+
+    name: str
+    weights: list[str]  # qualified names of the parameters the gain multiplies
+    bias: str | None  # qualified name of the bias scaled (and centred) with them
+    recurrent: bool
+    gain: torch.Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.float64))
+    shift: torch.Tensor | None = None  # the bias's added shift, when centring
+    iterations: int = 0
+    zero: bool = False  # deliberately zero (Fixup, zero heads): left alone
+    # this sweep
+    uses: int = 0
+    stats: _Moments = field(default_factory=_Moments)
+    in_pass: tuple[torch.Tensor, torch.Tensor | None] | None = None  # applied in the pass
+    shared: bool = False  # seen used more than once: corrected between passes only
+    record: tuple[float | None, float | None, bool] = (None, None, True)  # std, mean, verified
+
+
+_DEFAULTS = {
+    "target_std": None,
+    "target_var": None,
+    "tol": 0.05,
+    "max_iter": 10,
+    "center": False,
+    "per_channel": False,
+}
+
+
+def _check(target_std, target_var, tol, max_iter, center, per_channel) -> float:
+    """Validate the calibration options; the target std."""
+    for name, value in (("target_std", target_std), ("target_var", target_var), ("tol", tol)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise TypeError(f"lsuv: `{name}` must be a number, got {value!r}")
+    if target_std is not None and target_var is not None:
+        raise ValueError("lsuv: pass `target_std` or `target_var`, not both")
+    if target_var is not None:
+        if not 0 < target_var < math.inf:
+            raise ValueError(f"lsuv: `target_var` must be positive and finite, got {target_var}")
+        target_std = math.sqrt(target_var)
+    target = 1.0 if target_std is None else float(target_std)
+    if not 0 < target < math.inf:
+        raise ValueError(f"lsuv: `target_std` must be positive and finite, got {target_std}")
+    if not 0 < tol < 1:
+        raise ValueError(f"lsuv: `tol` must satisfy 0 < tol < 1, got {tol}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"lsuv: `max_iter` must be an int >= 1, got {max_iter!r}")
+    for name, value in (("center", center), ("per_channel", per_channel)):
+        if not isinstance(value, bool):
+            raise TypeError(f"lsuv: `{name}` must be True or False, got {value!r}")
+    return target
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` of ``plan(model, "lsuv", ...)`` as (LSUV options, pre-initialization
+    options), validated; a clear error for any name that is neither."""
+    allowed = {f.name for f in dataclasses.fields(Options)}
+    unknown = sorted(set(options) - allowed - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"unknown lsuv option(s) {', '.join(unknown)}; the options are {', '.join(OPTIONS)} "
+            f"and those of the pre-initialization: {', '.join(sorted(allowed))}"
+        )
+    ours = {k: v for k, v in options.items() if k in OPTIONS}
+    if not isinstance(ours.get("orthonormal", True), bool):
+        raise TypeError(f"lsuv: `orthonormal` must be True or False, got {ours['orthonormal']!r}")
+    _check(**{**_DEFAULTS, **{k: v for k, v in ours.items() if k != "orthonormal"}})
+    return ours, {k: v for k, v in options.items() if k not in OPTIONS}
+
+
+def unit_gain(base: Plan) -> Plan:
+    """``base`` with its orthogonal rows at gain 1: LSUV's orthonormal pre-initialization."""
+    rows = []
+    for row in base.rows:
+        if row.init == "orthogonal" and "gain" in row.args:
+            gain = abs(row.args["gain"])
+            row = dataclasses.replace(
+                row,
+                args={k: v for k, v in row.args.items() if k != "gain"},
+                std=row.std / gain if row.std is not None and gain else row.std,
+                reason="orthonormal pre-initialization (LSUV)",
+            )
+        rows.append(row)
+    return Plan(base.scheme, rows, dict(base.options), base.graph)
 
 
 def lsuv_plan(
@@ -46,143 +216,370 @@ def lsuv_plan(
     data: Any,
     *,
     seed: int,
-    target_std: float = 1.0,
+    target_std: float | None = None,
+    target_var: float | None = None,
     tol: float = 0.05,
     max_iter: int = 10,
+    center: bool = False,
+    per_channel: bool = False,
 ) -> tuple[Plan, list[Calibration]]:
-    """Calibrate ``base`` (an orthonormal or variance-scaling plan) on ``data``."""
-    if not target_std > 0 or not 0 < tol < 1 or max_iter < 1:
-        raise ValueError(
-            "lsuv: need target_std > 0, 0 < tol < 1 and max_iter >= 1, got "
-            f"{target_std}, {tol}, {max_iter}"
-        )
-    model = unwrap(model)
-    base = _unit_gains(base)
-    work = copy.deepcopy(model)
-    names = {m: n for n, m in work.named_modules()}
-    skipped = {r.name for r in base.rows if r.init == SKIP}
-    layers = [
-        m
-        for m in work.modules()
-        if isinstance(m, _CALIBRATED) and _prefix(names[m]) + "weight" not in skipped
-    ]
-    gains = {m: 1.0 for m in layers}
-    iterations = {m: 0 for m in layers}
-    final_std: dict[nn.Module, float] = {}
-    args = data if isinstance(data, tuple) else (data,)
-    sweep_scale: dict[nn.Module, float] = {}
+    """Calibrate ``base`` (any plan for ``model``) on ``data`` by the LSUV rule (see the module
+    docstring; Mishkin & Matas 2016): the calibrated plan and one record per layer.
 
-    def hook(module, inputs, output):
-        if module in sweep_scale:  # used twice: the first use set the scale for this sweep
-            return output * sweep_scale[module]
-        std = output.detach().float().std().item()
-        if not math.isfinite(std):
-            raise ValueError(f"lsuv: layer {names[module]!r} gives non-finite outputs on `data`")
-        if std == 0:
-            if module.weight.detach().abs().max() == 0:
-                final_std[module] = 0.0  # deliberately zero (Fixup, zero heads): left at zero
-                sweep_scale[module] = 1.0
+    ``base`` is drawn once with ``seed`` on a copy of ``model``; each sweep is one forward pass
+    of ``data`` (a tensor, or a tuple of positional arguments) that corrects every layer out of
+    tolerance, and the loop ends after a sweep that corrects nothing or after ``max_iter``
+    sweeps (with a warning when ``max_iter > 1``). ``target_std`` (default 1) or
+    ``target_var``, not both. The plan keeps ``base``'s scheme name and rows, with the gains
+    as ``Row.scale`` (and the centring as ``Row.shift``), ``plan.calibration`` and the
+    settings and seed in ``plan.options``; it applies only with ``seed``.
+
+    ``max_iter=1`` is exactly one sweep and one forward pass, with no verifying pass: a
+    refinement step for an analytic plan. Layers used once whose output is linear in their
+    weights are then exact; the records say ``verified=False`` unless nothing was corrected.
+
+    Example:
+        >>> import torch, weightinit
+        >>> from weightinit.lsuv import lsuv_plan
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+        >>> batch = torch.randn(128, 8, generator=torch.Generator().manual_seed(0))
+        >>> p, records = lsuv_plan(net, weightinit.plan(net, "he"), batch, seed=0, max_iter=1)
+        >>> p.apply(net).scheme, [round(net[:i](batch).std().item(), 4) for i in (1, 3)]
+        ('he', [1.0, 1.0])
+    """
+    target = _check(target_std, target_var, tol, max_iter, center, per_channel)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"lsuv: `seed` must be an int, got {seed!r}")
+    if not isinstance(data, (torch.Tensor, tuple)):
+        raise TypeError(
+            "lsuv: `data` must be a tensor or a tuple of the model's positional arguments, "
+            f"got {type(data).__name__}"
+        )
+    args = data if isinstance(data, tuple) else (data,)
+    work = copy.deepcopy(unwrap(model))
+    work.eval()  # dropout off
+    for module in work.modules():
+        if isinstance(module, _NORMS):
+            module.train()  # batch statistics (the running ones are the copy's)
+    rows = {r.name: r for r in base.rows}
+    units = _units(work, rows, center)
+    every = [u for found in units.values() for u in found if u is not None]
+    params = dict(work.named_parameters(remove_duplicate=False))
+
+    def correction(unit: _Unit) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(scale, mean to subtract) that brings the unit's pooled output to the target, or
+        None when it is within tolerance (or deliberately zero)."""
+        std, mean = unit.stats.std(), unit.stats.mean
+        if unit.stats.n < 2:
+            raise ValueError(
+                f"lsuv: layer {unit.name!r} gives fewer than 2 values per channel on `data`; "
+                "pass a larger batch"
+            )
+        if not (torch.isfinite(std).all() and torch.isfinite(mean).all()):
+            raise ValueError(f"lsuv: layer {unit.name!r} gives non-finite outputs on `data`")
+        if (std == 0).any():
+            if (std == 0).all() and not any(params[w].any() for w in unit.weights):
+                unit.zero = True  # deliberately zero (Fixup, zero heads): left at zero
                 return None
             raise ValueError(
-                f"lsuv: layer {names[module]!r} outputs all zeros on `data`, so no scale can "
-                "reach the target std; check the data or the layers before it"
+                f"lsuv: layer {unit.name!r} has constant outputs (std 0{' in some channels' if per_channel else ''}) "
+                "on `data`, so no scale can reach the target std; check the data or the layers "
+                "before it"
             )
-        if abs(std - target_std) <= tol * target_std:
-            sweep_scale[module] = 1.0
-            final_std[module] = std
-            return None
-        scale = target_std / std
-        sweep_scale[module] = scale
-        final_std[module] = target_std
-        converged_all[0] = False
-        iterations[module] += 1
-        gains[module] *= scale
-        return output * scale  # the layers after this one see calibrated inputs in this pass
+        centre = unit.shift is not None
+        off = ((std - target).abs() > tol * target).any() or (
+            centre and (mean.abs() > tol * target).any()
+        )
+        return (target / std, mean if centre else None) if off else None
 
-    # The pre-initialization is drawn once; each sweep calibrates every layer in one forward
-    # pass, then sets each weight to (pre-init x total gain) with the single multiplication the
-    # plan's initializer performs. A sweep that finds every layer within tolerance changes
-    # nothing and ends the loop, so the values it verified are exactly what the plan writes.
-    base.apply(work, seed=seed)
-    originals = {
-        m: {k: v.detach().clone() for k, v in m._parameters.items() if v is not None}
-        for m in layers
-    }
-    converged_all = [False]
-    handles = [m.register_forward_hook(hook) for m in layers]
+    def hook(module, inputs, kwargs, output):
+        if isinstance(module, _RECURRENT):
+            x = inputs[0] if inputs else kwargs["input"]
+            hx = inputs[1] if len(inputs) > 1 else kwargs.get("hx")
+            for unit, a in zip(units[module], recurrent_preactivations(module, x, hx)):
+                if unit is not None:
+                    unit.uses += 1
+                    unit.stats.add(a.reshape(-1))
+            return None
+        (unit,) = units[module]
+        if unit.zero or not isinstance(output, torch.Tensor) or not output.is_floating_point():
+            return None
+        axis = _feature_axis(module, output) if per_channel else None
+        unit.uses += 1
+        unit.stats.add(
+            output.reshape(-1) if axis is None else output.movedim(axis, -1).flatten(0, -2)
+        )
+        if unit.uses == 1 and not unit.shared:
+            unit.in_pass = correction(unit)
+        if unit.in_pass is None:
+            return None
+        scale, mean = unit.in_pass  # every use this sweep, so later layers see calibrated inputs
+        y = output if mean is None else output - _along(mean, output, axis)
+        return y * _along(scale, output, axis)
+
+    cuda = sorted({p.device.index or 0 for p in params.values() if p.is_cuda})
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            base.apply(work, seed=seed, atomic=False)  # the copy: in place is fine
+            originals = {
+                name: params[name].detach().clone()
+                for u in every
+                for name in u.weights + ([u.bias] if u.bias else [])
+            }
             for _ in range(max_iter):
-                sweep_scale.clear()
-                converged_all[0] = True
-                work(*args)
-                for m in layers:
-                    for k, v in originals[m].items():
-                        m._parameters[k].copy_(v * gains[m] if gains[m] != 1.0 else v)
-                if converged_all[0]:
+                for unit in every:
+                    unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
+                try:
+                    work(*args)
+                except (RuntimeError, TypeError, IndexError) as err:
+                    raise ValueError(f"lsuv: the model failed on `data`: {err}") from err
+                changed = []  # corrected, or corrected inside the pass only
+                for unit in every:
+                    if unit.uses and not unit.zero:
+                        unit.shared |= unit.uses > 1
+                        if _settle(unit, correction(unit), target, center):
+                            _write(unit, params, originals, rows)
+                            changed.append(unit.name)
+                        elif unit.in_pass is not None:
+                            changed.append(unit.name)
+                if not changed:
                     break
+            else:
+                _unsettled(every, changed, max_iter)
     finally:
-        for h in handles:
-            h.remove()
-    plan = _with_gains(base, gains, names)
-    plan.options.update(seed=seed, target_std=target_std, tol=tol, max_iter=max_iter)
+        for handle in handles:
+            handle.remove()
+    plan, records = _calibrated(base, every, rows, center)
+    plan.options.update(
+        seed=seed,
+        target_std=target,
+        tol=tol,
+        max_iter=max_iter,
+        center=center,
+        per_channel=per_channel,
+    )
     written = {r.name for r in plan.rows if r.init != SKIP}
     plan.computed = {  # exactly what apply(seed=seed) would draw: no need to draw it again
-        name: p.detach()
-        for name, p in work.named_parameters(remove_duplicate=False)
-        if name in written
+        name: p.detach() for name, p in params.items() if name in written
     }
-    records = [
-        Calibration(names[m], iterations[m], gains[m], final_std.get(m, 0.0)) for m in layers
-    ]
     return plan, records
 
 
-def _unit_gains(base: Plan) -> Plan:
-    """The pre-initialization with gain 1: LSUV sets every scale itself, and a single gain
-    multiplication in the final plan keeps its values bit-identical to the calibrated ones."""
-    rows = []
-    for row in base.rows:
-        row = copy.copy(row)
-        if row.init == "orthogonal" and "gain" in row.args:
-            row.args = {k: v for k, v in row.args.items() if k != "gain"}
-            row.std = None if row.std is None or row.fan_in is None else row.std
-            row.reason = "orthonormal pre-initialization (LSUV)"
-        rows.append(row)
-    return Plan(base.scheme, rows, dict(base.options), base.graph)
+def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Module, list]:
+    """The calibrated units of each module (an RNN's per layer and direction, None where
+    skipped): layers whose weight rows the base plan writes."""
+
+    def planned(name: str) -> bool:
+        row = rows.get(name)
+        return row is not None and row.init != SKIP
+
+    found: dict[nn.Module, list] = {}
+    for mname, module in work.named_modules():
+        prefix = f"{mname}." if mname else ""
+        if isinstance(module, _LINEAR) and planned(prefix + "weight"):
+            bias = prefix + "bias" if planned(prefix + "bias") else None
+            unit = _Unit(mname, [prefix + "weight"], bias, recurrent=False)
+            unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
+            found[module] = [unit]
+        elif isinstance(module, _RECURRENT):
+            suffixes = _suffixes(module) if isinstance(module, nn.RNNBase) else [""]
+            layers = []
+            for suffix in suffixes:
+                names = [prefix + "weight_ih" + suffix, prefix + "weight_hh" + suffix]
+                name = prefix + suffix[1:] if suffix else mname
+                layers.append(_Unit(name, names, None, True) if all(map(planned, names)) else None)
+            if any(layers):
+                found[module] = layers
+    return found
 
 
-def _prefix(name: str) -> str:
-    return f"{name}." if name else ""
+def _settle(unit: _Unit, fix, target: float, center: bool) -> bool:
+    """Fold this sweep's correction (if any) into the unit's gain and shift, and record its
+    std and mean; whether it changed."""
+    std, mean = unit.stats.std(), unit.stats.mean
+    if fix is None:
+        unit.record = (_worst(std, target), _worst(mean, 0.0) if center else None, True)
+        return False
+    scale, shift = fix
+    unit.gain = unit.gain * scale
+    if shift is not None:
+        unit.shift = scale * (unit.shift - shift)
+    unit.iterations += 1
+    after = 0.0 if shift is not None else _worst(mean * scale, 0.0)
+    unit.record = (target, after if center else None, False)
+    return True
 
 
-def _with_gains(base: Plan, gains: dict[nn.Module, float], names: dict) -> Plan:
-    """``base`` with the weight and bias rows of each calibrated layer scaled by its gain."""
-    plan = Plan("lsuv", [copy.copy(r) for r in base.rows], dict(base.options), base.graph)
+def _write(unit: _Unit, params: dict, originals: dict, rows: dict[str, Row]) -> None:
+    """The unit's parameters from their pre-initialization, as the plan will write them."""
+    scale, shift = _values(unit.gain), _values(unit.shift)
+    for name in unit.weights + ([unit.bias] if unit.bias else []):
+        param = params[name].copy_(originals[name])
+        rescale_(param, scale, shift if name == unit.bias else None, rows[name].layout)
+
+
+def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
+    plan = Plan(base.scheme, [copy.copy(r) for r in base.rows], dict(base.options), base.graph)
     by_name = {r.name: r for r in plan.rows}
-    for module, g in gains.items():
-        for leaf in ("weight", "bias"):
-            row = by_name.get(_prefix(names[module]) + leaf)
-            if row is None or row.init == SKIP or g == 1.0:
+    records = []
+    for unit in units:
+        rms = unit.gain.square().mean().sqrt().item()
+        spread = (unit.gain.min().item(), unit.gain.max().item()) if unit.gain.ndim else None
+        for name in unit.weights + ([unit.bias] if unit.bias else []):
+            row = by_name[name]
+            if unit.record[0] is None and not unit.zero:
+                row.reason += "; LSUV: did not run on `data`, not calibrated"
+            if not unit.iterations:
                 continue
-            row.args = _scaled_args(row.init, dict(row.args), g)
-            row.std = None if row.std is None else row.std * g
-            row.reason = f"{row.reason}; LSUV gain {g:.4g}"
-    return plan
+            row.scale = _values(unit.gain)
+            row.std = None if row.std is None else row.std * rms
+            row.bound = None if row.bound is None else row.bound * unit.gain.abs().max().item()
+            gains = f"gains {spread[0]:.4g}-{spread[1]:.4g}" if spread else f"gain {rms:.4g}"
+            row.reason += f"; LSUV {gains}"
+            if name == unit.bias and unit.shift is not None:
+                row.shift = _values(unit.shift)
+                row.reason += ", centred"
+        std, mean, verified = unit.record
+        if unit.zero:
+            std, mean = 0.0, (0.0 if center else None)
+        records.append(Calibration(unit.name, unit.iterations, rms, std, mean, spread, verified))
+    plan.calibration = [dataclasses.asdict(r) for r in records]
+    return plan, records
 
 
-def _scaled_args(init: str, args: dict, g: float) -> dict:
-    """Arguments that draw the same values times ``g`` (same random draws)."""
-    if init in ("orthogonal", "delta_orthogonal", "identity", "looks_linear", "unitary"):
-        args["gain"] = args.get("gain", 1.0) * g
-    elif init == "variance_scaling":
-        args["scale"] = args.get("scale", 1.0) * g * g
-    elif init in ("normal", "trunc_normal"):
-        args["std"] = args.get("std", 1.0) * g
-    elif init == "uniform":
-        args["a"], args["b"] = args.get("a", 0.0) * g, args.get("b", 1.0) * g
-    elif init == "constant":
-        args["val"] = args["val"] * g
-    elif init != "zeros":
-        raise ValueError(f"lsuv: cannot rescale rows initialized with {init!r}")
-    return args
+def _unsettled(units: list[_Unit], changed: list[str], max_iter: int) -> None:
+    """The last sweep still changed something: no record is verified."""
+    for unit in units:
+        unit.record = (*unit.record[:2], False)
+    if max_iter > 1:
+        warnings.warn(
+            f"lsuv: the last of max_iter={max_iter} sweeps still corrected {len(changed)} "
+            f"layer(s) ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''}), so the "
+            "records give aimed-at values (verified=False); raise max_iter to verify",
+            stacklevel=4,
+        )
+
+
+def _worst(values: torch.Tensor, target: float) -> float:
+    """The value farthest from ``target`` (the value itself for a single one)."""
+    flat = values.reshape(-1)
+    return flat[(flat - target).abs().argmax()].item()
+
+
+def _values(t: torch.Tensor | None) -> float | list[float] | None:
+    return None if t is None else t.item() if t.ndim == 0 else t.tolist()
+
+
+def _along(t: torch.Tensor, y: torch.Tensor, axis: int | None) -> torch.Tensor:
+    """``t`` (one number, or one per channel) broadcastable against ``y`` along ``axis``."""
+    t = t.to(y.dtype).to(y.device)
+    return t if axis is None else t.reshape([-1 if i == axis else 1 for i in range(y.ndim)])
+
+
+def _feature_axis(module: nn.Module, y: torch.Tensor) -> int:
+    """Output channels: dim 1 of a batched conv output (0 unbatched), else the last dim."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return y.ndim - len(module.kernel_size) - 1
+    return y.ndim - 1
+
+
+def _suffixes(module: nn.RNNBase) -> list[str]:
+    directions = ("", "_reverse") if module.bidirectional else ("",)
+    return [f"_l{layer}{d}" for layer in range(module.num_layers) for d in directions]
+
+
+def _flat_weights(module: nn.RNNBase, suffix: str) -> list[torch.Tensor]:
+    """One layer and direction's parameters in the order torch's RNN kernels take them."""
+    kinds = ["weight_ih", "weight_hh"]
+    kinds += ["bias_ih", "bias_hh"] if module.bias else []
+    kinds += ["weight_hr"] if module.proj_size else []
+    return [getattr(module, k + suffix) for k in kinds]
+
+
+def _gates(module: nn.Module, x, h, suffix: str = "") -> torch.Tensor:
+    """W_ih x + b_ih + W_hh h + b_hh (a GRU's candidate gate: the argument of its tanh)."""
+    w_ih, w_hh = getattr(module, "weight_ih" + suffix), getattr(module, "weight_hh" + suffix)
+    b_ih, b_hh = (
+        getattr(module, "bias_ih" + suffix, None),
+        getattr(module, "bias_hh" + suffix, None),
+    )
+    gi, gh = F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh)
+    if not isinstance(module, (nn.GRU, nn.GRUCell)):
+        return gi + gh
+    n = gi.shape[-1] // 3  # gates r, z, n: n = tanh(gi_n + r * gh_n)
+    r = torch.sigmoid(gi[..., :n] + gh[..., :n])
+    return torch.cat(
+        [gi[..., : 2 * n] + gh[..., : 2 * n], gi[..., 2 * n :] + r * gh[..., 2 * n :]], -1
+    )
+
+
+_KERNELS = {
+    "LSTM": torch.lstm,
+    "GRU": torch.gru,
+    "RNN_TANH": torch.rnn_tanh,
+    "RNN_RELU": torch.rnn_relu,
+}
+
+
+def recurrent_preactivations(
+    module: nn.RNNBase | nn.RNNCellBase, x: torch.Tensor, hx: Any = None
+) -> list[torch.Tensor]:
+    """The gate pre-activations of an RNN, LSTM or GRU (or of their cells) on input ``x`` with
+    initial state ``hx``, given as the module's forward takes them (``None``: zeros).
+
+    Formula: a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh for every layer and direction, with
+    x_t the layer's input and h_{t-1} its previous hidden state (the next one for the reverse
+    direction; h_0 from ``hx``); for a GRU's candidate gate, the argument of its tanh,
+    W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn). Each layer is rerun with torch's own RNN
+    kernel for its hidden states, which are also the next layer's input; the pre-activations
+    then take two matrix products per layer and direction. LSUV (Mishkin & Matas 2016, "All
+    you need is a good init") calibrates RNNs on them.
+
+    Returns one tensor per layer and direction in the order l0, l0_reverse, l1, ..., each
+    (seq_len, batch, gates x hidden), time first also for ``batch_first`` modules (a cell:
+    one tensor shaped like its gates). Packed sequences are not supported.
+
+    Example:
+        >>> import torch
+        >>> from weightinit.lsuv import recurrent_preactivations
+        >>> lstm = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)
+        >>> [tuple(a.shape) for a in recurrent_preactivations(lstm, torch.randn(7, 2, 3))]
+        [(7, 2, 20), (7, 2, 20), (7, 2, 20), (7, 2, 20)]
+    """
+    if isinstance(x, PackedSequence):
+        raise TypeError("recurrent_preactivations: packed sequences are not supported; pad them")
+    if isinstance(module, nn.RNNCellBase):
+        h = hx[0] if isinstance(hx, tuple) else hx
+        return [
+            _gates(module, x, x.new_zeros(*x.shape[:-1], module.hidden_size) if h is None else h)
+        ]
+    batched = x.ndim == 3
+    x = (x.transpose(0, 1) if module.batch_first else x) if batched else x.unsqueeze(1)
+    layers, directions = module.num_layers, 2 if module.bidirectional else 1
+    lstm = module.mode == "LSTM"
+    if hx is None:
+        size = (layers * directions, x.shape[1])
+        h0 = x.new_zeros(*size, module.proj_size or module.hidden_size)
+        hx = (h0, x.new_zeros(*size, module.hidden_size)) if lstm else h0
+    elif not batched:
+        hx = tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1)
+    h0 = hx[0] if lstm else hx
+    suffixes = _suffixes(module)
+    result = []
+    for layer in range(layers):
+        block = slice(layer * directions, (layer + 1) * directions)
+        mine = suffixes[block]
+        state = tuple(h[block] for h in hx) if lstm else hx[block]
+        weights = [w for suffix in mine for w in _flat_weights(module, suffix)]
+        out = _KERNELS[module.mode](
+            x, state, weights, module.bias, 1, 0.0, False, directions == 2, False
+        )[0]
+        size = out.shape[-1] // directions
+        for d, suffix in enumerate(mine):
+            h = out[..., d * size : (d + 1) * size]
+            first = h0[layer * directions + d].unsqueeze(0)
+            previous = torch.cat([first, h[:-1]]) if d == 0 else torch.cat([h[1:], first])
+            result.append(_gates(module, x, previous, suffix))
+        x = out
+    return result if batched else [a.squeeze(1) for a in result]

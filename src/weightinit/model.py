@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import math
 import warnings
@@ -14,7 +13,7 @@ from torch import nn
 
 from weightinit.graph import Follower, followers, trace
 from weightinit.knowledge import describe, owner_of, parametrized
-from weightinit.lsuv import lsuv_plan
+from weightinit.lsuv import lsuv_plan, split_options, unit_gain
 from weightinit.fills import capture
 from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
 from weightinit.registry import get
@@ -108,8 +107,8 @@ def plan(
         'followed by tanh: gain 1.593; He: Var = gain^2 / fan'
     """
     if isinstance(scheme, str) and scheme.lower() == "lsuv":
-        calibration = {k: options.pop(k) for k in ("target_std", "tol", "max_iter") if k in options}
-        orthonormal = options.pop("orthonormal", True)
+        settings, options = split_options(options)
+        orthonormal = settings.pop("orthonormal", True)
         if data is None:
             raise ValueError("plan: the 'lsuv' scheme calibrates on data: pass data=batch")
         common = dict(rules=rules, skip=skip, strict=strict, include_frozen=include_frozen)
@@ -120,9 +119,10 @@ def plan(
             if example_input is not None:
                 raise
             base = plan(model, pre, example_input=data, **common, **options)
-        result, records = lsuv_plan(model, base, data, seed=0 if seed is None else seed,
-                                    **calibration)  # fmt: skip
-        result.calibration = [dataclasses.asdict(r) for r in records]
+        base = unit_gain(base) if orthonormal else base
+        result = lsuv_plan(model, base, data, seed=0 if seed is None else seed, **settings)[0]
+        result.scheme = "lsuv"
+        result.options["orthonormal"] = orthonormal
         return result
     chosen = get_scheme(scheme)
     opts = Options.build(options)

@@ -22,7 +22,7 @@ from weightinit.fills import Draw, capture
 from weightinit.layout import Layout, geometry
 from weightinit.registry import get
 
-__all__ = ["Plan", "Row", "unwrap"]
+__all__ = ["Plan", "Row", "rescale_", "unwrap"]
 
 SKIP = "skip"
 
@@ -43,6 +43,10 @@ class Row:
     bound: float | None = None
     layout: Layout | None = None
     zero_rows: list[int] = field(default_factory=list)  # rows kept at 0 (Embedding padding_idx)
+    # set by calibrating schemes (LSUV): the drawn values are multiplied by ``scale`` and then
+    # ``shift`` is added, each a number or a list of one value per output unit (per channel)
+    scale: float | list[float] | None = None
+    shift: float | list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -236,6 +240,13 @@ class Plan:
                     raise _with_context(err, f"apply: {row.name!r}: {err}") from err
             return draws[key]
 
+        for row in todo:  # per-unit scales and shifts must fit their parameters
+            for values in (row.scale, row.shift):
+                if isinstance(values, list):
+                    try:
+                        _unit_shape(values, params[row.name].shape, row.layout)
+                    except ValueError as err:
+                        raise ValueError(f"apply: {row.name!r}: {err}") from None
         # every row passes before the first value is computed (or, in place, written)
         checked = [(row, params[row.name], validated(row, params[row.name])) for row in todo]
         targets: list[torch.Tensor] = []
@@ -253,6 +264,7 @@ class Plan:
                     )
                     if not atomic:
                         value = param.copy_(value)
+                rescale_(value, row.scale, row.shift, row.layout)
                 for index in row.zero_rows:
                     value[index] = 0
                 if atomic:
@@ -261,6 +273,48 @@ class Plan:
             if targets:  # atomic: commit once every value exists
                 torch._foreach_copy_(targets, values)
         return self
+
+
+Units = float | list[float] | None
+
+
+@torch.no_grad()
+def rescale_(
+    value: torch.Tensor, scale: Units, shift: Units, layout: Layout | None
+) -> torch.Tensor:
+    """``value * scale + shift`` in place, each a number, one number per output unit (a list,
+    output units as ``layout`` says: per output channel of a conv, per group and channel of a
+    grouped one) or None. :meth:`Plan.apply` writes every row through it, and calibration
+    computes its values with it, so that a plan reproduces them bit for bit."""
+    for values, op in ((scale, value.mul_), (shift, value.add_)):
+        if isinstance(values, list):
+            unit_values = torch.tensor(values, dtype=value.dtype, device=value.device)
+            g = geometry(value, _unit_layout(value.ndim, layout))
+            units = unit_values.reshape(_unit_shape(values, value.shape, layout))
+            op(g.from_blocks(units.expand(g.block_shape)))
+        elif values is not None:
+            op(values)
+    return value
+
+
+def _unit_layout(ndim: int, layout: Layout | None) -> Layout | None:
+    return Layout.elementwise() if layout is None and ndim < 2 else layout
+
+
+def _unit_shape(values: list, shape: torch.Size, layout: Layout | None) -> tuple[int, ...]:
+    """The block-form shape that spreads one value per output unit over a parameter: values
+    per output unit of every block (``blocks x n_out``, e.g. conv groups) or shared by all
+    blocks (``n_out``, e.g. an embedding's rows)."""
+    g = geometry(torch.empty(shape, device="meta"), _unit_layout(len(shape), layout))
+    ones = (1,) * (1 + len(g.receptive))
+    if len(values) == g.n_out:
+        return (1, g.n_out, *ones)
+    if len(values) == g.num_blocks * g.n_out:
+        return (g.num_blocks, g.n_out, *ones)
+    raise ValueError(
+        f"{len(values)} per-unit values for a parameter of shape {tuple(shape)} with "
+        f"{g.num_blocks * g.n_out} output units"
+    )
 
 
 def _named_parameters(model: nn.Module):
