@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
 
 from weightinit import figures
@@ -30,7 +31,7 @@ from weightinit._table import format_table
 from weightinit.graph import followers, trace
 from weightinit.knowledge import Roles, describe
 from weightinit.model import init
-from weightinit.plan import unwrap
+from weightinit.plan import Plan, unwrap
 
 __all__ = [
     "Comparison",
@@ -74,6 +75,7 @@ class LayerStats:
     grad_std: float | None = None  # std of d loss / d output
     weight_grad_std: float | None = None
     grad_to_weight: float | None = None  # ||d loss / d W|| / ||W||
+    predicted_std: float | None = None  # what the plan predicted (``diagnose(plan=...)``)
 
 
 @dataclass
@@ -103,11 +105,14 @@ class Report:
         def fmt(v: float | None, spec: str = ".3g") -> str:
             return "-" if v is None else format(v, spec)
 
+        predicted = any(l.predicted_std is not None for l in self.layers)
+        head = ("layer", "module", "then", "mean", "std", *(("predicted",) if predicted else ()),
+                "std/first", "dead", "sat.", "grad std", "dW std", "|dW|/|W|")
         table = format_table(
-            ("layer", "module", "then", "mean", "std", "std/first", "dead", "sat.", "grad std",
-             "dW std", "|dW|/|W|"),
+            head,
             [
-                (l.name, l.module, l.activation or "-", fmt(l.mean), fmt(l.std), fmt(l.std_ratio),
+                (l.name, l.module, l.activation or "-", fmt(l.mean), fmt(l.std),
+                 *((fmt(l.predicted_std),) if predicted else ()), fmt(l.std_ratio),
                  fmt(l.dead, ".0%"), fmt(l.saturated, ".0%"), fmt(l.grad_std),
                  fmt(l.weight_grad_std), fmt(l.grad_to_weight))
                 for l in self.layers
@@ -228,6 +233,7 @@ def diagnose(
     probes: int = 8,
     exact_limit: int = 4096,
     seed: int = 0,
+    plan: Plan | None = None,
 ) -> Report:
     """Measure signal propagation through ``model`` on ``inputs``; change nothing.
 
@@ -241,6 +247,9 @@ def diagnose(
     input: exact singular values when the smaller side has at most ``exact_limit`` entries and the
     Jacobian fits in memory, else ``probes`` random probes estimate the mean squared singular value
     (Hutchinson) and a few Lanczos steps the extremes. See :data:`THRESHOLDS` for the verdicts.
+
+    With ``plan`` (an "auto" plan, which predicts every weighted layer's output), each layer's
+    first call also shows the predicted std, next to the measured one.
 
     Example:
         >>> import torch, weightinit
@@ -318,6 +327,8 @@ def diagnose(
             for handle in handles:  # the Jacobian's extra passes are not layer calls
                 handle.remove()
             layer_stats = _layer_stats(records, weighted, follow)
+            if plan is not None:
+                _add_predictions(layer_stats, plan)
             samples = _samples(records, weighted, follow)
             sv, how = jacobian_singular_values(model, args, output_fn, probes, exact_limit, seed)
         out_cos, in_cos = _mean_cosine(y.detach()), _mean_cosine(args[0].detach().float())
@@ -350,6 +361,20 @@ def _samples(records, weighted, follow, count: int = 2000) -> list[tuple[str, li
             values = act.activation.fn(values)
         out.append((f"layer {i + 1}", values.reshape(-1)[:count].tolist()))
     return out
+
+
+def _add_predictions(layers: list[LayerStats], plan: Plan) -> None:
+    if not plan.predictions:
+        raise ValueError(
+            f"diagnose: the {plan.scheme!r} plan predicts nothing; pass a plan of the 'auto' "
+            "scheme (or leave out `plan`)"
+        )
+    predicted = {p["layer"]: p["std"] for p in plan.predictions}
+    seen = set()
+    for layer in layers:
+        if layer.name not in seen:
+            layer.predicted_std = predicted.get(layer.name)
+            seen.add(layer.name)
 
 
 def _layer_stats(records, weighted, follow) -> list[LayerStats]:
@@ -438,7 +463,10 @@ def jacobian_singular_values(
     x0 = x[:1].detach()
 
     def f(v: torch.Tensor) -> torch.Tensor:
-        out = model(v.reshape(x0.shape), *rest)
+        # forward-mode products (jvp) differentiate twice; the fused attention kernels have no
+        # double backward, the math one does
+        with sdpa_kernel(SDPBackend.MATH):
+            out = model(v.reshape(x0.shape), *rest)
         y = output_fn(out) if output_fn is not None else _first_tensor(out)
         return y.reshape(-1)
 

@@ -42,6 +42,9 @@ class Node:
     kwargs: dict = field(default_factory=dict)
     tensor_position: int = 0  # where the first traced tensor sits in args
     users: list[int] = field(default_factory=list)
+    # execution traces: the producer of every tensor in [*args, *kwargs.values()], in order
+    # (None: a tensor made outside the trace, e.g. a parameter used functionally)
+    sources: list[int | None] = field(default_factory=list)
 
 
 @dataclass
@@ -80,24 +83,27 @@ class _Recorder(TorchFunctionMode):
             self.producer[id(t)] = node
             self.keep.append(t)
 
-    def sources(self, args: tuple, kwargs: dict) -> tuple[list[int], int]:
-        found, position = [], -1
+    def sources(self, args: tuple, kwargs: dict) -> tuple[list[int], int, list[int | None]]:
+        """The distinct producing nodes, where the first traced tensor sits, and the producer
+        of every tensor argument."""
+        found, position, each = [], -1, []
         for i, value in enumerate([*args, *kwargs.values()]):
             for t in _tensors(value):
                 node = self.producer.get(id(t))
+                each.append(node)
                 if node is not None and node not in found:
                     found.append(node)
                     position = i if position < 0 else position
-        return found, max(position, 0)
+        return found, max(position, 0), each
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if self.depth == 0 and func not in _IGNORED and _tensors(out):
-            inputs, position = self.sources(args, kwargs)
+            inputs, position, each = self.sources(args, kwargs)
             if inputs:
                 name = getattr(func, "__name__", repr(func))
-                node = Node("function", func, name, inputs, args, kwargs, position)
+                node = Node("function", func, name, inputs, args, kwargs, position, sources=each)
                 self.mark(out, self.graph.add(node))
         return out
 
@@ -132,8 +138,10 @@ def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
             return
         recorder.depth -= 1
         if recorder.depth == 0:
-            inputs, position = recorder.sources(args, kwargs)
-            node = Node("module", module, names[id(module)], inputs, args, kwargs, position)
+            inputs, position, each = recorder.sources(args, kwargs)
+            node = Node(
+                "module", module, names[id(module)], inputs, args, kwargs, position, sources=each
+            )
             recorder.mark(output, graph.add(node))
 
     for module in model.modules():
@@ -145,7 +153,7 @@ def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
         recorder.mark(inputs, root)
         with recorder, torch.no_grad():
             output = model(*inputs)
-        inputs_of_output, _ = recorder.sources((output,), {})
+        inputs_of_output, _, _ = recorder.sources((output,), {})
         graph.add(Node("function", None, "the output", inputs_of_output))
     finally:
         for handle in handles:
@@ -210,8 +218,8 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
     Raises ValueError when the model cannot be traced without an input (Python control flow
     on tensor values): pass ``example_input``.
     """
-    if is_atomic(model):  # a single layer: nothing follows it inside the model
-        graph = Graph([], "fx" if example_input is None else "execution")
+    if is_atomic(model) and example_input is None:  # a single layer: nothing follows it
+        graph = Graph([], "fx")
         root = graph.add(Node("input", None, "input", []))
         graph.add(Node("module", model, "", [root]))
         return graph
