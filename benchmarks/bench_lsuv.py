@@ -3,7 +3,7 @@
 Install the peer only in a benchmark environment, never as a project dependency:
 
     pip install -c constraints.txt -e . && pip install --no-deps lsuv==0.3.0
-    python benchmarks/bench_lsuv.py
+    python benchmarks/bench_lsuv.py [--runs 3]
 
 Models: a 100-layer MLP (width 256, ReLU) and a 50-layer plain 1-D CNN (16 channels, ReLU), each
 with a 256-sample batch. Both sides start from the same model; the final per-layer output std
@@ -13,6 +13,7 @@ Target (issue #5): >= 20x faster with the same or lower error.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import statistics
 import time
@@ -56,6 +57,9 @@ def std_errors(model: nn.Module, x: torch.Tensor) -> list[float]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="rows per model (default 3)")
+    runs = parser.parse_args().runs
     gen = torch.Generator().manual_seed(0)
     cases = {
         "100-layer MLP (256 wide)": (mlp, torch.randn(256, 256, generator=gen)),
@@ -68,21 +72,22 @@ def main() -> None:
     )
     print("|---|--:|--:|--:|---|---|")
     for name, (make, x) in cases.items():
-        torch.manual_seed(0)
-        base = make()
-        ours, theirs = copy.deepcopy(base), copy.deepcopy(base)
-        start = time.perf_counter()
-        wi.init(ours, "lsuv", data=x, seed=0, tol=TOL)
-        t_ours = time.perf_counter() - start
-        start = time.perf_counter()
-        lsuv_with_singlebatch(theirs, x, std_tol=TOL, verbose=False)
-        t_theirs = time.perf_counter() - start
-        e_ours, e_theirs = std_errors(ours, x), std_errors(theirs, x)
-        print(
-            f"| {name} | {t_ours:.2f} | {t_theirs:.2f} | {t_theirs / t_ours:.1f}x | "
-            f"{max(e_ours):.3f} / {statistics.median(e_ours):.3f} | "
-            f"{max(e_theirs):.3f} / {statistics.median(e_theirs):.3f} |"
-        )
+        for _ in range(runs):
+            torch.manual_seed(0)
+            base = make()
+            ours, theirs = copy.deepcopy(base), copy.deepcopy(base)
+            start = time.perf_counter()
+            wi.init(ours, "lsuv", data=x, seed=0, tol=TOL)
+            t_ours = time.perf_counter() - start
+            start = time.perf_counter()
+            lsuv_with_singlebatch(theirs, x, std_tol=TOL, verbose=False)
+            t_theirs = time.perf_counter() - start
+            e_ours, e_theirs = std_errors(ours, x), std_errors(theirs, x)
+            print(
+                f"| {name} | {t_ours:.3f} | {t_theirs:.2f} | {t_theirs / t_ours:.1f}x | "
+                f"{max(e_ours):.3f} / {statistics.median(e_ours):.3f} | "
+                f"{max(e_theirs):.3f} / {statistics.median(e_theirs):.3f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -367,8 +367,7 @@ def test_one_sweep_costs_one_forward_pass():
     model = Counting(mlp(100, nn.Tanh))
     FORWARDS["count"] = 0
     wi.plan(model, "lsuv", data=X, seed=0)
-    # one trace for the activations, one orthonormal pre-init, then the sweeps (1 + 1 to confirm)
-    assert FORWARDS["count"] <= 4
+    assert FORWARDS["count"] == 2  # no trace: one pass calibrates every layer, one verifies
 
 
 def test_max_iter_1_is_exactly_one_forward_pass_and_exact_for_linear_layers():
@@ -421,6 +420,16 @@ def test_apply_checks_per_channel_scales_and_changes_nothing_on_error():
     with pytest.raises(ValueError, match=r"'2.weight': 3 per-unit values .* 8 output units"):
         wi.Plan.from_json(json.dumps(data)).apply(model)
     assert_unchanged(model, before)
+
+
+def test_the_pre_initialization_is_orthonormal_and_rules_and_options_still_apply():
+    p = wi.plan(mlp(3, nn.ReLU), "lsuv", data=X, seed=0, relu_bias=0.1, rules={"6.*": "zeros"})
+    assert p["0.weight"].init == "orthogonal" and p["0.weight"].args == {}
+    assert p["0.bias"].init == "constant" and "before relu" in p["0.bias"].reason
+    assert p["6.weight"].init == "zeros" and p.graph == "fx"  # relu_bias needs the activations
+    p = wi.plan(mlp(3, nn.ReLU), "lsuv", data=X, seed=0, rules={"2.weight": ("normal", {})})
+    assert p["2.weight"].init == "normal" and "LSUV gain" in p["2.weight"].reason
+    assert p.graph == "" and p["4.weight"].reason.startswith("orthonormal pre-initialization")
 
 
 def test_zero_layers_stay_zero():

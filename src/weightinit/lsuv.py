@@ -65,10 +65,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from weightinit.fills import capture
+from weightinit.knowledge import Roles
 from weightinit.plan import SKIP, Plan, Row, rescale_, unwrap
+from weightinit.registry import get
 from weightinit.schemes import Options
 
-__all__ = ["OPTIONS", "Calibration", "lsuv_plan", "recurrent_preactivations", "unit_gain"]
+__all__ = ["OPTIONS", "Calibration", "lsuv_plan", "orthonormal_base", "recurrent_preactivations"]
 
 # the options of the "lsuv" scheme; the classic scheme options shape its pre-initialization
 OPTIONS = ("target_std", "target_var", "tol", "max_iter", "center", "per_channel", "orthonormal")
@@ -194,16 +197,24 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return ours, {k: v for k, v in options.items() if k not in OPTIONS}
 
 
-def unit_gain(base: Plan) -> Plan:
-    """``base`` with its orthogonal rows at gain 1: LSUV's orthonormal pre-initialization."""
+def orthonormal_base(base: Plan, model: nn.Module) -> Plan:
+    """LSUV's orthonormal pre-initialization from ``base``: every weight its scheme chose (not a
+    rule) orthogonal with gain 1, per block (group, gate) as its layout says."""
+    params = dict(unwrap(model).named_parameters(remove_duplicate=False))
     rows = []
     for row in base.rows:
-        if row.init == "orthogonal" and "gain" in row.args:
-            gain = abs(row.args["gain"])
+        chosen = row.init in ("variance_scaling", "orthogonal") and not row.reason.startswith(
+            "rule"
+        )
+        if chosen and row.role in (Roles.WEIGHT, Roles.PROJECTION):
+            param = params[row.name]
+            draw = capture(get("orthogonal"), param.shape, param.dtype, {}, row.layout)
             row = dataclasses.replace(
                 row,
-                args={k: v for k, v in row.args.items() if k != "gain"},
-                std=row.std / gain if row.std is not None and gain else row.std,
+                init="orthogonal",
+                args={},
+                std=draw.std,
+                bound=None,
                 reason="orthonormal pre-initialization (LSUV)",
             )
         rows.append(row)

@@ -13,7 +13,7 @@ from torch import nn
 
 from weightinit.graph import Follower, followers, trace
 from weightinit.knowledge import describe, owner_of, parametrized
-from weightinit.lsuv import lsuv_plan, split_options, unit_gain
+from weightinit.lsuv import lsuv_plan, orthonormal_base, split_options
 from weightinit.fills import capture
 from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
 from weightinit.registry import get
@@ -112,14 +112,16 @@ def plan(
         if data is None:
             raise ValueError("plan: the 'lsuv' scheme calibrates on data: pass data=batch")
         common = dict(rules=rules, skip=skip, strict=strict, include_frozen=include_frozen)
-        pre = "orthogonal" if orthonormal else "he"
-        try:  # a symbolic trace costs no forward pass; LSUV sets the scales itself anyway
+        # LSUV sets every scale itself: no trace for activations unless He or relu_bias needs it
+        pre = "lecun" if orthonormal and "relu_bias" not in options else "orthogonal"
+        pre = pre if orthonormal else "he"
+        try:  # a symbolic trace costs no forward pass
             base = plan(model, pre, example_input=example_input, **common, **options)
         except ValueError:
             if example_input is not None:
                 raise
             base = plan(model, pre, example_input=data, **common, **options)
-        base = unit_gain(base) if orthonormal else base
+        base = orthonormal_base(base, model) if orthonormal else base
         result = lsuv_plan(model, base, data, seed=0 if seed is None else seed, **settings)[0]
         result.scheme = "lsuv"
         result.options["orthonormal"] = orthonormal

@@ -285,7 +285,14 @@ def rescale_(
     """``value * scale + shift`` in place, each a number, one number per output unit (a list,
     output units as ``layout`` says: per output channel of a conv, per group and channel of a
     grouped one) or None. :meth:`Plan.apply` writes every row through it, and calibration
-    computes its values with it, so that a plan reproduces them bit for bit."""
+    computes its values with it, so that a plan reproduces them bit for bit.
+
+    Example:
+        >>> import torch
+        >>> from weightinit.plan import rescale_
+        >>> rescale_(torch.ones(2, 3), [1.0, 2.0], 0.5, None).tolist()  # rows are output units
+        [[1.5, 1.5, 1.5], [2.5, 2.5, 2.5]]
+    """
     for values, op in ((scale, value.mul_), (shift, value.add_)):
         if isinstance(values, list):
             unit_values = torch.tensor(values, dtype=value.dtype, device=value.device)
