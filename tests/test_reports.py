@@ -113,7 +113,7 @@ def test_demo_quick_runs_and_writes_its_page(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "weightinit" / "mnist1d.npz").exists()  # generated, then cached
     page = (tmp_path / "demo" / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 2
-    assert {"torch", "he", "lsuv"} <= set(SCHEMES)
+    assert {"torch", "he", "auto", "lsuv"} <= set(SCHEMES)
     for scheme in SCHEMES:  # one table row per activation and scheme, in the terminal and the page
         assert len(re.findall(rf"(ReLU|tanh)\W+{scheme}\W", proc.stdout)) == 2
         assert page.count(f"<td>{scheme}</td>") == 2

@@ -1,8 +1,9 @@
 """``weightinit demo``: why initialization matters, on MNIST-1D, in under three minutes on a CPU.
 
 Deep plain MLPs (ReLU and tanh) are built under PyTorch's default initialization and under
-weightinit's schemes (:data:`SCHEMES`: activation-aware He, data-dependent LSUV); their signal
-propagation is diagnosed and drawn, then each is trained briefly and its test accuracy reported.
+weightinit's schemes (:data:`SCHEMES`: activation-aware He, analytic "auto", data-dependent
+LSUV); their signal propagation is diagnosed and drawn, then each is trained briefly and its
+test accuracy reported.
 MNIST-1D (Greydanus 2020) is generated locally with the ``mnist1d`` package and cached in the
 user cache directory.
 """
@@ -27,7 +28,7 @@ from weightinit.plan import Plan
 
 __all__ = ["SCHEMES", "initialize", "load_mnist1d", "mlp", "run", "tensors", "train"]
 
-SCHEMES = ("torch", "he", "lsuv")  # compared in this order, in the table and the figures
+SCHEMES = ("torch", "he", "auto", "lsuv")  # compared in this order, in the table and the figures
 
 
 def cache_dir() -> Path:
