@@ -7,7 +7,8 @@ output on a batch of real data, repeat
     W <- W * t / std(y),   b <- b * t / std(y)
 
 until |std(y) - t| <= tol * t, for the target std t (``target_std``, or sqrt(``target_var``)).
-Options:
+The first sweep corrects every layer, also those already within tolerance (it costs nothing and
+leaves them exact); later sweeps correct the layers outside it. Options:
 
 - ``center=True`` first subtracts the output mean through the bias, b <- b - mean(y), so the
   output is centred and then scaled: W <- s W, b <- s (b - mean(y)) with s = t / std(y).
@@ -133,7 +134,6 @@ class _Unit:
     name: str
     weights: list[str]  # qualified names of the parameters the gain multiplies
     bias: str | None  # qualified name of the bias scaled (and centred) with them
-    recurrent: bool
     gain: torch.Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.float64))
     shift: torch.Tensor | None = None  # the bias's added shift, when centring
     iterations: int = 0
@@ -159,7 +159,7 @@ _DEFAULTS = {
 def _check(target_std, target_var, tol, max_iter, center, per_channel) -> float:
     """Validate the calibration options; the target std."""
     for name, value in (("target_std", target_std), ("target_var", target_var), ("tol", tol)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        if (value is not None or name == "tol") and not _is_number(value):
             raise TypeError(f"lsuv: `{name}` must be a number, got {value!r}")
     if target_std is not None and target_var is not None:
         raise ValueError("lsuv: pass `target_std` or `target_var`, not both")
@@ -178,6 +178,10 @@ def _check(target_std, target_var, tol, max_iter, center, per_channel) -> float:
         if not isinstance(value, bool):
             raise TypeError(f"lsuv: `{name}` must be True or False, got {value!r}")
     return target
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -203,10 +207,9 @@ def orthonormal_base(base: Plan, model: nn.Module) -> Plan:
     params = dict(unwrap(model).named_parameters(remove_duplicate=False))
     rows = []
     for row in base.rows:
-        chosen = row.init in ("variance_scaling", "orthogonal") and not row.reason.startswith(
-            "rule"
-        )
-        if chosen and row.role in (Roles.WEIGHT, Roles.PROJECTION):
+        by_scheme = not row.reason.startswith("rule")
+        weight = row.role in (Roles.WEIGHT, Roles.PROJECTION)
+        if by_scheme and weight and row.init in ("variance_scaling", "orthogonal"):
             param = params[row.name]
             draw = capture(get("orthogonal"), param.shape, param.dtype, {}, row.layout)
             row = dataclasses.replace(
@@ -278,8 +281,9 @@ def lsuv_plan(
     params = dict(work.named_parameters(remove_duplicate=False))
 
     def correction(unit: _Unit) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        """(scale, mean to subtract) that brings the unit's pooled output to the target, or
-        None when it is within tolerance (or deliberately zero)."""
+        """(scale, mean to subtract) that brings the unit's pooled output to the target: in the
+        first sweep always (exact, at no extra cost), later only when outside tolerance; None
+        otherwise, or when the unit is deliberately zero."""
         std, mean = unit.stats.std(), unit.stats.mean
         if unit.stats.n < 2:
             raise ValueError(
@@ -298,8 +302,10 @@ def lsuv_plan(
                 "before it"
             )
         centre = unit.shift is not None
-        off = ((std - target).abs() > tol * target).any() or (
-            centre and (mean.abs() > tol * target).any()
+        off = (
+            sweep == 0
+            or ((std - target).abs() > tol * target).any()
+            or (centre and (mean.abs() > tol * target).any())
         )
         return (target / std, mean if centre else None) if off else None
 
@@ -338,7 +344,7 @@ def lsuv_plan(
                 for u in every
                 for name in u.weights + ([u.bias] if u.bias else [])
             }
-            for _ in range(max_iter):
+            for sweep in range(max_iter):
                 for unit in every:
                     unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
                 try:
@@ -390,7 +396,7 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
         prefix = f"{mname}." if mname else ""
         if isinstance(module, _LINEAR) and planned(prefix + "weight"):
             bias = prefix + "bias" if planned(prefix + "bias") else None
-            unit = _Unit(mname, [prefix + "weight"], bias, recurrent=False)
+            unit = _Unit(mname, [prefix + "weight"], bias)
             unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
             found[module] = [unit]
         elif isinstance(module, _RECURRENT):
@@ -399,7 +405,7 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
             for suffix in suffixes:
                 names = [prefix + "weight_ih" + suffix, prefix + "weight_hh" + suffix]
                 name = prefix + suffix[1:] if suffix else mname
-                layers.append(_Unit(name, names, None, True) if all(map(planned, names)) else None)
+                layers.append(_Unit(name, names, None) if all(map(planned, names)) else None)
             if any(layers):
                 found[module] = layers
     return found
