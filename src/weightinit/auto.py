@@ -154,7 +154,6 @@ class Analysis:
 
     choices: dict[str, Choice] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list)
-    input: Signal | None = None  # the input's statistics the propagation started from
 
 
 # What the plan already fixed for a parameter that auto does not choose (rules, skip, frozen,
@@ -336,8 +335,7 @@ class _Propagation:
 
     def _map(self, node: Node) -> Signal | None:
         if node.kind == "input":
-            self.analysis.input = self._input_signal()
-            return self.analysis.input
+            return self._input_signal()
         if node.name == "the output" or node.target is None:
             return None
         if not any(s is not None and self.signals[s] is not None for s in node.sources):

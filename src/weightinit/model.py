@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import warnings
@@ -11,8 +12,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from weightinit.auto import (
+    STABILIZING_SAMPLES,
+    AutoOptions,
+    batch_first,
+    gaussian_like,
+    propagate,
+)
 from weightinit.graph import Follower, followers, trace
-from weightinit.knowledge import describe, owner_of, parametrized
+from weightinit.knowledge import Roles, describe, owner_of, parametrized
 from weightinit.lsuv import lsuv_plan, orthonormal_base, split_options
 from weightinit.fills import capture
 from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
@@ -126,7 +134,9 @@ def plan(
         result.scheme = "lsuv"
         result.options["orthonormal"] = orthonormal
         return result
-    chosen = get_scheme(scheme)
+    is_auto = isinstance(scheme, str) and scheme.lower() == "auto"
+    auto = AutoOptions.pop(options) if is_auto else None
+    chosen = get_scheme("he" if is_auto else scheme)
     opts = Options.build(options)
     rules = dict(rules or {})
     for key, value in rules.items():
@@ -137,16 +147,27 @@ def plan(
     model = unwrap(model)
     table: dict[str, Follower] = {}
     method = ""
+    graph = None
+    if is_auto:
+        example_input = example_input if example_input is not None else data
+        if example_input is None:
+            raise ValueError(
+                "plan: the 'auto' scheme propagates the signal through an actual forward pass: "
+                "pass example_input=batch (or data=batch)"
+            )
     if chosen.needs_graph:
         graph = trace(model, example_input)
         table, method = followers(graph), graph.method
 
-    rows: list[Row] = []
+    rows: list[Row | None] = []
+    pending: list[tuple[int, Param, str, tuple | None, Any]] = []  # rows the scheme chooses
     seen: dict[int, str] = {}
     unknown: list[str] = []
+    settled: dict[str, tuple[float, float]] = {}  # plain name -> (mean, E[x^2]) not ours
     for name, param in model.named_parameters(remove_duplicate=False):
         found = parametrized(model, name)
         owner, leaf = (found[0], found[1]) if found else owner_of(model, name)
+        as_plain = name.rsplit("parametrizations.", 1)[0] + leaf if found else name
         module = type(owner).__name__
         if id(param) in seen:
             rows.append(
@@ -155,34 +176,56 @@ def plan(
             continue
         seen[id(param)] = name
         pattern = next((s for s in skip if fnmatch.fnmatchcase(name, s)), None)
+        kept = None
         if pattern is not None:
-            rows.append(Row(name, module, "-", SKIP, reason=f"matches skip {pattern!r}"))
-            continue
-        if not param.requires_grad and not include_frozen:
-            rows.append(Row(name, module, "-", SKIP, reason="frozen (requires_grad=False)"))
+            kept = Row(name, module, "-", SKIP, reason=f"matches skip {pattern!r}")
+        elif not param.requires_grad and not include_frozen:
+            kept = Row(name, module, "-", SKIP, reason="frozen (requires_grad=False)")
+        if kept is not None:
+            rows.append(kept)
+            settled[as_plain] = _moments_of(param)
             continue
         info = describe(model, name)
         choice = _match_rule(rules, name, owner)
         if choice is None and info is None:
             unknown.append(name)
             rows.append(Row(name, module, "unknown", SKIP, reason="unknown module, no rule"))
+            settled[as_plain] = _moments_of(param)
             continue
         layout = info.layout if info is not None and chosen.own_fans else None
+        if choice is not None:
+            row = _row(name, module, info.role if info else "custom", choice, param, layout, info)
+            settled[as_plain] = (0.0, (row.std or 0.0) ** 2)  # zero-mean draws
+            if choice.init in ("constant", "ones", "zeros"):
+                value = {"ones": 1.0, "zeros": 0.0}.get(choice.init, choice.args.get("val"))
+                settled[as_plain] = (float(value), float(value) ** 2)
+            rows.append(row)
+            continue
+        follower = _follower(table, as_plain)
+        pending.append((len(rows), Param(name, leaf, owner, param, info, follower), as_plain,
+                        found, layout))  # fmt: skip
+        rows.append(None)
+
+    analysis = None
+    if is_auto:
+        analysis = propagate(model, graph, example_input, auto, opts, settled.get)
+    for index, p, as_plain, found, layout in pending:
+        name, leaf, owner, param, info = p.name, p.leaf, p.owner, p.tensor, p.info
+        choice = None if analysis is None else analysis.choices.get(as_plain)
         if choice is None:
-            as_plain = name.rsplit("parametrizations.", 1)[0] + leaf if found else name
-            follower = _follower(table, as_plain)
-            choice = chosen.choose(Param(name, leaf, owner, param, info, follower), opts)
-            if found and _is_weight_norm_scale(owner, leaf, found[2]):
-                # g of weight_norm: the norm of each output's weights that the scheme's own
-                # weight would have (root mean square), so that g v / |v| starts at that scale
-                v = owner.parametrizations[leaf].original1
-                draw = capture(get(choice.init), v.shape, v.dtype, choice.args, layout)
-                value = (draw.std if draw else 1.0) * math.sqrt(v.numel() / max(param.numel(), 1))
-                reason = f"weight_norm g: the RMS norm of each output's weights under {choice.init}"
-                choice, layout = Choice("constant", {"val": value}, reason), None
-        rows.append(
-            _row(name, module, info.role if info else "custom", choice, param, layout, info)
-        )
+            choice = chosen.choose(p, opts)
+            if analysis is not None and info.role in (Roles.WEIGHT, Roles.RECURRENT):
+                reason = f"not reached by the traced forward pass: {choice.reason}"
+                choice = Choice(choice.init, choice.args, reason)
+        if found and _is_weight_norm_scale(owner, leaf, found[2]):
+            # g of weight_norm: the norm of each output's weights that the scheme's own
+            # weight would have (root mean square), so that g v / |v| starts at that scale
+            v = owner.parametrizations[leaf].original1
+            draw = capture(get(choice.init), v.shape, v.dtype, choice.args, layout)
+            value = (draw.std if draw else 1.0) * math.sqrt(v.numel() / max(param.numel(), 1))
+            reason = f"weight_norm g: the RMS norm of each output's weights under {choice.init}"
+            choice, layout = Choice("constant", {"val": value}, reason), None
+        rows[index] = _row(name, type(owner).__name__, info.role, choice, param, layout, info)
     if unknown:
         message = (
             f"weightinit does not know the module of {len(unknown)} parameter(s) and no rule "
@@ -193,7 +236,28 @@ def plan(
             raise ValueError(message)
         warnings.warn(message, stacklevel=2)
     recorded = dict(options, **({"seed": seed} if seed is not None else {}))
-    return Plan(chosen.name, rows, options=recorded, graph=method)
+    if not is_auto:
+        return Plan(chosen.name, rows, options=recorded, graph=method)
+    recorded.update(dataclasses.asdict(auto))
+    made = Plan("auto", rows, options=recorded, graph=method)
+    made.predictions = [dataclasses.asdict(p) for p in analysis.predictions]
+    if data is None and not auto.stabilize:
+        return made
+    # one calibration sweep: on the data, or on a Gaussian stand-in for the input (data-free)
+    samples = STABILIZING_SAMPLES if batch_first(model) else None
+    batch = data if data is not None else gaussian_like(example_input, auto, samples)
+    seed = 0 if seed is None else seed
+    refined = lsuv_plan(model, made, batch, seed=seed, max_iter=1, target_var=auto.target_var)[0]
+    refined.predictions = made.predictions
+    return refined
+
+
+def _moments_of(param: torch.Tensor) -> tuple[float, float]:
+    """(mean, E[x^2]) of a parameter's current values (meta tensors: unknown, taken as 0, 1)."""
+    if param.is_meta or not param.numel():
+        return 0.0, 1.0
+    t = param.detach().double()
+    return float(t.mean()), float((t * t).mean())
 
 
 def _is_weight_norm_scale(owner: nn.Module, leaf: str, index: str) -> bool:
@@ -250,14 +314,24 @@ def init(
 
 
 def apply(model: nn.Module, **kw: Any) -> Plan:
-    """The one-call entry point: the best scheme weightinit has, today activation-aware He
-    (each weight scaled by the gain of the activation after its layer, recurrent weights
-    orthogonal, LSTM forget bias 1). Takes the arguments of :func:`plan` and :func:`init`.
+    """The one-call entry point: the best scheme weightinit has for what it is given.
+
+    - With ``example_input=`` (or ``data=``): "auto", the signal propagated through the traced
+      model and every weighted layer set to unit output variance, stabilized with one sweep
+      (on ``data`` when given, else on Gaussian input with the input's statistics).
+    - With neither: activation-aware "he" (each weight scaled by the gain of the activation
+      after its layer, recurrent weights orthogonal, LSTM forget bias 1), which needs no input.
+
+    Takes the arguments of :func:`plan` and :func:`init`; ``scheme=`` overrides the choice.
 
     Example:
         >>> import torch, weightinit
         >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.SELU(), torch.nn.Linear(16, 1))
         >>> weightinit.apply(net, seed=0)["0.weight"].reason
         'followed by selu: gain 1; He: Var = gain^2 / fan'
+        >>> x = 3 * torch.randn(256, 8) + 1
+        >>> weightinit.apply(net, example_input=x, seed=0).scheme
+        'auto'
     """
-    return init(model, kw.pop("scheme", "he"), **kw)
+    given = kw.get("example_input") is not None or kw.get("data") is not None
+    return init(model, kw.pop("scheme", "auto" if given else "he"), **kw)

@@ -81,6 +81,8 @@ class Plan:
     options: dict[str, Any] = field(default_factory=dict)
     graph: str = ""  # how activations were found: "fx", "execution" or "" (not needed)
     calibration: list[dict[str, Any]] = field(default_factory=list)  # data-dependent schemes
+    # "auto": the predicted output (mean, std) of every weighted layer, in execution order
+    predictions: list[dict[str, Any]] = field(default_factory=list)
     # values a data-dependent scheme already computed (with the plan's seed) while calibrating;
     # apply commits them instead of drawing them again. Not serialized: from_json redraws.
     computed: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
@@ -129,6 +131,7 @@ class Plan:
             "options": self.options,
             "graph": self.graph,
             "calibration": self.calibration,
+            "predictions": self.predictions,
             "rows": [r.to_dict() for r in self.rows],
         }
         return json.dumps(data, **{"indent": 2, **dump_kwargs})
@@ -143,6 +146,7 @@ class Plan:
             data.get("options", {}),
             data.get("graph", ""),
             data.get("calibration", []),
+            data.get("predictions", []),
         )
 
     def _commit_computed(self, model: nn.Module) -> Plan:
