@@ -3,7 +3,7 @@
 Install the peer only in a benchmark environment, never as a project dependency:
 
     pip install -c constraints.txt -e . && pip install --no-deps lsuv==0.3.0
-    python benchmarks/bench_lsuv.py [--runs 3]
+    python benchmarks/bench_lsuv.py [--runs 3] [--threads N]
 
 Models: a 100-layer MLP (width 256, ReLU) and a 50-layer plain 1-D CNN (16 channels, ReLU), each
 with a 256-sample batch. Both sides start from the same model; the final per-layer output std
@@ -59,7 +59,10 @@ def std_errors(model: nn.Module, x: torch.Tensor) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="rows per model (default 3)")
-    runs = parser.parse_args().runs
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     cases = {
         "100-layer MLP (256 wide)": (mlp, torch.randn(256, 256, generator=gen)),
@@ -72,7 +75,7 @@ def main() -> None:
     )
     print("|---|--:|--:|--:|---|---|")
     for name, (make, x) in cases.items():
-        for _ in range(runs):
+        for _ in range(args.runs):
             torch.manual_seed(0)
             base = make()
             ours, theirs = copy.deepcopy(base), copy.deepcopy(base)

@@ -113,13 +113,22 @@ class _Moments:
         self.n = 0
         self.mean = self.m2 = torch.zeros((), dtype=torch.float64)
 
-    def add(self, samples: torch.Tensor) -> None:
-        """Add ``samples`` (samples x channels, or flat)."""
-        var, mean = torch.var_mean(samples.float(), dim=0, correction=0)
-        n, var, mean = samples.shape[0], var.double().cpu(), mean.double().cpu()
+    def add(self, y: torch.Tensor, axis: int | None = None) -> None:
+        """Add the values of ``y``, all pooled or (``axis``) per channel along that axis."""
+        y = y.float()  # two passes: accurate, and far faster than torch.var_mean on CPU
+        if axis is None:
+            flat = y.reshape(-1)
+            mean = flat.mean()
+            d = flat - mean
+            n, m2 = flat.numel(), torch.dot(d, d)
+        else:
+            dims = [i for i in range(y.ndim) if i != axis]
+            mean = y.mean(dims, keepdim=True)
+            n, m2 = y.numel() // y.shape[axis], (y - mean).square().sum(dims)
+        m2, mean = m2.double().cpu(), mean.reshape(m2.shape).double().cpu()
         total = self.n + n
         delta = mean - self.mean
-        self.m2 = self.m2 + var * n + delta**2 * (self.n * n / total)
+        self.m2 = self.m2 + m2 + delta**2 * (self.n * n / total)
         self.mean = self.mean + delta * (n / total)
         self.n = total
 
@@ -316,16 +325,14 @@ def lsuv_plan(
             for unit, a in zip(units[module], recurrent_preactivations(module, x, hx)):
                 if unit is not None:
                     unit.uses += 1
-                    unit.stats.add(a.reshape(-1))
+                    unit.stats.add(a)
             return None
         (unit,) = units[module]
         if unit.zero or not isinstance(output, torch.Tensor) or not output.is_floating_point():
             return None
         axis = _feature_axis(module, output) if per_channel else None
         unit.uses += 1
-        unit.stats.add(
-            output.reshape(-1) if axis is None else output.movedim(axis, -1).flatten(0, -2)
-        )
+        unit.stats.add(output, axis)
         if unit.uses == 1 and not unit.shared:
             unit.in_pass = correction(unit)
         if unit.in_pass is None:
