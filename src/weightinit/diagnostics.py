@@ -5,7 +5,9 @@ layer and measures, per call and in execution order: the output's mean and std, 
 to the first layer's, the fraction of dead units (before a ReLU-family activation: units that are
 never positive over the batch) and of saturated outputs (after tanh/sigmoid-like activations:
 within 1% of their bounds), the std of the gradient with respect to the layer's output and
-weight, and the weight-gradient-to-weight norm ratio. For the whole network it gives the
+weight, and the weight-gradient-to-weight norm ratio; for recurrent layers also the std of the
+gates' pre-activations (W_ih x_t + W_hh h_{t-1} + b, what their weights scale: the hidden state
+itself is bounded by the gates). For the whole network it gives the
 singular values of the input-output Jacobian (exact for small nets, estimated with random
 probes for large ones) and the mean cosine similarity between the outputs of different inputs.
 The model is left exactly as it was.
@@ -30,6 +32,7 @@ from weightinit import figures
 from weightinit._table import format_table
 from weightinit.graph import followers, trace
 from weightinit.knowledge import Roles, describe
+from weightinit.lsuv import recurrent_preactivations
 from weightinit.model import init
 from weightinit.plan import Plan, unwrap
 
@@ -76,6 +79,7 @@ class LayerStats:
     weight_grad_std: float | None = None
     grad_to_weight: float | None = None  # ||d loss / d W|| / ||W||
     predicted_std: float | None = None  # what the plan predicted (``diagnose(plan=...)``)
+    gate_std: float | None = None  # recurrent layers: std of the gates' pre-activations
 
 
 @dataclass
@@ -106,13 +110,16 @@ class Report:
             return "-" if v is None else format(v, spec)
 
         predicted = any(l.predicted_std is not None for l in self.layers)
+        gates = any(l.gate_std is not None for l in self.layers)
         head = ("layer", "module", "then", "mean", "std", *(("predicted",) if predicted else ()),
-                "std/first", "dead", "sat.", "grad std", "dW std", "|dW|/|W|")
+                *(("gates std",) if gates else ()), "std/first", "dead", "sat.", "grad std",
+                "dW std", "|dW|/|W|")
         table = format_table(
             head,
             [
                 (l.name, l.module, l.activation or "-", fmt(l.mean), fmt(l.std),
-                 *((fmt(l.predicted_std),) if predicted else ()), fmt(l.std_ratio),
+                 *((fmt(l.predicted_std),) if predicted else ()),
+                 *((fmt(l.gate_std),) if gates else ()), fmt(l.std_ratio),
                  fmt(l.dead, ".0%"), fmt(l.saturated, ".0%"), fmt(l.grad_std),
                  fmt(l.weight_grad_std), fmt(l.grad_to_weight))
                 for l in self.layers
@@ -290,6 +297,10 @@ def diagnose(
         if out is None or not out.is_floating_point():
             return
         record = {"module": module, "output": out}
+        if isinstance(module, (nn.RNNBase, nn.RNNCellBase)) and args_:
+            with torch.no_grad():
+                gates = recurrent_preactivations(module, args_[0], *args_[1:2])
+            record["gates"] = torch.cat([g.reshape(-1) for g in gates]).float().std().item()
         if out.requires_grad:
             out.register_hook(lambda g, r=record: r.__setitem__("grad", g.detach()))
         records.append(record)
@@ -412,6 +423,7 @@ def _layer_stats(records, weighted, follow) -> list[LayerStats]:
                 if grad is not None and grad.numel() > 1
                 else None,
                 weight_grad_std=wgrad.float().std().item() if wgrad is not None else None,
+                gate_std=record.get("gates"),
                 grad_to_weight=(wgrad.norm() / weight.norm()).item()
                 if wgrad is not None and weight.norm() > 0
                 else None,

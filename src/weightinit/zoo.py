@@ -32,7 +32,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["ZOO", "Lambda", "cnn1d", "lstm", "mlp", "residual_mlp", "transformer_encoder"]
+__all__ = [
+    "ZOO", "Lambda", "cnn1d", "layer_scales", "lstm", "mlp", "residual_mlp", "transformer_encoder"
+]  # fmt: skip
 
 Built = tuple[nn.Module, torch.Tensor]
 ActivationSpec = str | type[nn.Module] | Callable[[torch.Tensor], torch.Tensor]
@@ -78,8 +80,13 @@ def _activation(spec: ActivationSpec) -> Callable[[], nn.Module]:
     raise TypeError(f"activation: a name, an nn.Module class or a callable, got {spec!r}")
 
 
+INPUT_STREAM = 1_000_003  # inputs come from seed + this: independent of weights drawn with seed
+
+
 def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    # A torch.Generator seeded like the one Plan.apply(seed=...) draws weights from would give
+    # the weights the input's own numbers (W[i, j] a multiple of x[i, j]); hence the offset.
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(INPUT_STREAM + seed))
 
 
 def mlp(
@@ -265,3 +272,18 @@ ZOO: dict[str, Callable[[], Built]] = {
     "lstm_2": functools.partial(lstm, 2),
 }
 """Name -> zero-argument factory returning ``(model, example_input)``."""
+
+
+def layer_scales(report) -> list[float]:
+    """The std a scheme sets at each weighted layer of a :func:`weightinit.diagnose` report:
+    the output's, and for recurrent layers their gates' pre-activations' (the hidden state is
+    bounded by the gates, so no weight scale can set it).
+
+    Example:
+        >>> import weightinit
+        >>> model, x = lstm(1, hidden=16, batch=8)
+        >>> _ = weightinit.init(model, "auto", example_input=x, seed=0)
+        >>> [round(s, 1) for s in layer_scales(weightinit.diagnose(model, x))]
+        [1.0, 1.0, 1.0]
+    """
+    return [l.gate_std if l.gate_std is not None else l.std for l in report.layers]
