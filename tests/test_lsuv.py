@@ -488,3 +488,25 @@ def test_a_layer_with_constant_output_is_an_error_and_nothing_changes():
         wi.init(model, "lsuv", data=torch.zeros(16, 64), seed=0)
     assert_unchanged(model, before)
     assert "lsuv" in wi.schemes()
+
+
+def test_attention_is_calibrated_through_its_output_projection():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(32, 4, batch_first=True)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha, self.head = mha, nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.head(self.mha(x, x, x, need_weights=False)[0])
+
+    model = Block()
+    x = 3 * torch.randn(64, 10, 32, generator=torch.Generator().manual_seed(1))
+    p = wi.init(model, "lsuv", data=x, seed=0)
+    assert [c["layer"] for c in p.calibration] == ["mha", "head"]
+    with torch.no_grad():
+        out = model.mha(x, x, x, need_weights=False)[0]
+    assert out.std().item() == pytest.approx(1.0, abs=0.05)
+    assert model(x).std().item() == pytest.approx(1.0, abs=0.05)

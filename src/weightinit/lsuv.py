@@ -19,6 +19,8 @@ leaves them exact); later sweeps correct the layers outside it. Options:
 - A module called several times in one forward pass is calibrated on its uses pooled: every
   use is rescaled with the sweep's scale (found at its first use), and the gain update comes
   from the statistics of all its uses together.
+- MultiheadAttention's output is linear in its output projection's weight and bias, so it is
+  calibrated like a Linear layer through them (``out_proj``).
 - RNN, LSTM and GRU layers (and their cells) are not linear in their weights, so their *gate
   pre-activations* are calibrated: per layer and direction, a_t = W_ih x_t + b_ih + W_hh h_{t-1}
   + b_hh (for a GRU's candidate gate the argument of its tanh, W_in x_t + b_in + r_t * (W_hn
@@ -328,18 +330,21 @@ def lsuv_plan(
                     unit.stats.add(a)
             return None
         (unit,) = units[module]
-        if unit.zero or not isinstance(output, torch.Tensor) or not output.is_floating_point():
+        attention = isinstance(module, nn.MultiheadAttention)  # (output, weights)
+        out = output[0] if attention else output
+        if unit.zero or not isinstance(out, torch.Tensor) or not out.is_floating_point():
             return None
-        axis = _feature_axis(module, output) if per_channel else None
+        axis = _feature_axis(module, out) if per_channel else None
         unit.uses += 1
-        unit.stats.add(output, axis)
+        unit.stats.add(out, axis)
         if unit.uses == 1 and not unit.shared:
             unit.in_pass = correction(unit)
         if unit.in_pass is None:
             return None
         scale, mean = unit.in_pass  # every use this sweep, so later layers see calibrated inputs
-        y = output if mean is None else output - _along(mean, output, axis)
-        return y * _along(scale, output, axis)
+        y = out if mean is None else out - _along(mean, out, axis)
+        y = y * _along(scale, out, axis)
+        return (y, *output[1:]) if attention else y
 
     cuda = sorted({p.device.index or 0 for p in params.values() if p.is_cuda})
     handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
@@ -399,9 +404,19 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
         return row is not None and row.init != SKIP
 
     found: dict[nn.Module, list] = {}
+    # MultiheadAttention uses its out_proj's weights without calling it: the attention's output
+    # is linear in them, so the attention module is the unit
+    inside = {m.out_proj for m in work.modules() if isinstance(m, nn.MultiheadAttention)}
     for mname, module in work.named_modules():
         prefix = f"{mname}." if mname else ""
-        if isinstance(module, _LINEAR) and planned(prefix + "weight"):
+        if isinstance(module, nn.MultiheadAttention) and planned(prefix + "out_proj.weight"):
+            bias = prefix + "out_proj.bias" if planned(prefix + "out_proj.bias") else None
+            unit = _Unit(mname, [prefix + "out_proj.weight"], bias)
+            unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
+            found[module] = [unit]
+        elif module in inside:
+            continue
+        elif isinstance(module, _LINEAR) and planned(prefix + "weight"):
             bias = prefix + "bias" if planned(prefix + "bias") else None
             unit = _Unit(mname, [prefix + "weight"], bias)
             unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
