@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--input-int", type=int, metavar="HIGH", help="integer inputs in [0, HIGH)"
     )
     diagnosing.add_argument(
-        "--schemes", default="torch,he", help="comma-separated, default torch,he"
+        "--schemes", default="torch,he,auto", help="comma-separated, default torch,he,auto"
     )
     diagnosing.add_argument("--out", default="weightinit-report", help="folder for PNG, HTML, JSON")
     diagnosing.set_defaults(run=_diagnose)

@@ -178,7 +178,8 @@ def compare(
     seed: int = 0,
     **diagnose_kwargs: Any,
 ) -> Comparison:
-    """Build the model once per scheme, initialize it (``seed``), and diagnose it on ``inputs``.
+    """Build the model once per scheme, initialize it (``seed``), and diagnose it on ``inputs``
+    (which are also the example input of "auto" and the data of "lsuv").
 
     Example:
         >>> import torch, weightinit
@@ -191,7 +192,8 @@ def compare(
     result = Comparison()
     for scheme in schemes:
         model = model_factory()
-        init(model, scheme, seed=seed, example_input=inputs)
+        given = {"data": inputs} if scheme == "lsuv" else {"example_input": inputs}
+        init(model, scheme, seed=seed, **given)
         result[scheme] = diagnose(model, inputs, seed=seed, **diagnose_kwargs)
     return result
 

@@ -269,6 +269,9 @@ def schemes() -> dict[str, str]:
     """
     return {
         **{name: s.description for name, s in _SCHEMES.items()},
+        "auto": "analytic signal propagation (after AutoInit, Bingham & Miikkulainen 2023): every "
+        "layer's output at unit variance from its input's moments, then one stabilizing sweep; "
+        "needs example_input=batch",
         "lsuv": "data-dependent LSUV (Mishkin & Matas 2016): orthonormal, then each layer's output "
         "scaled to unit std on data=batch, calibrated inside one forward pass per sweep",
     }
