@@ -49,7 +49,7 @@ from torch import nn
 from weightinit.activations import moments
 from weightinit.fills import capture
 from weightinit.graph import Graph, Node, _classify, _leaves
-from weightinit.knowledge import Roles, describe
+from weightinit.knowledge import describe
 from weightinit.layout import Layout
 from weightinit.registry import get
 from weightinit.schemes import Choice, Options
@@ -401,7 +401,11 @@ class _Propagation:
         if getattr(m, "bias", None) is not None:
             got = self.fixed(self._param_name(m, "bias"))
             shift = 0.0 if got is None else got[0]
-        if isinstance(m, nn.modules.batchnorm._NormBase) and not m.training and m.track_running_stats:
+        if (
+            isinstance(m, nn.modules.batchnorm._NormBase)
+            and not m.training
+            and m.track_running_stats
+        ):
             # eval mode normalizes with the running statistics, not the batch's
             mean = float(m.running_mean.double().mean())
             var = float(m.running_var.double().mean()) + m.eps
@@ -539,7 +543,9 @@ class _Propagation:
         return out
 
     def _why(self, x: Signal) -> str:
-        measured = f"; measured on the way: {', '.join(self.current_notes)}" if self.current_notes else ""
+        measured = (
+            f"; measured on the way: {', '.join(self.current_notes)}" if self.current_notes else ""
+        )
         return f"input mean {x.mean:.3g}, std {x.std:.3g}{measured}"
 
     def _weight(self, module: nn.Module, leaf: str, w2: float, reason: str) -> float:
@@ -683,7 +689,6 @@ class _Propagation:
         directions = 1 if cell else (2 if m.bidirectional else 1)
         q_in, mean_h, q_h = x.second, 0.0, 0.0
         for index, suffix in enumerate(suffixes):
-            layer = index // directions
             gate_bias = self._gate_biases(m, suffix, mode)
             fan = getattr(m, "weight_ih" + suffix).shape[1]
             gain, mean_h, q_h = recurrent_rule(mode, v, gate_bias, m.hidden_size, fan, share)

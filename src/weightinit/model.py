@@ -19,10 +19,10 @@ from weightinit.auto import (
     gaussian_like,
     propagate,
 )
+from weightinit.fills import capture
 from weightinit.graph import Follower, followers, trace
 from weightinit.knowledge import Roles, describe, owner_of, parametrized
 from weightinit.lsuv import lsuv_plan, orthonormal_base, split_options
-from weightinit.fills import capture
 from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
 from weightinit.registry import get
 from weightinit.schemes import Choice, Options, Param, get_scheme
