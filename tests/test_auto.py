@@ -110,12 +110,19 @@ def test_linear_rule_var_w_is_target_over_fan_times_second_moment():
     assert [r["std"] for r in p.predictions] == pytest.approx([math.sqrt(0.5)] * 2)
 
 
-def test_conv_fan_counts_padding():
+def test_conv_fan_counts_padding_and_stride():
     # kernel 3, padding 1, length 10: the 10 outputs sum 2, 3, ..., 3, 2 taps of 4 channels
     conv = nn.Sequential(nn.Conv1d(4, 8, 3, padding=1), nn.Flatten(), nn.Linear(80, 2))
     p = wi.plan(conv, "auto", example_input=gaussian(shape=(8, 4, 10)), input_mean=0.0,
                 input_std=1.0, stabilize=False, distribution="normal")  # fmt: skip
     assert p["0.weight"].std ** 2 == pytest.approx(1 / (4 * 28 / 10), rel=1e-9)
+    # transposed, kernel 4, stride 2, padding 1: every output of length 2 * 10 sums 2 taps,
+    # except the first and last, which sum 1: (2 * 18 + 2) / 20 taps of 4 channels
+    up = nn.Sequential(nn.ConvTranspose1d(4, 8, 4, stride=2, padding=1), nn.Flatten(),
+                       nn.Linear(160, 2))  # fmt: skip
+    p = wi.plan(up, "auto", example_input=gaussian(shape=(8, 4, 10)), input_mean=0.0,
+                input_std=1.0, stabilize=False, distribution="normal")  # fmt: skip
+    assert p["0.weight"].std ** 2 == pytest.approx(1 / (4 * 38 / 20), rel=1e-9)
 
 
 def test_orthogonal_distribution_gets_the_same_variance():
