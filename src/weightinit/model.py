@@ -119,10 +119,15 @@ def plan(
         orthonormal = settings.pop("orthonormal", True)
         if data is None:
             raise ValueError("plan: the 'lsuv' scheme calibrates on data: pass data=batch")
-        common = dict(rules=rules, skip=skip, strict=strict, include_frozen=include_frozen)
-        # LSUV sets every scale itself: no trace for activations unless He or relu_bias needs it
-        pre = "lecun" if orthonormal and "relu_bias" not in options else "orthogonal"
-        pre = pre if orthonormal else "he"
+        common = {"rules": rules, "skip": skip, "strict": strict, "include_frozen": include_frozen}
+        # LSUV sets every scale itself, so the pre-initialization needs no trace of the
+        # activations, unless it is He (orthonormal=False) or relu_bias must find the ReLUs
+        if not orthonormal:
+            pre = "he"
+        elif "relu_bias" in options:
+            pre = "orthogonal"
+        else:
+            pre = "lecun"  # untraced; orthonormal_base makes its weights orthonormal
         try:  # a symbolic trace costs no forward pass
             base = plan(model, pre, example_input=example_input, **common, **options)
         except ValueError:
