@@ -149,6 +149,24 @@ def test_attention_output_variance():
     check(SelfAttention(), gaussian(0.0, 2.0, shape=(N // 16, 16, D)), tol=0.08)
 
 
+class AttentionAfterReLU(nn.Module):
+    """A ReLU's mean is the same at every position, so after the next Linear part of the
+    tokens' variance is shared by all of them, and averaging over tokens does not shrink it."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(D, D)
+        self.mha = nn.MultiheadAttention(D, 4, batch_first=True)
+
+    def forward(self, x):
+        h = self.inp(torch.relu(x))
+        return self.mha(h, h, h, need_weights=False)[0]
+
+
+def test_attention_over_tokens_that_share_a_component():
+    check(AttentionAfterReLU(), gaussian(0.0, 1.0, shape=(N // 16, 16, D)), tol=0.08)
+
+
 @pytest.mark.parametrize("cls", [nn.RNN, nn.GRU, nn.LSTM])
 def test_recurrent_hidden_state_is_stationary_and_predicted(cls):
     torch.manual_seed(0)

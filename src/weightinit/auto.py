@@ -67,10 +67,13 @@ INPUT_SHARE = 0.5
 
 @dataclass(frozen=True)
 class Signal:
-    """Mean and variance of a signal, over all its elements."""
+    """Mean and variance of a signal, over all its elements, and the share of the variance
+    common to all positions of a sequence (``shared``: 0 for independent tokens, 1 when every
+    token is the same), which attention needs."""
 
     mean: float
     var: float
+    shared: float = 0.0
 
     @property
     def second(self) -> float:
@@ -389,7 +392,7 @@ class _Propagation:
         if isinstance(m, nn.RMSNorm):
             scale = self._norm_scale(m)
             mean = x.mean / math.sqrt(max(x.second, 1e-30)) * scale  # x / rms(x): E[y^2] = 1
-            return Signal(mean, scale * scale - mean * mean)
+            return Signal(mean, scale * scale - mean * mean, x.shared)
         kind, act = _classify(node)
         if kind == "activation":
             return _activation(act, x)
@@ -409,8 +412,9 @@ class _Propagation:
             # eval mode normalizes with the running statistics, not the batch's
             mean = float(m.running_mean.double().mean())
             var = float(m.running_var.double().mean()) + m.eps
-            return Signal((x.mean - mean) / math.sqrt(var) * scale + shift, x.var / var * scale**2)
-        return Signal(shift, scale * scale)
+            y_mean = (x.mean - mean) / math.sqrt(var) * scale + shift
+            return Signal(y_mean, x.var / var * scale**2, x.shared)
+        return Signal(shift, scale * scale, x.shared)
 
     def _norm_scale(self, m: nn.Module) -> float:
         if getattr(m, "weight", None) is None:
@@ -475,7 +479,7 @@ class _Propagation:
         args = list(node.args)
         if name in _NEG:
             a = self._operand(node, args[0], 0)
-            return None if a is None else Signal(-a.mean, a.var)
+            return None if a is None else Signal(-a.mean, a.var, a.shared)
         if len(args) < 2:
             return None
         a, b = self._operand(node, args[0], 0), self._operand(node, args[1], 1)
@@ -483,15 +487,17 @@ class _Propagation:
             return None
         if name in _RSUB:
             a, b = b, a
+        var = a.var + b.var
+        shared = (a.shared * a.var + b.shared * b.var) / var if var > 0 else 0.0
         if name in _ADD:
-            return Signal(a.mean + b.mean, a.var + b.var)
+            return Signal(a.mean + b.mean, var, shared)
         if name in _SUB | _RSUB:
-            return Signal(a.mean - b.mean, a.var + b.var)
+            return Signal(a.mean - b.mean, var, shared)
         if name in _MUL:
             mean = a.mean * b.mean
-            return Signal(mean, a.second * b.second - mean * mean)
+            return Signal(mean, a.second * b.second - mean * mean, max(a.shared, b.shared))
         if b.var == 0 and b.mean != 0:  # division by a constant
-            return Signal(a.mean / b.mean, a.var / b.mean**2)
+            return Signal(a.mean / b.mean, a.var / b.mean**2, a.shared)
         return None
 
     def _concat(self, node: Node) -> Signal | None:
@@ -603,7 +609,10 @@ class _Propagation:
         why = f"{self._why(x)}: Var(W) = {target:g} / (fan {fan:.4g} x E[x^2] {q:.3g})"
         w2 = self._weight(m, "weight", target / (fan * q), why)
         b_mean, b_second = self._bias(m)
-        return Signal(b_mean, w2 * fan * q + b_second - b_mean * b_mean)
+        # W (mean + deviation): W mean is the same at every position, so the mean's part of
+        # E[x^2] becomes variance all positions share
+        shared = (x.shared * x.var + x.mean * x.mean) / q
+        return Signal(b_mean, w2 * fan * q + b_second - b_mean * b_mean, shared)
 
     def _connections(self, node: Node, m: nn.Module) -> float:
         """The mean number of inputs each output of a conv sums, padding and stride included:
@@ -638,20 +647,28 @@ class _Propagation:
             wv = self._weight(m, "v_proj_weight", 1.0 / (m.vdim * v.second), why)
         key_dim = m.kdim if m.in_proj_weight is None else e
         value_dim = m.vdim if m.in_proj_weight is None else e
-        logit_var = (wq * e * q.second) * (wk * key_dim * k.second)
-        concentration = self._concentration(node, m, logit_var)
+        # the logits of one query vary over the keys only through what the keys do not share
+        logit_var = (wq * e * q.second) * (wk * key_dim * k.second) * (1.0 - k.shared)
+        concentration, keys = self._concentration(node, m, logit_var)
         value_second = wv * value_dim * v.second
-        attended = value_second * concentration / (1.0 - (m.dropout if m.training else 0.0))
+        # an average of the values: their shared part passes whole, the rest shrinks by
+        # E[sum a^2]; across queries the averages share that part and ~ 1/keys of the rest
+        averaged = v.shared + (1.0 - v.shared) * concentration
+        attended = value_second * averaged / (1.0 - (m.dropout if m.training else 0.0))
+        shared = min(1.0, (v.shared + (1.0 - v.shared) / keys) / averaged)
         out_why = (
-            f"attention averages values: E[sum a^2] = {concentration:.3g}; Var(W) = "
-            f"{target:g} / (E {e} x {attended:.3g})"
+            f"attention averages values: E[sum a^2] = {concentration:.3g}, shared by the "
+            f"tokens {v.shared:.2g}; Var(W) = {target:g} / (E {e} x {attended:.3g})"
         )
         w2 = self._weight(m.out_proj, "weight", target / (e * attended), out_why)
         b_mean, b_second = self._bias(m.out_proj)
-        return Signal(b_mean, w2 * e * attended + b_second - b_mean**2)
+        return Signal(b_mean, w2 * e * attended + b_second - b_mean**2, shared)
 
-    def _concentration(self, node: Node, m: nn.MultiheadAttention, logit_var: float) -> float:
-        """E[sum_j a_j^2] of softmax weights over the traced keys, logits ~ N(0, logit_var)."""
+    def _concentration(
+        self, node: Node, m: nn.MultiheadAttention, logit_var: float
+    ) -> tuple[float, int]:
+        """E[sum_j a_j^2] of softmax weights over the traced keys, logits ~ N(0, logit_var),
+        and the number of keys."""
         args = list(node.args) + [None] * 3
         query = args[0]
         key = args[1] if args[1] is not None else node.kwargs.get("key", query)
@@ -672,7 +689,7 @@ class _Propagation:
                 logits + mask.double())  # fmt: skip
         a = torch.softmax(logits, dim=-1)
         rows = (a * a).sum(-1)
-        return float(rows[torch.isfinite(rows)].mean())
+        return float(rows[torch.isfinite(rows)].mean()), int(keys)
 
     def _recurrent(self, node: Node, m: nn.Module) -> Signal | None:
         x = self._input(node)
@@ -819,7 +836,7 @@ def _activation(act, x: Signal | None) -> Signal | None:
     if x is None:
         return None
     m = moments(act, x.mean, max(x.var, 0.0))
-    return Signal(m.mean, max(m.second_moment - m.mean**2, 0.0))
+    return Signal(m.mean, max(m.second_moment - m.mean**2, 0.0), x.shared)
 
 
 def _dropout(x: Signal | None, p: float) -> Signal | None:
@@ -828,7 +845,8 @@ def _dropout(x: Signal | None, p: float) -> Signal | None:
     if x is None or p == 0:
         return x
     second = x.second / (1.0 - p)
-    return Signal(x.mean, second - x.mean**2)
+    var = second - x.mean**2  # the masks differ by position: the shared covariance stays
+    return Signal(x.mean, var, x.shared * x.var / var if var > 0 else 0.0)
 
 
 def _average(x: Signal | None, k: int) -> Signal | None:
