@@ -23,6 +23,7 @@ from weightinit.model import apply, init, plan
 from weightinit.plan import Plan, Row
 from weightinit.registry import CatalogEntry, catalog, get
 from weightinit.schemes import schemes
+from weightinit import recipes  # registers the architecture recipes' schemes
 from weightinit.structured import (
     delta_orthogonal_,
     haar_orthogonal,

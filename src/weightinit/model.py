@@ -25,7 +25,7 @@ from weightinit.knowledge import Roles, describe, owner_of, parametrized
 from weightinit.lsuv import lsuv_plan, orthonormal_base, split_options
 from weightinit.plan import SKIP, Plan, Row, row_fans, unwrap
 from weightinit.registry import get
-from weightinit.schemes import Choice, Options, Param, get_scheme
+from weightinit.schemes import Choice, Options, Param, Survey, get_scheme, take_options
 
 __all__ = ["apply", "init", "plan"]
 
@@ -142,7 +142,9 @@ def plan(
     is_auto = isinstance(scheme, str) and scheme.lower() == "auto"
     auto = AutoOptions.pop(options) if is_auto else None
     chosen = get_scheme("he" if is_auto else scheme)
-    opts = Options.build(options)
+    recorded = dict(options, **({"seed": seed} if seed is not None else {}))
+    extra = take_options(chosen.extra, options, chosen.name) if chosen.extra else None
+    opts = Options.build(options, chosen.extra)
     rules = dict(rules or {})
     for key, value in rules.items():
         if not isinstance(key, (str, type)):
@@ -214,9 +216,16 @@ def plan(
     analysis = None
     if is_auto:
         analysis = propagate(model, graph, example_input, auto, opts, settled.get)
+    survey = None
+    if chosen.survey is not None:
+        params = [entry[1] for entry in pending]
+        survey = Survey(model, graph, opts, extra, params, example_input)
+        overrides = chosen.survey(survey)
     for index, p, as_plain, found, layout in pending:
         name, leaf, owner, param, info = p.name, p.leaf, p.owner, p.tensor, p.info
         choice = None if analysis is None else analysis.choices.get(as_plain)
+        if choice is None and survey is not None:
+            choice = overrides.get(name)
         if choice is None:
             choice = chosen.choose(p, opts)
             if analysis is not None and info.role in (Roles.WEIGHT, Roles.RECURRENT):
@@ -240,9 +249,9 @@ def plan(
         if strict:
             raise ValueError(message)
         warnings.warn(message, stacklevel=2)
-    recorded = dict(options, **({"seed": seed} if seed is not None else {}))
     if not is_auto:
-        return Plan(chosen.name, rows, options=recorded, graph=method)
+        notes = survey.notes if survey is not None else {}
+        return Plan(chosen.name, rows, options=recorded, graph=method, notes=notes)
     recorded.update(dataclasses.asdict(auto))
     made = Plan("auto", rows, options=recorded, graph=method)
     made.predictions = [dataclasses.asdict(p) for p in analysis.predictions]

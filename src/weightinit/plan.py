@@ -83,6 +83,9 @@ class Plan:
     calibration: list[dict[str, Any]] = field(default_factory=list)  # data-dependent schemes
     # "auto": the predicted output (mean, std) of every weighted layer, in execution order
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    # what an architecture recipe established about the model (residual branches, depth, the
+    # critical point, ...), by name
+    notes: dict[str, Any] = field(default_factory=dict)
     # values a data-dependent scheme already computed (with the plan's seed) while calibrating;
     # apply commits them instead of drawing them again. Not serialized: from_json redraws.
     computed: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
@@ -119,9 +122,10 @@ class Plan:
         )
         written = sum(r.init != SKIP for r in self.rows)
         how = f", activations from the {self.graph} trace" if self.graph else ""
+        notes = "".join(f"\n  {key}: {_note_text(value)}" for key, value in self.notes.items())
         return (
             f"Plan: scheme {self.scheme!r}{how}; {written} of {len(self.rows)} "
-            f"parameters initialized\n{table}"
+            f"parameters initialized{notes}\n{table}"
         )
 
     def to_json(self, **dump_kwargs: Any) -> str:
@@ -132,9 +136,11 @@ class Plan:
             "graph": self.graph,
             "calibration": self.calibration,
             "predictions": self.predictions,
+            "notes": self.notes,
             "rows": [r.to_dict() for r in self.rows],
         }
-        return json.dumps(data, **{"indent": 2, **dump_kwargs})
+        # options a user gave as objects (module types in a role map) are written as text
+        return json.dumps(data, **{"indent": 2, "default": str, **dump_kwargs})
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
@@ -147,6 +153,7 @@ class Plan:
             data.get("graph", ""),
             data.get("calibration", []),
             data.get("predictions", []),
+            data.get("notes", {}),
         )
 
     def _commit_computed(self, model: nn.Module) -> Plan:
@@ -344,6 +351,14 @@ def _with_context(err: Exception, message: str) -> Exception:
         new = RuntimeError(message)
     new.__cause__ = err
     return new
+
+
+def _note_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_note_text(v)}" for k, v in value.items())
+    return str(value)
 
 
 def _args_text(args: dict[str, Any]) -> str:

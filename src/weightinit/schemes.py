@@ -14,10 +14,20 @@ import torch
 from torch import nn
 
 from weightinit.activations import gain_squared
-from weightinit.graph import Follower
+from weightinit.graph import Follower, Graph
 from weightinit.knowledge import ParamInfo, Roles
 
-__all__ = ["Choice", "Options", "Param", "Scheme", "get_scheme", "schemes"]
+__all__ = [
+    "Choice",
+    "Options",
+    "Param",
+    "Scheme",
+    "Survey",
+    "get_scheme",
+    "register_scheme",
+    "schemes",
+    "take_options",
+]
 
 RELU_FAMILY = {"relu", "leaky_relu", "relu6", "elu", "celu", "selu", "gelu", "gelu_tanh", "silu"}
 
@@ -67,13 +77,16 @@ class Options:
     norm_scale: float = 1.0
 
     @classmethod
-    def build(cls, options: dict[str, Any]) -> Options:
+    def build(cls, options: dict[str, Any], extra: type | None = None) -> Options:
+        """The shared options from keywords; ``extra``: the scheme's own options dataclass,
+        already taken out, named in the error for unknown keywords."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - names)
         if unknown:
+            own = {f.name for f in dataclasses.fields(extra)} if extra is not None else set()
             raise TypeError(
                 f"unknown scheme option(s) {', '.join(unknown)}; the options are "
-                f"{', '.join(sorted(names))}"
+                f"{', '.join(sorted(names | own))}"
             )
         opts = cls(**options)
         checks = {
@@ -91,13 +104,43 @@ class Options:
 WeightRule = Callable[[Param, Options, float, str], Choice]  # (param, options, gain^2, why)
 
 
+@dataclass
+class Survey:
+    """What a model-level scheme (an architecture recipe) sees of the whole model.
+
+    ``params`` are the parameters the scheme chooses for (not skipped, frozen, tied or covered
+    by a user rule), in the model's order. ``extra`` holds the scheme's own options (an
+    instance of :attr:`Scheme.extra`). A survey writes what it established about the model
+    (residual branches found, depth, a critical point) into ``notes``, which the plan keeps.
+    """
+
+    model: nn.Module
+    graph: Graph | None
+    options: Options
+    extra: Any
+    params: list[Param]
+    example_input: Any = None
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Scheme:
+    """A named initialization policy.
+
+    ``choose`` gives one parameter its :class:`Choice`. Recipes that need the whole model
+    (residual branches, layer depth, roles) also have ``survey``: it sees every parameter at
+    once and returns choices by qualified parameter name, which take precedence over
+    ``choose`` (parameters it leaves out fall back to ``choose``). ``extra`` is the dataclass of
+    the scheme's own options, taken out of the keyword options by :func:`take_options`.
+    """
+
     name: str
     description: str
     choose: Callable[[Param, Options], Choice]
     needs_graph: bool  # does it read the activations after layers?
     own_fans: bool = True  # False: torch's fans (dim 1 in, dim 0 out), as its defaults use
+    survey: Callable[[Survey], dict[str, Choice]] | None = None
+    extra: type | None = None
 
 
 def _gain(p: Param) -> tuple[float, str]:
@@ -199,7 +242,7 @@ def _torch(p: Param, o: Options) -> Choice:
     return Choice(init, args, reason)
 
 
-_SCHEMES = {
+_SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in [
         Scheme(
@@ -257,6 +300,25 @@ _SCHEMES = {
         ),
     ]
 }
+
+
+def register_scheme(scheme: Scheme) -> Scheme:
+    """Add ``scheme`` to the schemes reachable by name (recipe modules register theirs)."""
+    if scheme.name in _SCHEMES or scheme.name in ("auto", "lsuv"):
+        raise ValueError(f"a scheme named {scheme.name!r} is already registered")
+    _SCHEMES[scheme.name] = scheme
+    return scheme
+
+
+def take_options(cls: type, options: dict[str, Any], scheme: str) -> Any:
+    """Take the fields of the dataclass ``cls`` out of ``options`` and build it (its
+    ``__post_init__`` validates them); what is left are the shared :class:`Options`."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    taken = {name: options.pop(name) for name in names if name in options}
+    try:
+        return cls(**taken)
+    except TypeError as err:
+        raise TypeError(f"scheme {scheme!r}: {err}") from None
 
 
 def schemes() -> dict[str, str]:
