@@ -141,7 +141,9 @@ def _named(name: str, param: float | None) -> Activation:
 
 def activation(spec: ActivationLike, param: float | None = None) -> Activation:
     """Resolve a name ("tanh", "leaky_relu" with ``param`` as slope), a torch.nn activation
-    module or an elementwise callable to an :class:`Activation`.
+    module or an elementwise callable to an :class:`Activation`. A module of your own can name
+    the activation it computes with a class attribute ``activation_name`` (and
+    ``activation_param``), as :class:`weightinit.modules.LeCunTanh` does.
 
     Example:
         >>> import torch, weightinit
@@ -154,6 +156,9 @@ def activation(spec: ActivationLike, param: float | None = None) -> Activation:
         return _named(spec, param)
     if isinstance(spec, nn.Module) and type(spec) in _PARAMETRIZED_MODULES:
         return _named(*_PARAMETRIZED_MODULES[type(spec)](spec))
+    if isinstance(spec, nn.Module) and isinstance(getattr(spec, "activation_name", None), str):
+        # modules that name the activation they compute (weightinit.modules.LeCunTanh)
+        return _named(spec.activation_name, getattr(spec, "activation_param", None))
     if callable(spec):
         try:
             name = None if isinstance(spec, nn.Module) else _FUNCTIONS.get(spec)
