@@ -1,0 +1,111 @@
+"""How recipes plug into plan(): the scheme registry, a scheme's own options, the survey that
+sees the whole model, and the notes it leaves in the plan."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+import weightinit as wi
+from weightinit.plan import Plan
+from weightinit import schemes
+from weightinit.schemes import Choice, Scheme, Survey, _classic, register_scheme
+
+
+@dataclass(frozen=True)
+class _HeadOptions:
+    head_std: float = 0.5
+
+    def __post_init__(self):
+        if not self.head_std > 0:
+            raise ValueError(f"option `head_std` must be > 0, got {self.head_std!r}")
+
+
+def _head_survey(s: Survey) -> dict[str, Choice]:
+    """The last Linear's weight gets N(0, head_std^2); the rest falls back to choose."""
+    last = [p for p in s.params if p.info.role == "weight"][-1]
+    s.notes["head"] = last.name
+    s.notes["n_params"] = len(s.params)
+    return {last.name: Choice("normal", {"std": s.extra.head_std}, "head: chosen std")}
+
+
+_TEST_SCHEME = Scheme(
+    "_test_head",
+    "a test recipe: zero weights, the head at N(0, head_std^2)",
+    _classic(lambda p, o, g2, why: Choice("zeros", {}, "test: zeros")),
+    needs_graph=False,
+    survey=_head_survey,
+    extra=_HeadOptions,
+)
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch):
+    """The test scheme is registered for these tests only."""
+    monkeypatch.setattr(schemes, "_SCHEMES", dict(schemes._SCHEMES))
+    register_scheme(_TEST_SCHEME)
+
+
+def _net():
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def test_survey_choices_override_choose_and_notes_reach_the_plan():
+    net = _net()
+    plan = wi.plan(net, "_test_head", head_std=0.25)
+    assert plan["2.weight"].init == "normal" and plan["2.weight"].args == {"std": 0.25}
+    assert plan["0.weight"].init == "zeros"  # not chosen by the survey: the fallback
+    assert plan.notes == {"head": "2.weight", "n_params": 4}
+    assert "head: 2.weight" in str(plan)
+    assert plan.options == {"head_std": 0.25}
+    again = Plan.from_json(plan.to_json())
+    assert again.notes == plan.notes and again.rows == plan.rows
+
+
+def test_survey_sees_only_what_the_scheme_chooses_and_rules_win():
+    net = _net()
+    plan = wi.plan(net, "_test_head", skip=["0.bias"], rules={"2.weight": "ones"})
+    # the rule covers the head, so the survey's last weight is the first layer's
+    assert plan.notes == {"head": "0.weight", "n_params": 2}
+    assert plan["2.weight"].init == "ones" and plan["0.weight"].init == "normal"
+
+
+def test_scheme_options_are_validated_and_listed_in_errors():
+    with pytest.raises(ValueError, match="head_std"):
+        wi.plan(_net(), "_test_head", head_std=-1.0)
+    with pytest.raises(TypeError, match="head_std") as err:
+        wi.plan(_net(), "_test_head", head_sd=1.0)
+    assert "head_sd" in str(err.value)
+    with pytest.raises(TypeError, match="head_std"):  # another scheme does not take it
+        wi.plan(_net(), "he", head_std=1.0)
+
+
+def test_registering_a_taken_name_is_an_error():
+    for name in ("he", "auto", "_test_head"):
+        with pytest.raises(ValueError, match="already registered"):
+            register_scheme(Scheme(name, "", _TEST_SCHEME.choose, needs_graph=False))
+
+
+def test_options_that_are_not_json_are_written_as_text():
+    plan = wi.plan(_net(), "_test_head", head_std=0.5)
+    plan.options["roles"] = {"*.proj": nn.Linear}  # e.g. a user's role map with a type
+    assert "Linear" in Plan.from_json(plan.to_json()).options["roles"]["*.proj"]
+
+
+class _Scaled(nn.Module):
+    activation_name = "tanh"
+
+    def forward(self, x):
+        return torch.tanh(x)
+
+
+def test_modules_name_their_activation():
+    from weightinit.modules import LeCunTanh
+
+    assert wi.activation(LeCunTanh()).name == "lecun_tanh"
+    assert wi.activation(_Scaled()).name == "tanh"
+    net = nn.Sequential(nn.Linear(4, 4), LeCunTanh(), nn.Linear(4, 1))
+    assert wi.plan(net, "he")["0.weight"].reason.startswith("followed by lecun_tanh")
+    x = torch.linspace(-3, 3, 101)
+    assert torch.allclose(LeCunTanh()(x), 1.7159 * torch.tanh(2 * x / 3))
