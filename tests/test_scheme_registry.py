@@ -1,6 +1,7 @@
 """How recipes plug into plan(): the scheme registry, a scheme's own options, the survey that
 sees the whole model, and the notes it leaves in the plan."""
 
+import importlib
 from dataclasses import dataclass
 
 import pytest
@@ -9,7 +10,6 @@ from torch import nn
 
 import weightinit as wi
 from weightinit.plan import Plan
-from weightinit import schemes
 from weightinit.schemes import Choice, Scheme, Survey, _classic, register_scheme
 
 
@@ -43,7 +43,8 @@ _TEST_SCHEME = Scheme(
 @pytest.fixture(autouse=True)
 def _registered(monkeypatch):
     """The test scheme is registered for these tests only."""
-    monkeypatch.setattr(schemes, "_SCHEMES", dict(schemes._SCHEMES))
+    module = importlib.import_module("weightinit.schemes")  # (weightinit.schemes: the function)
+    monkeypatch.setattr(module, "_SCHEMES", dict(module._SCHEMES))
     register_scheme(_TEST_SCHEME)
 
 
