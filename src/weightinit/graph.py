@@ -346,8 +346,8 @@ def _classify(node: Node) -> tuple[str, Activation | None]:
     """("activation", act) | ("pass", None) | ("stop", None)."""
     if node.kind == "module":
         module = node.target
-        if isinstance(module, _PASS_MODULES):
-            return "pass", None
+        if isinstance(module, _PASS_MODULES) or getattr(module, "keeps_signal", False):
+            return "pass", None  # keeps_signal: e.g. the scalar biases of weightinit.recipes
         params = any(True for _ in module.parameters())
         if params and not isinstance(module, nn.PReLU):
             return "stop", None

@@ -251,6 +251,13 @@ def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
 
 
 def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    # modules that declare their parameters: {leaf: (role, constant initializer)}, e.g. the
+    # scalar biases and gains that weightinit.recipes adds to residual networks
+    declared = getattr(type(owner), "weightinit_roles", {}).get(leaf)
+    if declared is not None:
+        role, init = declared
+        default = (init, {}, f"{type(owner).__name__}: {init}")
+        return ParamInfo(role, Layout.elementwise(param.ndim), default)
     for cls in type(owner).__mro__:
         rule = _TABLE.get(cls)
         if rule is not None:

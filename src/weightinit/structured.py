@@ -24,6 +24,7 @@ __all__ = [
     "orthogonal_",
     "sparse_",
     "unitary_",
+    "zer0_",
 ]
 
 
@@ -378,3 +379,65 @@ def unitary_(
     if nothing_to_fill(tensor):
         return tensor
     return _orthogonal_blocks(tensor, g, gain, generator)
+
+
+def _hadamard(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Sylvester's Hadamard matrix of order n = 2^m: H[i, j] = (-1)^popcount(i & j)."""
+    i = torch.arange(n, device=device)
+    both = i[:, None] & i[None, :]
+    parity = torch.zeros_like(both)
+    for bit in range(max(n - 1, 1).bit_length()):
+        parity ^= (both >> bit) & 1
+    return (1 - 2 * parity).to(dtype)
+
+
+@register(
+    "zer0",
+    aliases=("hadamard_identity",),
+    formula="W = I* (out <= in); W = 2^(-(m-1)/2) H_m[:out, :in], m = ceil(log2 out) (out > in)",
+    activations="ReLU nets and ResNets trained from a deterministic start (ZerO)",
+    paper="Zhao, Schaefer & Anandkumar 2021, ZerO Initialization",
+)
+@torch.no_grad()
+def zer0_(
+    tensor: torch.Tensor,
+    *,
+    hadamard: bool = True,
+    layout: LayoutLike = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """ZerO's deterministic weights: identities, and Hadamard matrices where the layer widens.
+
+    Formula (Algorithm 1 of Zhao, Schaefer & Anandkumar 2021, "ZerO Initialization:
+    Initializing Neural Networks with only Zeros and Ones"), for each (out x in) block:
+    W = I when out == in; the partial identity I* (ones on the leading diagonal) when
+    out < in; W = c I* H_m I* = c H_m[:out, :in] with m = ceil(log2(out)) and
+    c = 2^(-(m-1)/2) when out > in, H_m Sylvester's 2^m x 2^m Hadamard matrix
+    (H[i, j] = (-1)^popcount(i & j)). Conv kernels get it at the centre tap, 0 elsewhere, as
+    :func:`identity_` does. ``hadamard=False`` widens with the partial identity instead, which
+    the paper shows keeps the rank of the features at most the input dimension (the
+    "training degeneracy" the Hadamard transform breaks). Nothing is drawn.
+
+    Example:
+        >>> import torch
+        >>> from weightinit.structured import zer0_
+        >>> (zer0_(torch.empty(4, 2)) * 2**0.5).round().tolist()  # c = 2^(-1/2), m = 2
+        [[1.0, 1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0]]
+        >>> zer0_(torch.empty(2, 3)).tolist()
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    """
+    check_tensor(tensor, "zer0_")
+    if not isinstance(hadamard, bool):
+        raise TypeError(f"zer0_: `hadamard` must be True or False, got {hadamard!r}")
+    g = geometry(tensor, layout)
+    if nothing_to_fill(tensor):
+        return tensor
+    blocks = torch.zeros(g.block_shape, dtype=tensor.dtype, device=tensor.device)
+    if hadamard and g.n_out > g.n_in:
+        m = math.ceil(math.log2(g.n_out))
+        h = _hadamard(2**m, tensor.dtype, tensor.device)[: g.n_out, : g.n_in]
+        matrix = h * 2 ** (-(m - 1) / 2)
+    else:
+        matrix = torch.eye(g.n_out, g.n_in, dtype=tensor.dtype, device=tensor.device)
+    blocks[(..., *_centre(g.receptive))] = matrix
+    return _write(tensor, g, blocks)

@@ -1,3 +1,392 @@
-"""(being written)"""
+"""Residual networks without normalization: Fixup, SkipInit / ReZero and ZerO.
 
-__all__: list[str] = []
+Schemes: "fixup" (Zhang, Dauphin & Ma 2019), "skipinit" (De & Smith 2020), "rezero"
+(Bachlechner et al. 2020) and "zero" (Zhao, Schaefer & Anandkumar 2021). The branches are
+found in the traced model (:mod:`weightinit.structure`) or declared with ``branches=[globs]``.
+The parameters Fixup and SkipInit add are added by explicit transformations,
+:func:`add_fixup_scalars` and :func:`add_residual_gains`: each layer they touch is wrapped in a
+:class:`Scaffold` (its weights move from ``name.weight`` to ``name.layer.weight``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightinit.graph import Graph, trace
+from weightinit.knowledge import Roles
+from weightinit.plan import unwrap
+from weightinit.schemes import Choice, Param, Scheme, Survey, _classic, get_scheme
+from weightinit.schemes import register_scheme
+from weightinit.structure import Branch, residual_branches, weighted
+
+__all__ = [
+    "FixupBias",
+    "FixupScale",
+    "ResidualGain",
+    "Scaffold",
+    "add_fixup_scalars",
+    "add_residual_gains",
+]
+
+
+class _Scalar(nn.Module):
+    """One learnable scalar applied to the signal; weightinit knows its role and value."""
+
+    keeps_signal = True  # the graph looks through it for the activation after a layer
+    weightinit_roles: dict[str, tuple[str, str]] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        (role, init), = self.weightinit_roles.values()  # fmt: skip
+        self.value = nn.Parameter(torch.zeros(1) if init == "zeros" else torch.ones(1))
+
+
+class FixupBias(_Scalar):
+    """x + b, b a scalar initialized to 0: Fixup's bias before each layer and activation."""
+
+    weightinit_roles = {"value": ("fixup_bias", "zeros")}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.value
+
+
+class FixupScale(_Scalar):
+    """s x, s a scalar initialized to 1: Fixup's multiplier at the end of each branch."""
+
+    weightinit_roles = {"value": ("fixup_scale", "ones")}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.value
+
+
+class ResidualGain(_Scalar):
+    """alpha x, alpha a scalar initialized to 0: SkipInit's / ReZero's gain on a branch."""
+
+    weightinit_roles = {"value": ("residual_gain", "zeros")}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.value
+
+
+class Scaffold(nn.Module):
+    """A layer with scalars around it: ``after(layer(before(x), ...))``. Has no parameters of
+    its own, so traces look through it to the layer."""
+
+    def __init__(self, layer: nn.Module, before: nn.Module | None, after: Sequence[nn.Module]):
+        super().__init__()
+        self.before = before
+        self.layer = layer
+        self.after = nn.Sequential(*after)
+
+    def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.before is not None:
+            x = self.before(x)
+        return self.after(self.layer(x, *args, **kwargs))
+
+
+# --- finding the branches -----------------------------------------------------------------------
+
+
+def _branches(model: nn.Module, graph: Graph | None, declared, fn: str) -> list[Branch]:
+    found = residual_branches(model, graph, declared)
+    if not found:
+        raise ValueError(
+            f"{fn}: no residual branches found in the model ({type(model).__name__}): pass "
+            "branches=[...], module-name globs of the residual branches (e.g. ['blocks.*.mlp'])"
+        )
+    return found
+
+
+def _classifier(graph: Graph | None, found: list[Branch]) -> str | None:
+    """The last weighted layer the forward pass calls, when it is in no branch."""
+    if graph is None:
+        return None
+    layers = [n.name for n in graph.nodes if n.kind == "module" and weighted(n.target)]
+    inside = {name for b in found for name in b.layers}
+    return layers[-1] if layers and layers[-1] not in inside else None
+
+
+def _check_branches(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise ValueError(
+            f"option `branches` must be a non-empty list of module-name globs, each matching "
+            f"one residual branch (e.g. ['layer*.*']), got {value!r}"
+        )
+    return tuple(value)
+
+
+# --- the transformations ----------------------------------------------------------------------
+
+
+def _scaffold(model: nn.Module, changes: dict[str, tuple], fn: str) -> None:
+    """Wrap each named module in a Scaffold; validates every name before changing anything."""
+    modules = dict(model.named_modules())
+    targets = []
+    for name, (before, after) in changes.items():
+        if not name:
+            raise ValueError(f"{fn}: the model itself is a branch layer; wrap it in a container")
+        parent_name, _, leaf = name.rpartition(".")
+        parent = modules[parent_name]
+        if isinstance(parent, Scaffold) or isinstance(modules[name], Scaffold):
+            raise ValueError(
+                f"{fn}: {name!r} already has scalars around it (applied twice?); the "
+                "transformation is applied once per model"
+            )
+        targets.append((parent, leaf, modules[name], before, after))
+    for parent, leaf, module, before, after in targets:
+        setattr(parent, leaf, Scaffold(module, before, after))
+
+
+def _traced_branches(model, example_input, branches, fn) -> tuple[list[Branch], Graph | None]:
+    declared = _check_branches(branches)
+    try:
+        graph = trace(model, example_input)
+    except ValueError:
+        if declared is None:
+            raise
+        graph = None  # declared branches in registration order
+    return _branches(model, graph, declared, fn), graph
+
+
+def add_fixup_scalars(
+    model: nn.Module,
+    *,
+    example_input: Any = None,
+    branches: Sequence[str] | None = None,
+    lr: float | None = None,
+) -> dict[str, Any]:
+    """Add Fixup's scalars to a residual network; returns them as an optimizer parameter group.
+
+    Fixup (Zhang, Dauphin & Ma 2019, "Fixup Initialization: Residual Learning Without
+    Normalization", step 3): a scalar bias (init 0, :class:`FixupBias`) before each weighted
+    layer of every residual branch and before each activation inside it (after every layer but
+    the last), one scalar multiplier per branch (init 1, :class:`FixupScale`) after its last
+    layer, followed by a scalar bias, and a scalar bias before the classifier (the last
+    weighted layer, when it is in no branch). Each touched layer is wrapped in a
+    :class:`Scaffold`: ``blocks.0.fc1.weight`` becomes ``blocks.0.fc1.layer.weight``. Every
+    scheme initializes the scalars to their Fixup values; initialize the weights with
+    ``weightinit.init(model, "fixup")`` afterwards. The paper trains the scalars with a 10x
+    smaller learning rate: with ``lr=``, the group carries ``"lr": 0.1 * lr``.
+
+    Branches are found by tracing (``example_input`` for models fx cannot trace) or declared
+    with ``branches=`` (module-name globs). Everything is validated before the model changes;
+    applying it twice is an error (ValueError), and the model is left as it was.
+
+    Example:
+        >>> import torch, weightinit
+        >>> from torch import nn
+        >>> from weightinit.recipes import add_fixup_scalars
+        >>> class Block(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc1, self.fc2 = nn.Linear(8, 8), nn.Linear(8, 8)
+        ...     def forward(self, x):
+        ...         return torch.relu(x + self.fc2(torch.relu(self.fc1(x))))
+        >>> net = nn.Sequential(Block(), Block(), nn.Linear(8, 3))
+        >>> group = add_fixup_scalars(net, lr=0.1)
+        >>> len(group["params"]), round(group["lr"], 4)  # 4 biases + 1 scale per block, 1 bias on the head
+        (11, 0.01)
+        >>> opt = torch.optim.SGD([{"params": [p for n, p in net.named_parameters()
+        ...     if not n.endswith(".value")]}, group], lr=0.1)
+        >>> weightinit.init(net, "fixup", seed=0)["0.fc2.layer.weight"].init
+        'zeros'
+    """
+    fn = "add_fixup_scalars"
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
+        raise ValueError(f"{fn}: `lr` must be a positive number (the weights' rate), got {lr!r}")
+    model = unwrap(model)
+    found, graph = _traced_branches(model, example_input, branches, fn)
+    changes: dict[str, tuple] = {}
+    for branch in found:
+        *inner, last = branch.layers
+        for name in inner:
+            changes[name] = (FixupBias(), [FixupBias()])
+        changes[last] = (FixupBias(), [FixupScale(), FixupBias()])
+    head = _classifier(graph, found)
+    if head is not None:
+        changes[head] = (FixupBias(), [])
+    _scaffold(model, changes, fn)
+    params = []
+    for name in changes:
+        scaffold = model.get_submodule(name)
+        params += [p for n, p in scaffold.named_parameters() if not n.startswith("layer.")]
+    return {"params": params, **({"lr": 0.1 * lr} if lr is not None else {})}
+
+
+def add_residual_gains(
+    model: nn.Module, *, example_input: Any = None, branches: Sequence[str] | None = None
+) -> list[nn.Parameter]:
+    """Multiply every residual branch's output by a scalar gain initialized to 0.
+
+    x + alpha F(x), alpha = 0 at init: SkipInit (De & Smith 2020, "Batch Normalization Biases
+    Residual Blocks Towards the Identity Function in Deep Networks") and ReZero (Bachlechner
+    et al. 2020, "ReZero is All You Need: Fast Convergence at Large Depth"). The gain
+    (:class:`ResidualGain`) goes after the module whose output enters the residual add (or
+    after each declared ``branches=`` module, whose output must be the branch's). Returns the
+    gains; every scheme initializes them to 0 ("skipinit" / "rezero": He elsewhere). The model
+    is validated first and left as it was on errors; applying it twice is an error.
+
+    Example:
+        >>> import torch, weightinit
+        >>> from torch import nn
+        >>> from weightinit.recipes import add_residual_gains
+        >>> class Block(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.f = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+        ...     def forward(self, x):
+        ...         return x + self.f(x)
+        >>> net = nn.Sequential(Block(), Block())
+        >>> len(add_residual_gains(net, branches=["*.f"]))
+        2
+        >>> _ = weightinit.init(net, "rezero", seed=0)
+        >>> x = torch.randn(4, 8)
+        >>> torch.equal(net(x), x)
+        True
+    """
+    fn = "add_residual_gains"
+    model = unwrap(model)
+    found, _ = _traced_branches(model, example_input, branches, fn)
+    changes: dict[str, tuple] = {}
+    for branch in found:
+        if branch.output is None:
+            raise ValueError(
+                f"{fn}: the branch {list(branch.layers)} ends in a function, not a module, so "
+                "there is no module to put the gain after; declare branches=[...] (module-name "
+                "globs of modules whose output is the branch's)"
+            )
+        changes[branch.output] = (None, [ResidualGain()])
+    _scaffold(model, changes, fn)
+    return [model.get_submodule(name).after[0].value for name in changes]
+
+
+# --- the schemes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BranchOptions:
+    """branches: module-name globs of the residual branches, when tracing does not find them
+    (or to override what it finds); each matching module is one branch."""
+
+    branches: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "branches", _check_branches(self.branches))
+
+
+_he = get_scheme("he").choose
+
+
+def _params_of(s: Survey, layer: str, roles: tuple[str, ...]) -> list[Param]:
+    return [p for p in s.params if p.name.startswith(layer + ".") and p.info.role in roles]
+
+
+def _zeroed(s: Survey, layer: str, why: str) -> dict[str, Choice]:
+    return {
+        p.name: Choice("zeros", {}, why) for p in _params_of(s, layer, (Roles.WEIGHT, Roles.BIAS))
+    }
+
+
+def _fixup(s: Survey) -> dict[str, Choice]:
+    found = _branches(s.model, s.graph, s.extra.branches, "fixup")
+    depth = len(found)
+    choices: dict[str, Choice] = {}
+    listed = []
+    for k, branch in enumerate(found):
+        m = len(branch.layers)
+        *inner, last = branch.layers
+        factor = depth ** (-1 / (2 * m - 2)) if m > 1 else 1.0
+        listed.append({"layers": list(branch.layers), "m": m, "scale": factor})
+        choices.update(_zeroed(s, last, f"Fixup: last layer of residual branch {k} is 0"))
+        for name in inner:
+            for p in _params_of(s, name, (Roles.WEIGHT, Roles.BIAS)):
+                if p.info.role == Roles.BIAS:
+                    choices[p.name] = Choice("zeros", {}, "Fixup: bias 0")
+                    continue
+                he = _he(p, s.options)
+                args = dict(he.args, scale=he.args["scale"] * factor**2)
+                why = f"{he.reason}; Fixup: std x L^(-1/(2m-2)) = {factor:.4g} (L={depth}, m={m})"
+                choices[p.name] = Choice(he.init, args, why)
+    head = _classifier(s.graph, found)
+    if head is not None:
+        choices.update(_zeroed(s, head, "Fixup: the classifier is 0"))
+    s.notes.update(L=depth, classifier=head, branches=listed)
+    if any(b["m"] == 1 for b in listed):
+        s.notes["m=1"] = "a one-layer branch's only layer is 0: nothing left to scale"
+    return choices
+
+
+def _gains(s: Survey, scheme: str, paper: str) -> dict[str, Choice]:
+    gains = [p for p in s.params if p.info.role == "residual_gain"]
+    if not gains:
+        raise ValueError(
+            f"{scheme}: the model has no residual gains: add them first with "
+            "weightinit.recipes.add_residual_gains(model)"
+        )
+    s.notes["gains"] = [p.name for p in gains]
+    return {p.name: Choice("zeros", {}, f"{paper}: residual gain alpha = 0") for p in gains}
+
+
+def _zero(s: Survey) -> dict[str, Choice]:
+    found = residual_branches(s.model, s.graph, s.extra.branches)
+    choices: dict[str, Choice] = {}
+    for k, branch in enumerate(found):
+        choices.update(
+            _zeroed(s, branch.layers[-1], f"ZerO: last layer of residual branch {k} is 0")
+        )
+    s.notes["branches"] = [list(b.layers) for b in found]
+    return choices
+
+
+def _zer0_weight(p: Param, o, g2: float, why: str) -> Choice:
+    return Choice("zer0", {}, "ZerO: identity / partial identity / Hadamard (Zhao et al. 2021)")
+
+
+register_scheme(
+    Scheme(
+        "fixup",
+        "Fixup (Zhang et al. 2019): last layer of each residual branch and the classifier 0, "
+        "He elsewhere, branch layers scaled by L^(-1/(2m-2))",
+        _he,
+        needs_graph=True,
+        survey=_fixup,
+        extra=BranchOptions,
+    )
+)
+for _name, _paper, _what in [
+    ("skipinit", "SkipInit (De & Smith 2020)", "x + alpha F(x), normalization removed"),
+    ("rezero", "ReZero (Bachlechner et al. 2020)", "x + alpha F(x), typically Transformers"),
+]:
+    register_scheme(
+        Scheme(
+            _name,
+            f"{_paper}: {_what}; residual gains alpha = 0 (add_residual_gains), He elsewhere",
+            _he,
+            needs_graph=True,
+            survey=lambda s, name=_name, paper=_paper: _gains(s, name, paper),
+        )
+    )
+register_scheme(
+    Scheme(
+        "zero",
+        "ZerO (Zhao et al. 2021): identity / Hadamard weights, last layer of each residual "
+        "branch 0, biases 0; deterministic",
+        _classic(_zer0_weight),
+        needs_graph=True,
+        survey=_zero,
+        extra=BranchOptions,
+    )
+)

@@ -1,0 +1,147 @@
+"""Residual branches, found in a traced :class:`~weightinit.graph.Graph` or declared by name.
+
+A residual add is a call of ``+`` (``operator.add``/``iadd``, ``torch.add``, ``Tensor.add``,
+``add_``, ``__add__``, ``__iadd__``) on two traced signals that share an ancestor. The layers
+behind each input that are not behind the other are that side's own; the side with more
+weighted layers (modules holding a weight: Linear, Conv, ...; norms do not count) is the
+branch, the other the skip. An identity skip has no layers of its own; a projection shortcut
+(ResNet's downsample conv + norm) has fewer than the branch. Works on fx and execution traces.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from weightinit.graph import Graph, Node
+from weightinit.knowledge import Roles, describe
+
+__all__ = ["Branch", "residual_branches", "weighted"]
+
+_ADDS = {operator.add, operator.iadd, torch.add, torch.Tensor.add, torch.Tensor.add_,
+         torch.Tensor.__add__, torch.Tensor.__iadd__, torch.Tensor.__radd__}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One residual branch: its weighted layers (module names, in execution order) and the
+    module whose output is the branch's output (None when a function produces it)."""
+
+    layers: tuple[str, ...]
+    output: str | None
+
+
+def weighted(module: nn.Module) -> bool:
+    """Does ``module`` (or a module inside it) hold a feed-forward weight?"""
+    for name, _ in module.named_parameters():
+        info = describe(module, name)
+        if info is not None and info.role == Roles.WEIGHT:
+            return True
+    return False
+
+
+def _is_add(node: Node) -> bool:
+    if node.kind != "function" or node.target is None or len(node.inputs) != 2:
+        return False
+    try:
+        return node.target in _ADDS
+    except TypeError:  # unhashable targets
+        return False
+
+
+def _ancestors(graph: Graph, index: int, memo: dict[int, frozenset[int]]) -> frozenset[int]:
+    """``index`` and every node it depends on."""
+    if index not in memo:
+        found = {index}
+        for i in graph.nodes[index].inputs:
+            found |= _ancestors(graph, i, memo)
+        memo[index] = frozenset(found)
+    return memo[index]
+
+
+def _traced(graph: Graph) -> list[Branch]:
+    memo: dict[int, frozenset[int]] = {}
+    layers = {i for i, n in enumerate(graph.nodes) if n.kind == "module" and weighted(n.target)}
+    branches = []
+    for node in graph.nodes:
+        if not _is_add(node):
+            continue
+        a, b = node.inputs
+        behind_a, behind_b = _ancestors(graph, a, memo), _ancestors(graph, b, memo)
+        if not behind_a & behind_b:  # unrelated signals (e.g. a learned position embedding)
+            continue
+        own_a = sorted(layers & (behind_a - behind_b))
+        own_b = sorted(layers & (behind_b - behind_a))
+        if len(own_a) == len(own_b):  # no skip to tell from the branch
+            continue
+        own, end = (own_a, a) if len(own_a) > len(own_b) else (own_b, b)
+        names = tuple(dict.fromkeys(graph.nodes[i].name for i in own))
+        out = graph.nodes[end]
+        branches.append(Branch(names, out.name if out.kind == "module" else None))
+    return branches
+
+
+def _declared(model: nn.Module, graph: Graph | None, globs: Sequence[str]) -> list[Branch]:
+    if isinstance(globs, str) or not all(isinstance(g, str) for g in globs) or not globs:
+        raise ValueError(
+            f"branches: pass a non-empty list of module-name globs (e.g. ['blocks.*.mlp']), "
+            f"got {globs!r}"
+        )
+    order = {}
+    if graph is not None:
+        for node in graph.nodes:
+            if node.kind == "module":
+                order.setdefault(node.name, len(order))
+    names = dict(model.named_modules())
+    position = {name: i for i, name in enumerate(names)}
+    matched: list[str] = []
+    for glob in globs:
+        found = [n for n in names if n and fnmatch.fnmatchcase(n, glob)]
+        if not found:
+            raise ValueError(
+                f"branches: {glob!r} matches no module of {type(model).__name__}; module names "
+                f"look like {', '.join(list(n for n in names if n)[:6])}"
+            )
+        matched += [n for n in found if n not in matched]
+    branches = []
+    for name in matched:
+        prefix = name + "."
+        inside = [n for n, m in names.items() if (n == name or n.startswith(prefix))
+                  and any(p is not None for p in m._parameters.values()) and weighted(m)]  # fmt: skip
+        if not inside:
+            raise ValueError(f"branches: module {name!r} holds no weighted layer (Linear, Conv)")
+        inside.sort(key=lambda n: (order.get(n, len(order)), position[n]))
+        branches.append(Branch(tuple(inside), name))
+    return branches
+
+
+def residual_branches(
+    model: nn.Module, graph: Graph | None, branches: Sequence[str] | None = None
+) -> list[Branch]:
+    """The residual branches of ``model``: declared (``branches``, module-name globs, each
+    matching module one branch) or found in its traced ``graph``, in execution order.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from weightinit.graph import trace
+        >>> class Block(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 4)
+        ...     def forward(self, x):
+        ...         return x + self.fc2(torch.relu(self.fc1(x)))
+        >>> net = nn.Sequential(Block(), Block())
+        >>> [b.layers for b in residual_branches(net, trace(net))]
+        [('0.fc1', '0.fc2'), ('1.fc1', '1.fc2')]
+    """
+    if branches is not None:
+        return _declared(model, graph, branches)
+    if graph is None:
+        raise ValueError("residual_branches: pass the traced graph, or declare branches=[...]")
+    return _traced(graph)
