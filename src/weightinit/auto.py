@@ -739,7 +739,7 @@ class _Propagation:
         if self.options.recurrent == "scheme":
             self.analysis.choices[name] = self._choice(param, layout, gain2 / param.shape[1], why)
         else:
-            init = "identity" if self.options.recurrent == "identity" else "orthogonal"
+            init = self.options.recurrent  # "orthogonal", "unitary" or "identity" (catalog names)
             gain = math.sqrt(gain2)
             self.analysis.choices[name] = Choice(init, {"gain": gain}, f"{why}: gain {gain:.4g}")
         self.seen[m][leaf] = gain2

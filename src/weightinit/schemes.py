@@ -62,7 +62,8 @@ class Options:
     bias: constant for biases. relu_bias: constant for the biases of layers followed by a
     ReLU-family activation (e.g. 0.01 or 0.1), keeping units alive at the start.
     forget_bias: the LSTM forget gate's bias (Jozefowicz et al. 2015; the forget slices of
-    bias_ih and bias_hh sum to it). recurrent: "orthogonal" (per gate), "identity" (IRNN,
+    bias_ih and bias_hh sum to it). recurrent: "orthogonal" (per gate), "unitary" (per gate:
+    Haar orthogonal, unitary for complex weights; Arjovsky et al. 2016), "identity" (IRNN,
     Le et al. 2015) or "scheme" (like input weights). embedding_std: embeddings ~ N(0, std^2).
     norm_scale: the scale of normalization layers.
     """
@@ -92,7 +93,7 @@ class Options:
         checks = {
             "distribution": (opts.distribution, (None, "normal", "uniform", "truncated_normal")),
             "mode": (opts.mode, ("fan_in", "fan_out")),
-            "recurrent": (opts.recurrent, ("orthogonal", "identity", "scheme")),
+            "recurrent": (opts.recurrent, ("orthogonal", "unitary", "identity", "scheme")),
         }
         for name, (value, allowed) in checks.items():
             if value not in allowed:
@@ -176,6 +177,9 @@ def _classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable
                 return Choice("identity", {}, "recurrent weights: identity per gate (IRNN)")
             if o.recurrent == "orthogonal":
                 return Choice("orthogonal", {}, "recurrent weights: orthogonal per gate")
+            if o.recurrent == "unitary":
+                reason = "recurrent weights: Haar unitary per gate (Arjovsky et al. 2016)"
+                return Choice("unitary", {}, reason)
             return weight(p, o, 1.0, "recurrent weights: gain 1")
         if role == Roles.BIAS:
             if o.relu_bias is not None and _follows_relu(p):
