@@ -6,11 +6,11 @@ recurrent weights per gate). Every scheme, these included, gives an LSTM's forge
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from torch import nn
 
+from weightinit._checks import positive
 from weightinit.knowledge import Roles
 from weightinit.schemes import (
     Choice,
@@ -48,14 +48,8 @@ class IRNNOptions:
     input_std: float = 0.001
 
     def __post_init__(self):
-        for name in ("identity_scale", "input_std"):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or value <= 0:
-                raise ValueError(
-                    f"irnn: option `{name}` must be a finite number > 0 (e.g. "
-                    f"{getattr(IRNNOptions, name)}), got {value!r}"
-                )
+        positive("irnn", "identity_scale", self.identity_scale)
+        positive("irnn", "input_std", self.input_std)
 
 
 def _is_relu_rnn(module: nn.Module) -> bool:
