@@ -67,7 +67,7 @@ def _gradient_correlations(net: nn.Module, plan, d: int, seeds: range) -> torch.
 
 
 def test_looks_linear_gradients_do_not_shatter_where_he_relu_gradients_decorrelate():
-    d, seeds = 16, range(40)
+    d, seeds = 16, range(100)
     for depth in (2, 30):
         net = _crelu_net(d, depth, out=1)
         kept = _gradient_correlations(net, wi.plan(net, "looks_linear"), d, seeds)
