@@ -141,6 +141,26 @@ def test_unitary_linear_recurrence_keeps_the_hidden_state_norm():
     assert torch.allclose(h.norm(), norm, rtol=1e-10)
 
 
+def test_complex_recurrent_weights_of_own_modules_get_a_unitary_matrix_by_rule():
+    class ComplexCell(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w_rec = nn.Parameter(torch.zeros(16, 16, dtype=torch.complex128))
+            self.inp = nn.Linear(3, 16)
+
+        def forward(self, x, h):
+            return self.w_rec @ h + self.inp(x).to(h.dtype)
+
+    net = nn.Sequential()
+    net.add_module("cell", ComplexCell())
+    wi.init(net, "unitary", rules={"*.w_rec": "unitary"}, seed=0)
+    u = net.cell.w_rec.detach()
+    assert u.imag.abs().max() > 0.1  # a complex draw, not a real orthogonal one
+    assert torch.allclose(u @ u.conj().T, torch.eye(16, dtype=torch.complex128), atol=1e-12)
+    h = torch.randn(16, dtype=torch.complex128, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose((torch.linalg.matrix_power(u, 100) @ h).norm(), h.norm(), rtol=1e-10)
+
+
 def test_unitary_rejects_a_contradicting_recurrent_option_and_the_shared_option_exists():
     with pytest.raises(ValueError, match="recurrent='identity'"):
         wi.plan(nn.LSTM(3, 4), "unitary", recurrent="identity")
