@@ -54,29 +54,40 @@ def _is_add(node: Node) -> bool:
         return False
 
 
-def _ancestors(graph: Graph, index: int, memo: dict[int, frozenset[int]]) -> frozenset[int]:
-    """``index`` and every node it depends on."""
-    if index not in memo:
-        found = {index}
-        for i in graph.nodes[index].inputs:
-            found |= _ancestors(graph, i, memo)
-        memo[index] = frozenset(found)
-    return memo[index]
+def _ancestors(graph: Graph) -> list[int]:
+    """For every node, a bit mask of itself and every node it depends on (nodes come in
+    execution order, so inputs precede their users)."""
+    masks: list[int] = []
+    for i, node in enumerate(graph.nodes):
+        mask = 1 << i
+        for j in node.inputs:
+            mask |= masks[j]
+        masks.append(mask)
+    return masks
+
+
+def _bits(mask: int) -> list[int]:
+    """The positions of the set bits, lowest first."""
+    found = []
+    while mask:
+        low = mask & -mask
+        found.append(low.bit_length() - 1)
+        mask ^= low
+    return found
 
 
 def _traced(graph: Graph) -> list[Branch]:
-    memo: dict[int, frozenset[int]] = {}
-    layers = {i for i, n in enumerate(graph.nodes) if n.kind == "module" and weighted(n.target)}
+    behind = _ancestors(graph)
+    layers = sum(1 << i for i, n in enumerate(graph.nodes) if n.kind == "module" and weighted(n.target))
     branches = []
     for node in graph.nodes:
         if not _is_add(node):
             continue
         a, b = node.inputs
-        behind_a, behind_b = _ancestors(graph, a, memo), _ancestors(graph, b, memo)
-        if not behind_a & behind_b:  # unrelated signals (e.g. a learned position embedding)
+        if not behind[a] & behind[b]:  # unrelated signals (e.g. a learned position embedding)
             continue
-        own_a = sorted(layers & (behind_a - behind_b))
-        own_b = sorted(layers & (behind_b - behind_a))
+        own_a = _bits(layers & behind[a] & ~behind[b])
+        own_b = _bits(layers & behind[b] & ~behind[a])
         if len(own_a) == len(own_b):  # no skip to tell from the branch
             continue
         own, end = (own_a, a) if len(own_a) > len(own_b) else (own_b, b)

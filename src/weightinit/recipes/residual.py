@@ -290,19 +290,25 @@ class BranchOptions:
 _he = get_scheme("he").choose
 
 
-def _params_of(s: Survey, layer: str, roles: tuple[str, ...]) -> list[Param]:
-    return [p for p in s.params if p.name.startswith(layer + ".") and p.info.role in roles]
+def _layer_params(s: Survey) -> dict[str, list[Param]]:
+    """The weights and biases to choose for, by every module name that holds them."""
+    held: dict[str, list[Param]] = {}
+    for p in s.params:
+        if p.info.role in (Roles.WEIGHT, Roles.BIAS):
+            parts = p.name.split(".")
+            for k in range(1, len(parts)):
+                held.setdefault(".".join(parts[:k]), []).append(p)
+    return held
 
 
-def _zeroed(s: Survey, layer: str, why: str) -> dict[str, Choice]:
-    return {
-        p.name: Choice("zeros", {}, why) for p in _params_of(s, layer, (Roles.WEIGHT, Roles.BIAS))
-    }
+def _zeroed(params: list[Param], why: str) -> dict[str, Choice]:
+    return {p.name: Choice("zeros", {}, why) for p in params}
 
 
 def _fixup(s: Survey) -> dict[str, Choice]:
     found = _branches(s.model, s.graph, s.extra.branches, "fixup")
     depth = len(found)
+    held = _layer_params(s)
     choices: dict[str, Choice] = {}
     listed = []
     for k, branch in enumerate(found):
@@ -310,9 +316,9 @@ def _fixup(s: Survey) -> dict[str, Choice]:
         *inner, last = branch.layers
         factor = depth ** (-1 / (2 * m - 2)) if m > 1 else 1.0
         listed.append({"layers": list(branch.layers), "m": m, "scale": factor})
-        choices.update(_zeroed(s, last, f"Fixup: last layer of residual branch {k} is 0"))
+        choices.update(_zeroed(held.get(last, []), f"Fixup: last layer of branch {k} is 0"))
         for name in inner:
-            for p in _params_of(s, name, (Roles.WEIGHT, Roles.BIAS)):
+            for p in held.get(name, []):
                 if p.info.role == Roles.BIAS:
                     choices[p.name] = Choice("zeros", {}, "Fixup: bias 0")
                     continue
@@ -322,7 +328,7 @@ def _fixup(s: Survey) -> dict[str, Choice]:
                 choices[p.name] = Choice(he.init, args, why)
     head = _classifier(s.graph, found)
     if head is not None:
-        choices.update(_zeroed(s, head, "Fixup: the classifier is 0"))
+        choices.update(_zeroed(held.get(head, []), "Fixup: the classifier is 0"))
     s.notes.update(L=depth, classifier=head, branches=listed)
     if any(b["m"] == 1 for b in listed):
         s.notes["m=1"] = "a one-layer branch's only layer is 0: nothing left to scale"
@@ -342,11 +348,11 @@ def _gains(s: Survey, scheme: str, paper: str) -> dict[str, Choice]:
 
 def _zero(s: Survey) -> dict[str, Choice]:
     found = residual_branches(s.model, s.graph, s.extra.branches)
+    held = _layer_params(s)
     choices: dict[str, Choice] = {}
     for k, branch in enumerate(found):
-        choices.update(
-            _zeroed(s, branch.layers[-1], f"ZerO: last layer of residual branch {k} is 0")
-        )
+        last = held.get(branch.layers[-1], [])
+        choices.update(_zeroed(last, f"ZerO: last layer of residual branch {k} is 0"))
     s.notes["branches"] = [list(b.layers) for b in found]
     return choices
 
