@@ -353,6 +353,10 @@ def test_fixup_scalars_are_registered_known_and_placed_as_in_the_paper():
             want = "ones" if n in ("1.f.2.after.0.value", "2.f.4.after.0.value") else "zeros"
             assert plan[n].init == want, (scheme, n)
             assert plan[n].role in ("fixup_bias", "fixup_scale")
+    x = torch.randn(32, 8)
+    for scheme, given in (("auto", {"example_input": x}), ("lsuv", {"data": x})):
+        plan = wi.plan(net, scheme, **given)
+        assert plan["1.f.2.after.0.value"].init == "ones" and plan["3.before.value"].init == "zeros"
     # the activation after a wrapped layer is still found through the scalar bias
     assert wi.plan(net, "he")["1.f.0.layer.weight"].args["scale"] == pytest.approx(2.0)
 
