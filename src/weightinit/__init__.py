@@ -24,6 +24,7 @@ from weightinit.plan import Plan, Row
 from weightinit.registry import CatalogEntry, catalog, get
 from weightinit.schemes import schemes
 from weightinit import recipes  # registers the architecture recipes' schemes
+from weightinit.recipes.critical import critical_point
 from weightinit.structured import (
     delta_orthogonal_,
     haar_orthogonal,
@@ -42,6 +43,7 @@ from weightinit.variance import (
     kaiming_uniform_,
     lecun_normal_,
     lecun_uniform_,
+    packed_variance_scaling_,
     random_walk_,
     random_walk_gain,
     variance_scaling_,
@@ -68,6 +70,7 @@ __all__ = [
     "catalog",
     "compare",
     "constant_",
+    "critical_point",
     "delta_orthogonal_",
     "diagnose",
     "fans",
@@ -92,6 +95,7 @@ __all__ = [
     "normal_",
     "ones_",
     "orthogonal_",
+    "packed_variance_scaling_",
     "plan",
     "random_walk_",
     "random_walk_gain",

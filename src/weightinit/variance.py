@@ -6,15 +6,17 @@ Every initializer here draws zero-mean weights with Var(W) = scale / fan, where 
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 
 from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
 from weightinit.activations import activation, gain_squared
-from weightinit.fills import Draw, truncated_std
-from weightinit.layout import Geometry, LayoutLike, geometry
+from weightinit.fills import Draw, report_std, truncated_std
+from weightinit.layout import Geometry, LayoutLike, _as_layout, geometry
 from weightinit.registry import register
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "kaiming_uniform_",
     "lecun_normal_",
     "lecun_uniform_",
+    "packed_variance_scaling_",
     "random_walk_",
     "random_walk_gain",
     "variance_scaling_",
@@ -105,6 +108,73 @@ def variance_scaling_(
         2.0
     """
     return _scaled("variance_scaling_", tensor, scale, mode, distribution, layout, generator)
+
+
+@register(
+    "packed_variance_scaling",
+    formula="Var(W[projection k]) = scales[k] / fan of one projection",
+    activations="packed attention projections (q, k, v in one tensor)",
+    paper="Huang et al. 2020 (T-Fixup scales v only); Raffel et al. 2020 (T5 scales q)",
+)
+@torch.no_grad()
+def packed_variance_scaling_(
+    tensor: torch.Tensor,
+    scales: Sequence[float],
+    mode: Mode = "fan_in",
+    distribution: Distribution = "truncated_normal",
+    *,
+    layout: LayoutLike = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Variance scaling with its own scale for each of several projections packed in one tensor.
+
+    Formula: Var(W[k]) = scales[k] / n, with n the fan (``mode``, as in
+    :func:`variance_scaling_`) of one projection. The projections are the layout's blocks
+    (``MultiheadAttention.in_proj_weight``: q, k, v); a layout without blocks (a Linear holding
+    packed q, k, v, like GPT-2's ``c_attn``) has its first out axis split into ``len(scales)``
+    equal projections. This is how one tensor gets T-Fixup (Huang et al. 2020, "Improving
+    Transformer Optimization Through Better Initialization": only v is scaled) or T5's query
+    scale (Raffel et al. 2020), with fans per projection as when q, k and v are separate.
+
+    Example:
+        >>> import torch, weightinit
+        >>> w = weightinit.packed_variance_scaling_(torch.empty(600, 200), [1.0, 1.0, 0.5])
+        >>> [round(w[i * 200:(i + 1) * 200].var().item() * 200, 1) for i in range(3)]  # q, k, v
+        [1.0, 1.0, 0.5]
+    """
+    fn = "packed_variance_scaling_"
+    check_tensor(tensor, fn)
+    choice(fn, "mode", mode, _MODES)
+    choice(fn, "distribution", distribution, _DISTRIBUTIONS)
+    scales = [positive(fn, "scales", s, allow_zero=True) for s in scales]
+    if not scales:
+        raise ValueError(f"{fn}: `scales` needs one entry per packed projection, got none")
+    g = _packed_geometry(fn, tensor, layout, len(scales))
+    fan = _fan(g, mode)
+    stds = [math.sqrt(s / fan) if fan else 0.0 for s in scales]
+    report_std(math.sqrt(sum(s * s for s in stds) / len(stds)))  # the whole tensor's std
+    if nothing_to_fill(tensor):
+        return tensor
+    _draw(1.0, distribution).write(tensor, generator)
+    column = torch.tensor(stds, dtype=tensor.dtype, device=tensor.device)
+    column = column.reshape(-1, *[1] * (len(g.block_shape) - 1))
+    return tensor.mul_(g.from_blocks(column.expand(g.block_shape)))
+
+
+def _packed_geometry(fn: str, tensor: torch.Tensor, layout: LayoutLike, count: int) -> Geometry:
+    """The geometry with ``count`` blocks: the layout's own, or its first out axis split."""
+    lay = _as_layout(layout, tensor.ndim)
+    g = geometry(tensor, lay)
+    if g.num_blocks == count:
+        return g
+    if lay.blocks != 1 or lay.groups != 1:
+        raise ValueError(
+            f"{fn}: `scales` has {count} entries but the layout has {g.num_blocks} blocks"
+        )
+    try:
+        return geometry(tensor, dataclasses.replace(lay, blocks=count))
+    except ValueError as err:
+        raise ValueError(f"{fn}: {count} packed projections: {err}") from None
 
 
 @register(

@@ -1,3 +1,520 @@
-"""(being written)"""
+"""Transformer recipes: the initializations of the reference code bases, and T-Fixup.
 
-__all__: list[str] = []
+Every scheme here first finds each parameter's Transformer role and block (see
+:mod:`weightinit.recipes.roles`), then chooses as the original code does:
+
+- ``"gpt2"``: GPT-2 (Radford et al. 2019) as in karpathy/nanoGPT ``model.py``: every Linear
+  and Embedding N(0, 0.02^2), biases 0, the residual output projections (``attn_out``,
+  ``mlp_out``: nanoGPT's ``c_proj``) N(0, (0.02 / sqrt(2L))^2), norms 1 / 0.
+- ``"megatron"``: Megatron-LM (Shoeybi et al. 2019): ``init_method_normal(sigma)`` for every
+  weight and embedding, ``scaled_init_method_normal(sigma, L)`` = sigma / sqrt(2L) for the
+  output layers (attention ``dense`` and ``dense_4h_to_h``).
+- ``"torchtitan"``: pytorch/torchtitan's Llama ``init_weights``: token embeddings N(0, 1);
+  wq, wk, wv, w1 ``trunc_normal_(std=0.02)``; wo, w2, w3 ``trunc_normal_(std=s)`` with
+  s = 0.02 / sqrt(2 (layer + 1)) (``depth_init=True``) or 0.02 / sqrt(2L); the output layer
+  truncated normal with std dim^-0.5, cut at 3 std. torch's ``trunc_normal_`` cuts at +-2
+  *absolute*, which these calls keep (``bounds="absolute"``).
+- ``"olmo"``: OLMo's "mitchell" init (allenai/OLMo ``olmo/model.py``): normals truncated at
+  3 std; embeddings, q/k/v and MLP inputs std 1 / sqrt(d); attention output
+  1 / sqrt(2 d (layer + 1)); MLP output 1 / sqrt(2 d_ff (layer + 1)); head 1 / sqrt(d).
+- ``"bert"``: BERT (Devlin et al. 2019), Hugging Face ``BertPreTrainedModel._init_weights``:
+  every Linear and Embedding N(0, 0.02^2), biases 0, norms 1 / 0.
+- ``"t5"``: T5 (Raffel et al. 2020), Hugging Face ``T5PreTrainedModel._init_weights``, with
+  ``factor`` its ``initializer_factor``: q N(0, factor^2 / (d d_kv)), k, v, o, wi, wo
+  N(0, factor^2 / fan_in), token embeddings and ``lm_head`` N(0, factor^2), relative
+  position embeddings N(0, factor^2 / d), norms ``factor``.
+- ``"vit_jax"``: ViT (Dosovitskiy et al. 2021) as in google-research/vision_transformer (and
+  timm's ``init_weights_vit_jax``): Xavier-uniform Linear weights (q, k, v each its own
+  matrix), MLP biases N(0, 1e-6^2), other biases 0, a zero head (bias ``head_bias``),
+  LeCun-normal (truncated) patch embedding, position embeddings N(0, 0.02^2).
+- ``"t-fixup"``: Huang, Perez, Ba & Volkovs 2020, "Improving Transformer Optimization Through
+  Better Initialization" (layer6ai-labs/T-Fixup): Xavier weights; in the encoder v, the
+  attention output and the MLP weights times 0.67 N^(-1/4); in the decoder (blocks with
+  cross-attention) v, the attention outputs and the MLP weights of self- and cross-attention
+  times (9N)^(-1/4); token embeddings N(0, d^-1) times (9N)^(-1/4). Trains without LayerNorm
+  and without learning-rate warm-up.
+
+Parameters without a Transformer role get the preset's default, named in the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from weightinit.knowledge import Roles
+from weightinit.layout import fans
+from weightinit.recipes.roles import (
+    ROLES,
+    TransformerRole,
+    check_roles,
+    layer_counts,
+    role_counts,
+    transformer_roles,
+)
+from weightinit.schemes import (
+    Choice,
+    Options,
+    Param,
+    Scheme,
+    Survey,
+    _constant,
+    register_scheme,
+)
+
+__all__ = ["ROLES", "TransformerRole", "transformer_roles"]
+
+_NO_ROLE = TransformerRole(None)
+_RESIDUAL_OUT = ("attn_out", "mlp_out")
+
+
+def _positive(scheme: str, name: str, value: object, kind: type = float) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or value <= 0 or (kind is int and not isinstance(value, int)):
+        what = "a positive int" if kind is int else "a positive number"
+        raise ValueError(f"scheme {scheme!r}: option `{name}` must be {what}, got {value!r}")
+
+
+def _layers_option(scheme: str, n_layers: object) -> None:
+    if n_layers is not None:
+        _positive(scheme, "n_layers", n_layers, int)
+
+
+@dataclass(frozen=True)
+class GPT2Options:
+    """``std``: the normal's std (0.02). ``n_layers``: L for the residual scaling (default:
+    the blocks counted in each stack). ``roles``: ``{"name_glob": "role"}``."""
+
+    std: float = 0.02
+    n_layers: int | None = None
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        _positive("gpt2", "std", self.std)
+        _layers_option("gpt2", self.n_layers)
+        check_roles(self.roles)
+
+
+@dataclass(frozen=True)
+class BertOptions:
+    """``std``: BERT's ``initializer_range`` (0.02). ``roles``: ``{"name_glob": "role"}``."""
+
+    std: float = 0.02
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        _positive("bert", "std", self.std)
+        check_roles(self.roles)
+
+
+@dataclass(frozen=True)
+class TorchtitanOptions:
+    """``std`` (0.02); ``depth_init``: scale the output projections by their own block's depth
+    (True) or by the model's (False); ``n_layers``: L when ``depth_init=False``."""
+
+    std: float = 0.02
+    depth_init: bool = True
+    n_layers: int | None = None
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        _positive("torchtitan", "std", self.std)
+        if not isinstance(self.depth_init, bool):
+            raise TypeError(
+                f"scheme 'torchtitan': option `depth_init` must be True or False, "
+                f"got {self.depth_init!r}"
+            )
+        _layers_option("torchtitan", self.n_layers)
+        check_roles(self.roles)
+
+
+@dataclass(frozen=True)
+class RolesOnly:
+    """``roles``: ``{"name_glob": "role"}`` for modules the name tables do not know."""
+
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        check_roles(self.roles)
+
+
+@dataclass(frozen=True)
+class T5Options:
+    """``factor``: T5's ``initializer_factor`` (1.0). ``head_dim``: d_kv, when the attention
+    module does not say it (``key_value_proj_dim`` or ``head_dim``)."""
+
+    factor: float = 1.0
+    head_dim: int | None = None
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        _positive("t5", "factor", self.factor)
+        if self.head_dim is not None:
+            _positive("t5", "head_dim", self.head_dim, int)
+        check_roles(self.roles)
+
+
+@dataclass(frozen=True)
+class VitOptions:
+    """``head_bias``: the head's bias (0; timm's "jax_nlhb" uses -log(num_classes))."""
+
+    head_bias: float = 0.0
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        value = self.head_bias
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ValueError(
+                f"scheme 'vit_jax': option `head_bias` must be a number, got {value!r}"
+            )
+        check_roles(self.roles)
+
+
+@dataclass(frozen=True)
+class TFixupOptions:
+    """``n_layers``: N (default: the blocks counted in each stack, encoder and decoder apart)."""
+
+    n_layers: int | None = None
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        _layers_option("t-fixup", self.n_layers)
+        check_roles(self.roles)
+
+
+@dataclass
+class _Context:
+    """What a preset knows about the whole model when it chooses for one parameter."""
+
+    scheme: str
+    model: object
+    extra: object
+    found: dict[str, TransformerRole]
+    layers: dict[str, int]
+    d_model: int | None
+
+    def depth(self, r: TransformerRole) -> int:
+        """L of the parameter's stack: the ``n_layers`` option, else the blocks counted."""
+        given = getattr(self.extra, "n_layers", None)
+        return given or self.layers.get(r.stack, 1)
+
+
+def _normal(std: float, why: str) -> Choice:
+    return Choice("normal", {"std": std}, why)
+
+
+def _trunc(std: float, cut: float, why: str, absolute: bool = False) -> Choice:
+    if absolute:  # torch.nn.init.trunc_normal_(std=...) with its default a=-2, b=2 (absolute)
+        args = {"std": std, "a": -cut, "b": cut, "bounds": "absolute"}
+    else:
+        args = {"std": std, "a": -cut, "b": cut}
+    return Choice("trunc_normal", args, why)
+
+
+def _xavier(scale: float, why: str) -> Choice:
+    args = {"scale": scale, "mode": "fan_avg", "distribution": "uniform"}
+    return Choice("variance_scaling", args, why)
+
+
+def _packed(scales: list[float], mode: str, distribution: str, why: str) -> Choice:
+    args = {"scales": scales, "mode": mode, "distribution": distribution}
+    return Choice("packed_variance_scaling", args, why)
+
+
+def _what(r: TransformerRole) -> str:
+    where = f" of block {r.layer}" if r.layer is not None else ""
+    return f"{r.role or 'no Transformer role'}{where}"
+
+
+# --- the presets: (param, role, context) -> Choice for weights and embeddings -----------------
+
+
+def _gpt2_like(label: str, out_label: str) -> Callable:
+    def weight(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+        std = ctx.extra.std
+        if r.role in _RESIDUAL_OUT:
+            L = ctx.depth(r)
+            why = f"{_what(r)}: residual output, N(0, ({std:g}/sqrt(2*{L}))^2); {out_label}"
+            return _normal(std / math.sqrt(2 * L), why)
+        return _normal(std, f"{_what(r)}: N(0, {std:g}^2); {label}")
+
+    return weight
+
+
+def _bert(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    std = ctx.extra.std
+    return _normal(std, f"{_what(r)}: N(0, {std:g}^2); BERT _init_weights (Devlin et al. 2019)")
+
+
+def _torchtitan(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    std, label = ctx.extra.std, "torchtitan llama init_weights"
+    if r.role in ("embedding", "position_embedding"):
+        return _normal(1.0, f"{_what(r)}: N(0, 1); {label}")
+    if r.role == "head":
+        d = fans(p.tensor, p.info.layout)[0]
+        return _trunc(d**-0.5, 3.0, f"head: trunc_normal std dim^-0.5 = {d}^-0.5 at 3 std; {label}")
+    if r.role in (*_RESIDUAL_OUT, "mlp_up"):
+        if ctx.extra.depth_init and r.layer is not None:
+            out = std / math.sqrt(2 * (r.layer + 1))
+            rule = f"{std:g}/sqrt(2*({r.layer}+1))"
+        else:
+            L = ctx.depth(r)
+            out, rule = std / math.sqrt(2 * L), f"{std:g}/sqrt(2*{L})"
+        return _trunc(out, 2.0, f"{_what(r)}: trunc_normal std {rule}; {label}", absolute=True)
+    return _trunc(std, 2.0, f"{_what(r)}: trunc_normal std {std:g}; {label}", absolute=True)
+
+
+def _olmo(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    label = "OLMo 'mitchell' init, truncated at 3 std"
+    if r.role in ("embedding", "position_embedding"):
+        d = p.tensor.shape[-1]
+        return _trunc(d**-0.5, 3.0, f"{_what(r)}: std 1/sqrt(d) = 1/sqrt({d}); {label}")
+    fan_in, fan_out = fans(p.tensor, p.info.layout)
+    if r.role == "attn_out" and r.layer is not None:
+        std, rule = (2 * fan_out * (r.layer + 1)) ** -0.5, f"1/sqrt(2*{fan_out}*({r.layer}+1))"
+    elif r.role == "mlp_out" and r.layer is not None:
+        std, rule = (2 * fan_in * (r.layer + 1)) ** -0.5, f"1/sqrt(2*{fan_in}*({r.layer}+1))"
+    else:
+        std, rule = fan_in**-0.5, f"1/sqrt({fan_in})"
+    return _trunc(std, 3.0, f"{_what(r)}: std {rule}; {label}")
+
+
+def _t5_head_dim(p: Param, ctx: _Context) -> int:
+    if ctx.extra.head_dim is not None:
+        return ctx.extra.head_dim
+    path = p.name.split(".")[:-2]
+    attention = ctx.model.get_submodule(".".join(path)) if path else ctx.model
+    for module in (p.owner, attention):
+        for attr in ("key_value_proj_dim", "head_dim", "d_kv", "attention_head_size"):
+            value = getattr(module, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    raise ValueError(
+        f"scheme 't5': the head dimension d_kv of {p.name!r} is unknown (its attention module "
+        "has no `key_value_proj_dim` or `head_dim`); pass head_dim=..."
+    )
+
+
+def _t5(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    f, label = ctx.extra.factor, "T5 _init_weights (Raffel et al. 2020)"
+    if r.role == "embedding" or (r.role == "head" and p.name.split(".")[-2] == "lm_head"):
+        return _normal(f, f"{_what(r)}: N(0, factor^2), factor {f:g}; {label}")
+    if r.role == "position_embedding":
+        d = ctx.d_model or p.tensor.shape[-1]
+        return _normal(f * d**-0.5, f"{_what(r)}: N(0, factor^2 / d_model), d_model {d}; {label}")
+    fan_in = fans(p.tensor, p.info.layout)[0]
+    if r.role in ("q", "qkv"):
+        d_kv = _t5_head_dim(p, ctx)
+        why = f"{_what(r)}: q N(0, factor^2 / (d_model d_kv)), d_kv {d_kv}"
+        if r.role == "qkv":
+            scales = [f * f / d_kv, f * f, f * f]
+            return _packed(
+                scales, "fan_in", "normal", f"{why}; k, v N(0, factor^2 / d_model); {label}"
+            )
+        return _normal(f / math.sqrt(fan_in * d_kv), f"{why}; {label}")
+    return _normal(f / math.sqrt(fan_in), f"{_what(r)}: N(0, factor^2 / fan_in); {label}")
+
+
+def _vit_jax(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    label = "ViT (Dosovitskiy et al. 2021), vision_transformer / timm init_weights_vit_jax"
+    if r.role == "head":
+        return Choice("zeros", {}, f"head: 0; {label}")
+    if r.role == "patch_embedding":
+        args = {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}
+        return Choice("variance_scaling", args, f"patch embedding: LeCun normal; {label}")
+    if r.role in ("embedding", "position_embedding"):
+        return _normal(0.02, f"{_what(r)}: N(0, 0.02^2); {label}")
+    if r.role == "qkv":
+        return _packed(
+            [1.0, 1.0, 1.0], "fan_avg", "uniform", f"qkv: Xavier uniform per projection; {label}"
+        )
+    return _xavier(1.0, f"{_what(r)}: Xavier uniform; {label}")
+
+
+def _vit_bias(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    label = "ViT / timm init_weights_vit_jax"
+    if r.role == "head":
+        value = float(ctx.extra.head_bias)
+        return Choice("constant", {"val": value}, f"head bias: {value:g}; {label}")
+    if r.role in ("mlp_in", "mlp_up", "mlp_out"):
+        return _normal(1e-6, f"{_what(r)} bias: N(0, 1e-6^2); {label}")
+    return Choice("zeros", {}, f"{_what(r)} bias: 0; {label}")
+
+
+def _tfixup_scale(r: TransformerRole, ctx: _Context) -> tuple[float, str]:
+    N = ctx.depth(r)
+    if r.decoder:
+        return (9 * N) ** -0.25, f"(9N)^(-1/4), N={N} (decoder)"
+    return 0.67 * N**-0.25, f"0.67 N^(-1/4), N={N} (encoder)"
+
+
+def _tfixup_embedding_depth(p: Param, ctx: _Context) -> int:
+    """N for an input embedding: the decoder's for a target-side embedding (a path naming
+    "decoder" or "tgt"), else the encoder's (the first stack without cross-attention)."""
+    stacks = {r.stack: r.decoder for r in ctx.found.values() if r.layer is not None}
+    target = any(w in p.name.lower() for w in ("decoder", "tgt"))
+    wanted = [s for s, dec in stacks.items() if dec == target] or list(stacks)
+    given = ctx.extra.n_layers
+    return given or (ctx.layers[wanted[0]] if wanted else 1)
+
+
+def _tfixup(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    label = "T-Fixup (Huang et al. 2020)"
+    if r.role == "embedding":
+        d, N = p.tensor.shape[-1], _tfixup_embedding_depth(p, ctx)
+        std = d**-0.5 * (9 * N) ** -0.25
+        return _normal(std, f"input embedding: N(0, d^-1) x (9N)^(-1/4), d={d}, N={N}; {label}")
+    if r.role == "position_embedding":
+        d = p.tensor.shape[-1]
+        return _normal(d**-0.5, f"learned positions: N(0, d^-1), d={d} (fairseq); {label}")
+    if r.role == "head":
+        d = fans(p.tensor, p.info.layout)[0]
+        return _normal(d**-0.5, f"output projection: N(0, d^-1), d={d} (fairseq); {label}")
+    if r.role == "qkv":
+        c, rule = _tfixup_scale(r, ctx)
+        why = f"qkv: Xavier per projection, v times {rule} = {c:.4g}; {label}"
+        return _packed([1.0, 1.0, c * c], "fan_avg", "uniform", why)
+    if r.role in ("v", "attn_out", "mlp_in", "mlp_up", "mlp_out"):
+        c, rule = _tfixup_scale(r, ctx)
+        return _xavier(c * c, f"{_what(r)}: Xavier times {rule} = {c:.4g}; {label}")
+    return _xavier(1.0, f"{_what(r)}: Xavier; {label}")
+
+
+def _zero_bias(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    return Choice("zeros", {}, f"{_what(r)} bias: 0")
+
+
+@dataclass(frozen=True)
+class _Preset:
+    name: str
+    description: str
+    extra: type
+    weight: Callable[[Param, TransformerRole, _Context], Choice]
+    bias: Callable[[Param, TransformerRole, _Context], Choice] = _zero_bias
+    notes: Callable[[_Context], dict] = lambda ctx: {}
+
+    def decide(self, p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+        role = p.info.role
+        if role in (Roles.WEIGHT, Roles.EMBEDDING):
+            return self.weight(p, r, ctx)
+        if role == Roles.BIAS:
+            return self.bias(p, r, ctx)
+        if role == Roles.NORM_SCALE:
+            value = getattr(ctx.extra, "factor", 1.0)  # T5 fills its norms with the factor
+            return _constant(float(value), "norm scale")
+        if role == Roles.NORM_SHIFT:
+            return _constant(0.0, "norm shift")
+        init, args, reason = p.info.torch_default
+        return Choice(init, args, f"no Transformer role for a {role}: {reason}")
+
+    def survey(self, s: Survey) -> dict[str, Choice]:
+        found = transformer_roles(s.model, s.extra.roles, [p.name for p in s.params])
+        ctx = _Context(self.name, s.model, s.extra, found, layer_counts(found), _d_model(s))
+        s.notes["roles"] = role_counts(found)
+        s.notes["layers"] = ctx.layers
+        s.notes.update(self.notes(ctx))
+        return {p.name: self.decide(p, found[p.name], ctx) for p in s.params}
+
+    def choose(self, p: Param, o: Options) -> Choice:
+        """A parameter no survey saw: the preset's default, with no role."""
+        ctx = _Context(self.name, None, self.extra(), {}, {}, None)
+        return self.decide(p, _NO_ROLE, ctx)
+
+
+def _d_model(s: Survey) -> int | None:
+    """The model width: the first token embedding's dim, else the first q/k/v's fan_in."""
+    for p in s.params:
+        if p.info.role == Roles.EMBEDDING:
+            return int(p.tensor.shape[-1])
+    for p in s.params:
+        if p.info.role == Roles.WEIGHT and p.tensor.ndim == 2:
+            return int(p.tensor.shape[1])
+    return None
+
+
+def _residual_notes(ctx: _Context) -> dict:
+    std = ctx.extra.std
+    return {"residual_std": {stack: std / math.sqrt(2 * ctx.depth(TransformerRole(None, 0, stack)))
+                             for stack in ctx.layers}}  # fmt: skip
+
+
+def _tfixup_notes(ctx: _Context) -> dict:
+    decoders = {r.stack: r.decoder for r in ctx.found.values() if r.layer is not None}
+    scales = {}
+    for stack, decoder in decoders.items():
+        c, rule = _tfixup_scale(TransformerRole(None, 0, stack, decoder=decoder), ctx)
+        scales[stack] = {"N": ctx.depth(TransformerRole(None, 0, stack)), "scale": c, "rule": rule}
+    return {"t_fixup": scales}
+
+
+_PRESETS = [
+    _Preset(
+        "gpt2",
+        "GPT-2 / nanoGPT: N(0, 0.02) weights and embeddings, residual outputs 0.02/sqrt(2L)",
+        GPT2Options,
+        _gpt2_like("GPT-2 / nanoGPT", "GPT-2 (Radford et al. 2019) / nanoGPT c_proj"),
+        notes=_residual_notes,
+    ),
+    _Preset(
+        "megatron",
+        "Megatron-LM: init_method_normal(sigma), output layers scaled_init_method sigma/sqrt(2L)",
+        GPT2Options,
+        _gpt2_like(
+            "Megatron-LM init_method_normal (Shoeybi et al. 2019)",
+            "Megatron-LM scaled_init_method_normal",
+        ),
+        notes=_residual_notes,
+    ),
+    _Preset(
+        "torchtitan",
+        "torchtitan Llama: trunc normal 0.02, outputs 0.02/sqrt(2(layer+1)), head dim^-0.5",
+        TorchtitanOptions,
+        _torchtitan,
+        notes=lambda ctx: {"depth_init": ctx.extra.depth_init},
+    ),
+    _Preset(
+        "olmo",
+        "OLMo 'mitchell': 1/sqrt(d), outputs 1/sqrt(2 d (layer+1)), truncated at 3 std",
+        RolesOnly,
+        _olmo,
+    ),
+    _Preset("bert", "BERT: N(0, 0.02) weights and embeddings, zero biases", BertOptions, _bert),
+    _Preset(
+        "t5",
+        "T5: factor/sqrt(fan_in) weights, q also /sqrt(d_kv), embeddings N(0, factor^2)",
+        T5Options,
+        _t5,
+        notes=lambda ctx: {"d_model": ctx.d_model, "factor": ctx.extra.factor},
+    ),
+    _Preset(
+        "vit_jax",
+        "ViT (JAX): Xavier uniform, MLP biases N(0, 1e-6), zero head, LeCun patch embedding",
+        VitOptions,
+        _vit_jax,
+        bias=_vit_bias,
+    ),
+    _Preset(
+        "t-fixup",
+        "T-Fixup: Xavier; v, attn out, MLP x 0.67 N^-1/4 (encoder), (9N)^-1/4 (decoder)",
+        TFixupOptions,
+        _tfixup,
+        notes=_tfixup_notes,
+    ),
+]
+
+for _preset in _PRESETS:
+    register_scheme(
+        Scheme(
+            _preset.name,
+            _preset.description,
+            _preset.choose,
+            needs_graph=False,
+            survey=_preset.survey,
+            extra=_preset.extra,
+        )
+    )
