@@ -13,7 +13,6 @@ from weightinit.graph import trace
 from weightinit.recipes import (
     FixupBias,
     FixupScale,
-    ResidualGain,
     add_fixup_scalars,
     add_residual_gains,
 )
@@ -111,8 +110,10 @@ def _snapshot(model: nn.Module):
 def _unchanged(model: nn.Module, before) -> bool:
     text, state = before
     now = model.state_dict()
-    return repr(model) == text and now.keys() == state.keys() and all(
-        torch.equal(now[k], state[k]) for k in state
+    return (
+        repr(model) == text
+        and now.keys() == state.keys()
+        and all(torch.equal(now[k], state[k]) for k in state)
     )
 
 
@@ -123,7 +124,11 @@ def _unchanged(model: nn.Module, before) -> bool:
 def test_branches_of_a_sequential_residual_mlp(example):
     net = mlp(3, ms=[2, 3, 1])
     found = residual_branches(net, trace(net, example))
-    assert [b.layers for b in found] == [("1.f.0", "1.f.2"), ("2.f.0", "2.f.2", "2.f.4"), ("3.f.0",)]
+    assert [b.layers for b in found] == [
+        ("1.f.0", "1.f.2"),
+        ("2.f.0", "2.f.2", "2.f.4"),
+        ("3.f.0",),
+    ]
     assert [b.output for b in found] == ["1.f.2", "2.f.4", "3.f.0"]
 
 

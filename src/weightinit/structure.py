@@ -21,7 +21,7 @@ from torch import nn
 from weightinit.graph import Graph, Node
 from weightinit.knowledge import Roles, describe
 
-__all__ = ["Branch", "residual_branches", "weighted"]
+__all__ = ["Branch", "check_branches", "residual_branches", "weighted"]
 
 _ADDS = {operator.add, operator.iadd, torch.add, torch.Tensor.add, torch.Tensor.add_,
          torch.Tensor.__add__, torch.Tensor.__iadd__, torch.Tensor.__radd__}  # fmt: skip
@@ -78,7 +78,9 @@ def _bits(mask: int) -> list[int]:
 
 def _traced(graph: Graph) -> list[Branch]:
     behind = _ancestors(graph)
-    layers = sum(1 << i for i, n in enumerate(graph.nodes) if n.kind == "module" and weighted(n.target))
+    layers = sum(
+        1 << i for i, n in enumerate(graph.nodes) if n.kind == "module" and weighted(n.target)
+    )
     branches = []
     for node in graph.nodes:
         if not _is_add(node):
@@ -97,12 +99,25 @@ def _traced(graph: Graph) -> list[Branch]:
     return branches
 
 
-def _declared(model: nn.Module, graph: Graph | None, globs: Sequence[str]) -> list[Branch]:
-    if isinstance(globs, str) or not all(isinstance(g, str) for g in globs) or not globs:
+def check_branches(value: object) -> tuple[str, ...] | None:
+    """A ``branches=`` declaration as a tuple of globs (None: find them by tracing)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, str)
+        or not isinstance(value, (list, tuple))
+        or not value
+        or not all(isinstance(v, str) for v in value)
+    ):
         raise ValueError(
-            f"branches: pass a non-empty list of module-name globs (e.g. ['blocks.*.mlp']), "
-            f"got {globs!r}"
+            "option `branches` must be a non-empty list of module-name globs, each matching "
+            f"one residual branch (e.g. ['blocks.*.mlp']), got {value!r}"
         )
+    return tuple(value)
+
+
+def _declared(model: nn.Module, graph: Graph | None, globs: Sequence[str]) -> list[Branch]:
+    globs = check_branches(globs)
     order = {}
     if graph is not None:
         for node in graph.nodes:
@@ -116,7 +131,7 @@ def _declared(model: nn.Module, graph: Graph | None, globs: Sequence[str]) -> li
         if not found:
             raise ValueError(
                 f"branches: {glob!r} matches no module of {type(model).__name__}; module names "
-                f"look like {', '.join(list(n for n in names if n)[:6])}"
+                f"look like {', '.join([n for n in names if n][:6])}"
             )
         matched += [n for n in found if n not in matched]
     branches = []

@@ -10,10 +10,9 @@ The parameters Fixup and SkipInit add are added by explicit transformations,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -21,9 +20,8 @@ from torch import nn
 from weightinit.graph import Graph, trace
 from weightinit.knowledge import Roles
 from weightinit.plan import unwrap
-from weightinit.schemes import Choice, Param, Scheme, Survey, _classic, get_scheme
-from weightinit.schemes import register_scheme
-from weightinit.structure import Branch, residual_branches, weighted
+from weightinit.schemes import Choice, Param, Scheme, Survey, _classic, get_scheme, register_scheme
+from weightinit.structure import Branch, check_branches, residual_branches, weighted
 
 __all__ = [
     "FixupBias",
@@ -39,18 +37,19 @@ class _Scalar(nn.Module):
     """One learnable scalar applied to the signal; weightinit knows its role and value."""
 
     keeps_signal = True  # the graph looks through it for the activation after a layer
-    weightinit_roles: dict[str, tuple[str, str]] = {}
+    # {parameter: (role, initializer)}, read by weightinit.knowledge
+    weightinit_roles: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self) -> None:
         super().__init__()
-        (role, init), = self.weightinit_roles.values()  # fmt: skip
-        self.value = nn.Parameter(torch.zeros(1) if init == "zeros" else torch.ones(1))
+        start = self.weightinit_roles["value"][1]
+        self.value = nn.Parameter(torch.zeros(1) if start == "zeros" else torch.ones(1))
 
 
 class FixupBias(_Scalar):
     """x + b, b a scalar initialized to 0: Fixup's bias before each layer and activation."""
 
-    weightinit_roles = {"value": ("fixup_bias", "zeros")}
+    weightinit_roles: ClassVar[dict[str, tuple[str, str]]] = {"value": ("fixup_bias", "zeros")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.value
@@ -59,7 +58,7 @@ class FixupBias(_Scalar):
 class FixupScale(_Scalar):
     """s x, s a scalar initialized to 1: Fixup's multiplier at the end of each branch."""
 
-    weightinit_roles = {"value": ("fixup_scale", "ones")}
+    weightinit_roles: ClassVar[dict[str, tuple[str, str]]] = {"value": ("fixup_scale", "ones")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.value
@@ -68,7 +67,7 @@ class FixupScale(_Scalar):
 class ResidualGain(_Scalar):
     """alpha x, alpha a scalar initialized to 0: SkipInit's / ReZero's gain on a branch."""
 
-    weightinit_roles = {"value": ("residual_gain", "zeros")}
+    weightinit_roles: ClassVar[dict[str, tuple[str, str]]] = {"value": ("residual_gain", "zeros")}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.value
@@ -112,22 +111,6 @@ def _classifier(graph: Graph | None, found: list[Branch]) -> str | None:
     return layers[-1] if layers and layers[-1] not in inside else None
 
 
-def _check_branches(value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, str)
-        or not isinstance(value, (list, tuple))
-        or not value
-        or not all(isinstance(v, str) for v in value)
-    ):
-        raise ValueError(
-            f"option `branches` must be a non-empty list of module-name globs, each matching "
-            f"one residual branch (e.g. ['layer*.*']), got {value!r}"
-        )
-    return tuple(value)
-
-
 # --- the transformations ----------------------------------------------------------------------
 
 
@@ -140,7 +123,7 @@ def _scaffold(model: nn.Module, changes: dict[str, tuple], fn: str) -> None:
             raise ValueError(f"{fn}: the model itself is a branch layer; wrap it in a container")
         parent_name, _, leaf = name.rpartition(".")
         parent = modules[parent_name]
-        if isinstance(parent, Scaffold) or isinstance(modules[name], Scaffold):
+        if any(isinstance(m, Scaffold) for m in (parent, modules[name])):
             raise ValueError(
                 f"{fn}: {name!r} already has scalars around it (applied twice?); the "
                 "transformation is applied once per model"
@@ -151,7 +134,7 @@ def _scaffold(model: nn.Module, changes: dict[str, tuple], fn: str) -> None:
 
 
 def _traced_branches(model, example_input, branches, fn) -> tuple[list[Branch], Graph | None]:
-    declared = _check_branches(branches)
+    declared = check_branches(branches)
     try:
         graph = trace(model, example_input)
     except ValueError:
@@ -284,7 +267,7 @@ class BranchOptions:
     branches: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "branches", _check_branches(self.branches))
+        object.__setattr__(self, "branches", check_branches(self.branches))
 
 
 _he = get_scheme("he").choose
