@@ -24,6 +24,7 @@ from weightinit.plan import Plan, Row
 from weightinit.registry import CatalogEntry, catalog, get
 from weightinit.schemes import schemes
 from weightinit import recipes  # registers the architecture recipes' schemes
+from weightinit.recipes.critical import critical_point
 from weightinit.structured import (
     delta_orthogonal_,
     haar_orthogonal,
@@ -69,6 +70,7 @@ __all__ = [
     "catalog",
     "compare",
     "constant_",
+    "critical_point",
     "delta_orthogonal_",
     "diagnose",
     "fans",
