@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -25,6 +26,7 @@ from weightinit.knowledge import Roles
 from weightinit.layout import geometry
 from weightinit.schemes import (
     Choice,
+    Param,
     Scheme,
     Survey,
     _classic,
@@ -44,8 +46,8 @@ class CriticalPoint(NamedTuple):
     ``xi`` is the depth scale xi_q of the pre-activation variance: a perturbation of q away
     from q* decays like exp(-l / xi_q). ``math.inf`` when it does not decay: the q-map's slope
     at q* is 1 (marginal: ReLU, linear, hardtanh at small q*) or above 1 (q* repels: GELU and
-    SiLU at small q*, where q drifts away from q* over depth). The correlation depth scale xi_c = -1 / log(chi_1) is infinite
-    at criticality by definition; :attr:`xi_c` gives it.
+    SiLU, where q drifts away from q* over depth). The correlation depth scale
+    xi_c = -1 / log(chi_1) is infinite at criticality by definition; :attr:`xi_c` gives it.
     """
 
     sigma_w2: float  # weight variance times fan_in (orthogonal: gain^2)
@@ -60,7 +62,7 @@ class CriticalPoint(NamedTuple):
 
 
 def _check_q_star(q_star: float, where: str) -> float:
-    if isinstance(q_star, bool) or not isinstance(q_star, (int, float)):
+    if isinstance(q_star, bool) or not isinstance(q_star, numbers.Real):
         raise TypeError(f"{where}: `q_star` must be a positive float, got {q_star!r}")
     if not (math.isfinite(q_star) and q_star > 0):
         raise ValueError(
@@ -88,7 +90,7 @@ def _q_map_slope(act: Activation, q_star: float, sigma_w2: float) -> float:
 
 
 def _feasible_q_star(act: Activation) -> float | None:
-    """The smallest q* on a grid from 1e-4 to 1e4 where sigma_b^2 >= 0, if any."""
+    """The smallest q* on a grid from 1e-4 to 1e4 (8 a decade) where sigma_b^2 >= 0, if any."""
     for q in np.logspace(-4, 4, 33):
         m = moments(act, 0.0, float(q))
         if m.derivative_second_moment > 0 and q >= m.second_moment / m.derivative_second_moment:
@@ -118,8 +120,8 @@ def critical_point(activation: ActivationLike, q_star: float = DEFAULT_Q_STAR) -
     kinks are handled.
 
     Raises ValueError when sigma_b^2 would be negative: the activation has no critical point at
-    this q* (sigmoid at any q*: its mean makes E[phi^2] too large); the message names a q* that
-    has one, if any.
+    this q* (sigmoid below q* = 56: its mean makes E[phi^2] too large); the message names a q*
+    that has one, if any.
 
     Example:
         >>> import weightinit
@@ -143,8 +145,8 @@ def critical_point(activation: ActivationLike, q_star: float = DEFAULT_Q_STAR) -
     if sigma_b2 < -1e-9 * q_star:
         feasible = _feasible_q_star(act)
         hint = (
-            f"try q_star >= {feasible:.4g}, where sigma_b^2 >= 0"
-            if feasible is not None and feasible > q_star
+            f"try q_star={feasible:.4g}, where sigma_b^2 >= 0"
+            if feasible is not None
             else "no q_star between 1e-4 and 1e4 has one"
         )
         raise ValueError(
@@ -171,7 +173,7 @@ class CriticalOptions:
 
     Small q* keeps the Jacobian's spectrum concentrated: with orthogonal weights its squared
     singular values have variance about L Var(sigma_w^2 phi'(u)^2) at depth L (Pennington et
-    al. 2017), 8 L q*^2 for tanh at small q*, 0.4 at L = 200 for q* = 1/64.
+    al. 2017), about 8 L q*^2 for tanh at small q*: 0.34 at L = 200 for q* = 1/64.
     """
 
     q_star: float = DEFAULT_Q_STAR
@@ -194,7 +196,7 @@ def _critical_survey(s: Survey) -> dict[str, Choice]:
         if act is None:
             if p.info.role == Roles.WEIGHT:
                 what = p.follower.describe() if p.follower is not None else "not traced"
-                reason = f"{what}: read-out, gain 1"
+                reason = f"{what}: no activation (read-out), gain 1"
                 choices[p.name] = _orthogonal(p, 1.0, reason)
             continue
         if act not in points:
@@ -229,7 +231,7 @@ def _critical_survey(s: Survey) -> dict[str, Choice]:
     return choices
 
 
-def _orthogonal(p, sigma_w2: float, reason: str) -> Choice:
+def _orthogonal(p: Param, sigma_w2: float, reason: str) -> Choice:
     """Orthogonal (dense) or delta-orthogonal (conv) weights whose pre-activations have variance
     sigma_w^2 times the input's second moment, as Var(W) = sigma_w^2 / fan_in gives.
 
