@@ -33,6 +33,7 @@ INITIALIZERS = {
     wi.sparse_: ({"k": 2}, True),
     wi.looks_linear_: ({}, True),
     wi.unitary_: ({}, True),
+    wi.zer0_: ({}, False),
 }
 SHAPE = (6, 4, 3)  # fits every initializer: an even in axis and a kernel axis
 RANDOM = [f for f, (_, random) in INITIALIZERS.items() if random]

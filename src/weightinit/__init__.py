@@ -33,6 +33,7 @@ from weightinit.structured import (
     orthogonal_,
     sparse_,
     unitary_,
+    zer0_,
 )
 from weightinit.variance import (
     glorot_normal_,
@@ -108,5 +109,6 @@ __all__ = [
     "variance_scaling_",
     "xavier_normal_",
     "xavier_uniform_",
+    "zer0_",
     "zeros_",
 ]
