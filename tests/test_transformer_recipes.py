@@ -106,18 +106,15 @@ def test_roles_from_names_of_a_nanogpt_model():
 
 def test_roles_of_llama_bert_and_t5_names():
     def named(*paths):
+        """A module tree with a Linear at each dotted path."""
         root = nn.Module()
         for path in paths:
             *parents, leaf = path.split(".")
             module = root
             for part in parents:
                 if part not in module._modules:
-                    module.add_module(
-                        part,
-                        nn.ModuleList()
-                        if part.isdigit() is False and part in ("layers", "layer", "block")
-                        else nn.Module(),
-                    )
+                    lists = ("layers", "layer", "block")  # the ModuleLists of blocks
+                    module.add_module(part, nn.ModuleList() if part in lists else nn.Module())
                 module = module._modules[part]
             module.add_module(leaf, nn.Linear(4, 4))
         return root
@@ -523,3 +520,35 @@ def test_t_fixup_trains_without_layernorm_or_warmup_where_xavier_does_not():
     xavier = reverse_task_loss("glorot", embedding_std=32**-0.5)  # the paper's baseline
     assert tfixup < 0.1 * chance, tfixup  # learned to reverse
     assert not xavier < 0.7 * chance, xavier  # NaN/inf or hardly below chance (2.77)
+
+
+def test_t_fixup_on_user_blocks_and_packed_linear_qkv():
+    d, n = 64, 4
+    model = GPT(d, n)  # GPT-2 blocks: no cross-attention, so the encoder constant
+    wi.init(model, "t-fixup", seed=0)
+    c = 0.67 * n**-0.25
+    qkv = gathered(model, blocks("transformer.h.{}.attn.c_attn.weight", n)).view(n, 3 * d, d)
+    assert_std(qkv[:, : 2 * d], math.sqrt(1 / d), "q, k of c_attn: Xavier per projection")
+    assert_std(qkv[:, 2 * d :], c * math.sqrt(1 / d), "v of c_attn")
+    assert_std(gathered(model, blocks("transformer.h.{}.mlp.c_fc.weight", n)),
+               c * math.sqrt(2 / (5 * d)), "c_fc")  # fmt: skip
+    assert_std(model.transformer.wte.weight, d**-0.5 * (9 * n) ** -0.25, "wte")
+
+    own = nn.Module()
+    own.blocks = nn.ModuleList([OwnBlock(d) for _ in range(3)])
+    roles = {"*.mix": "attn_out", "*.expand": "mlp_in", "*.squeeze": "mlp_out"}
+    wi.init(own, "t-fixup", roles=roles, seed=0)
+    c = 0.67 * 3**-0.25
+    for name in ("to_v", "mix", "expand", "squeeze"):
+        w = torch.cat([getattr(b, name).weight.flatten() for b in own.blocks])
+        assert_std(w, c * math.sqrt(1 / d), name)
+    plan = wi.plan(own, "t-fixup", roles=roles, n_layers=12)
+    assert plan.notes["t_fixup"]["blocks"]["N"] == 12
+
+
+def test_packed_variance_scaling_needs_a_scale_per_projection():
+    with pytest.raises(ValueError, match="3 packed projections"):
+        wi.packed_variance_scaling_(torch.empty(10, 4), [1.0, 1.0, 1.0])
+    mha = nn.MultiheadAttention(8, 2)
+    with pytest.raises(ValueError, match="`scales` has 2 entries but the layout has 3 blocks"):
+        wi.packed_variance_scaling_(mha.in_proj_weight, [1.0, 1.0], layout=(mha, "in_proj_weight"))
