@@ -19,7 +19,7 @@ INITIALIZERS = {
     wi.normal_: ({}, True),
     wi.trunc_normal_: ({}, True),
     wi.variance_scaling_: ({}, True),
-    wi.packed_variance_scaling_: ({"scales": [1.0, 0.5]}, True),
+    wi.packed_variance_scaling_: ({"scales": [0.5]}, True),  # one projection: fits any shape
     wi.lecun_normal_: ({}, True),
     wi.lecun_uniform_: ({}, True),
     wi.glorot_normal_: ({}, True),

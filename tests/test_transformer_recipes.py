@@ -552,3 +552,14 @@ def test_packed_variance_scaling_needs_a_scale_per_projection():
     mha = nn.MultiheadAttention(8, 2)
     with pytest.raises(ValueError, match="`scales` has 2 entries but the layout has 3 blocks"):
         wi.packed_variance_scaling_(mha.in_proj_weight, [1.0, 1.0], layout=(mha, "in_proj_weight"))
+
+
+def test_parameters_without_a_transformer_role_follow_the_shared_options():
+    model = nn.Module()
+    model.rnn, model.act = nn.LSTM(4, 8), nn.PReLU()
+    plan = wi.plan(model, "gpt2", forget_bias=2.0)
+    assert plan["rnn.weight_hh_l0"].init == "orthogonal"
+    assert plan["rnn.bias_ih_l0"].args["values"] == [0.0, 2.0, 0.0, 0.0]  # gates i, f, g, o
+    assert plan["rnn.weight_ih_l0"].args == {"std": 0.02}  # a weight: the preset's own
+    assert plan["act.weight"].args == {"val": 0.25}  # torch's PReLU slope
+    assert plan["rnn.bias_hh_l0"].reason.startswith("no Transformer role")

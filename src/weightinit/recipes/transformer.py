@@ -59,13 +59,18 @@ from weightinit.schemes import (
     Param,
     Scheme,
     Survey,
+    _classic,
     _constant,
+    _scaled,
     register_scheme,
 )
 
 __all__ = ["ROLES", "TransformerRole", "transformer_roles"]
 
 _NO_ROLE = TransformerRole(None)
+# parameters that are no Transformer's (RNN recurrent weights and gate biases, PReLU slopes):
+# the shared options, with Glorot where they need a weight rule
+_OTHER = _classic(_scaled(lambda g2: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)"))
 _RESIDUAL_OUT = ("attn_out", "mlp_out")
 
 
@@ -197,6 +202,7 @@ class _Context:
     found: dict[str, TransformerRole]
     layers: dict[str, int]
     d_model: int | None
+    options: Options
 
     def depth(self, r: TransformerRole) -> int:
         """L of the parameter's stack: the ``n_layers`` option, else the blocks counted."""
@@ -409,12 +415,15 @@ class _Preset:
             return _constant(float(value), "norm scale")
         if role == Roles.NORM_SHIFT:
             return _constant(0.0, "norm shift")
-        init, args, reason = p.info.torch_default
-        return Choice(init, args, f"no Transformer role for a {role}: {reason}")
+        # recurrent weights, gate biases (the LSTM forget bias), ...: the shared options
+        choice = _OTHER(p, ctx.options)
+        return Choice(choice.init, choice.args, f"no Transformer role: {choice.reason}")
 
     def survey(self, s: Survey) -> dict[str, Choice]:
         found = transformer_roles(s.model, s.extra.roles, [p.name for p in s.params])
-        ctx = _Context(self.name, s.model, s.extra, found, layer_counts(found), _d_model(s))
+        ctx = _Context(
+            self.name, s.model, s.extra, found, layer_counts(found), _d_model(s), s.options
+        )
         s.notes["roles"] = role_counts(found)
         s.notes["layers"] = ctx.layers
         s.notes.update(self.notes(ctx))
@@ -422,7 +431,7 @@ class _Preset:
 
     def choose(self, p: Param, o: Options) -> Choice:
         """A parameter no survey saw: the preset's default, with no role."""
-        ctx = _Context(self.name, None, self.extra(), {}, {}, None)
+        ctx = _Context(self.name, None, self.extra(), {}, {}, None, o)
         return self.decide(p, _NO_ROLE, ctx)
 
 
