@@ -206,8 +206,10 @@ def test_user_roles_override_and_unknown_roles_are_an_error():
     plan = wi.plan(model, "gpt2", roles=roles)
     assert plan["blocks.0.mix.weight"].args["std"] == pytest.approx(0.02 / math.sqrt(2 * 3))
     assert plan["blocks.0.expand.weight"].args["std"] == 0.02
+    before = {n: t.clone() for n, t in model.state_dict().items()}
     with pytest.raises(ValueError, match="unknown role 'attention'.*the roles are embedding"):
-        wi.plan(model, "gpt2", roles={"*.mix": "attention"})
+        wi.init(model, "gpt2", roles={"*.mix": "attention"})
+    assert all(torch.equal(t, before[n]) for n, t in model.state_dict().items())  # untouched
     with pytest.raises(ValueError, match="unknown role"):
         transformer_roles(model, {"*.mix": "mlp"})
 
