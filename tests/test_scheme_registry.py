@@ -10,7 +10,7 @@ from torch import nn
 
 import weightinit as wi
 from weightinit.plan import Plan
-from weightinit.schemes import Choice, Scheme, Survey, _classic, register_scheme
+from weightinit.schemes import Choice, Scheme, Survey, classic, register_scheme
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def _head_survey(s: Survey) -> dict[str, Choice]:
 _TEST_SCHEME = Scheme(
     "_test_head",
     "a test recipe: zero weights, the head at N(0, head_std^2)",
-    _classic(lambda p, o, g2, why: Choice("zeros", {}, "test: zeros")),
+    classic(lambda p, o, g2, why: Choice("zeros", {}, "test: zeros")),
     needs_graph=False,
     survey=_head_survey,
     extra=_HeadOptions,

@@ -194,7 +194,7 @@ _KINKS = (0.0, -1.0, 1.0, -3.0, 3.0, 6.0)
 _HALF_WIDTH = 12.0  # in std units: the Gaussian mass beyond is 4e-33
 
 
-def _nodes(mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
+def quadrature_nodes(mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
     """Quadrature inputs x and weights w with sum(w * f(x)) ~= E[f(z)], z ~ N(mean, std^2)."""
     edges = np.linspace(-_HALF_WIDTH, _HALF_WIDTH, 97)
     kinks = [(k - mean) / std for k in _KINKS if abs(k - mean) < _HALF_WIDTH * std]
@@ -205,7 +205,7 @@ def _nodes(mean: float, std: float) -> tuple[np.ndarray, np.ndarray]:
     return mean + std * z, w
 
 
-def _eval_dtype(fn: Callable) -> torch.dtype:
+def eval_dtype(fn: Callable) -> torch.dtype:
     if isinstance(fn, nn.Module):
         for p in fn.parameters():
             if p.is_floating_point():
@@ -236,8 +236,8 @@ def moments(
             f"moments: need a finite `mean` and a finite `var` >= 0, got {mean}, {var}"
         )
     std = math.sqrt(var)
-    x_np, w_np = _nodes(mean, std) if std > 0 else (np.array([mean]), np.array([1.0]))
-    dtype = _eval_dtype(act.fn)
+    x_np, w_np = quadrature_nodes(mean, std) if std > 0 else (np.array([mean]), np.array([1.0]))
+    dtype = eval_dtype(act.fn)
     x = torch.tensor(x_np, dtype=dtype).requires_grad_(True)
     w = torch.tensor(w_np, dtype=torch.float64)
     with torch.enable_grad():

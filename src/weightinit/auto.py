@@ -859,9 +859,9 @@ def _maximum(x: Signal | None, k: int) -> Signal | None:
     quadrature on the same panels as the activation moments."""
     if x is None or k <= 1 or x.var <= 0:
         return x
-    from weightinit.activations import _nodes
+    from weightinit.activations import quadrature_nodes
 
-    z, w = _nodes(0.0, 1.0)
+    z, w = quadrature_nodes(0.0, 1.0)
     cdf = 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
     weight = w * k * cdf ** (k - 1)
     values = x.mean + x.std * z

@@ -162,7 +162,7 @@ def _follows_relu(p: Param) -> bool:
     return act is not None and act.name in RELU_FAMILY
 
 
-def _classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable:
+def classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable:
     """A scheme from its rule for weights; every other role follows the shared options."""
 
     def choose(p: Param, o: Options) -> Choice:
@@ -185,7 +185,7 @@ def _classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable
             if o.relu_bias is not None and _follows_relu(p):
                 reason = f"bias before {p.follower.activation.name}: small positive"
                 return Choice("constant", {"val": o.relu_bias}, reason)
-            return _constant(o.bias, "bias")
+            return constant_choice(o.bias, "bias")
         if role == Roles.GATE_BIAS:
             return _gate_bias(p, o)
         if role == Roles.EMBEDDING:
@@ -193,9 +193,9 @@ def _classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable
                 return Choice("normal", {"std": o.embedding_std}, "embedding: chosen std")
             return embedding or Choice("normal", {"std": 1.0}, "embedding: N(0, 1)")
         if role == Roles.NORM_SCALE:
-            return _constant(o.norm_scale, "norm scale")
+            return constant_choice(o.norm_scale, "norm scale")
         if role == Roles.NORM_SHIFT:
-            return _constant(0.0, "norm shift")
+            return constant_choice(0.0, "norm shift")
         if role == Roles.ATTENTION_BIAS:
             return Choice("glorot_normal", {}, "attention bias_k/v: Glorot normal")
         return Choice(*p.info.torch_default)  # PReLU slope: torch's 0.25
@@ -203,7 +203,7 @@ def _classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable
     return choose
 
 
-def _constant(value: float, what: str) -> Choice:
+def constant_choice(value: float, what: str) -> Choice:
     if value == 0:
         return Choice("zeros", {}, f"{what}: 0")
     if value == 1:
@@ -224,7 +224,7 @@ def _gate_bias(p: Param, o: Options) -> Choice:
     return Choice("block_constant", {"values": values}, reason)
 
 
-def _scaled(scale_of: Callable[[float], float], mode: str, default_dist: str, label: str):
+def scaled(scale_of: Callable[[float], float], mode: str, default_dist: str, label: str):
     def weight(p: Param, o: Options, g2: float, why: str) -> Choice:
         chosen_mode = o.mode if mode == "option" else mode
         args = {
@@ -237,7 +237,10 @@ def _scaled(scale_of: Callable[[float], float], mode: str, default_dist: str, la
     return weight
 
 
-def _orthogonal_weight(p: Param, o: Options, g2: float, why: str) -> Choice:
+HE = scaled(lambda g2: g2, "option", "normal", "He: Var = gain^2 / fan")  # He et al. 2015
+
+
+def orthogonal_weight(p: Param, o: Options, g2: float, why: str) -> Choice:
     return Choice("orthogonal", {"gain": math.sqrt(g2)}, f"{why}; orthogonal (Saxe et al. 2014)")
 
 
@@ -252,25 +255,25 @@ _SCHEMES: dict[str, Scheme] = {
         Scheme(
             "he",
             "activation-aware He: Var(W) = gain(next activation)^2 / fan (He et al. 2015)",
-            _classic(_scaled(lambda g2: g2, "option", "normal", "He: Var = gain^2 / fan")),
+            classic(HE),
             needs_graph=True,
         ),
         Scheme(
             "orthogonal",
             "orthogonal weights times the gain of the next activation (Saxe et al. 2014)",
-            _classic(_orthogonal_weight),
+            classic(orthogonal_weight),
             needs_graph=True,
         ),
         Scheme(
             "lecun",
             "LeCun: Var(W) = 1 / fan_in for every weight (LeCun et al. 1998; SELU nets)",
-            _classic(_scaled(lambda g2: 1.0, "fan_in", "normal", "LeCun: Var = 1 / fan_in")),
+            classic(scaled(lambda g2: 1.0, "fan_in", "normal", "LeCun: Var = 1 / fan_in")),
             needs_graph=False,
         ),
         Scheme(
             "glorot",
             "Glorot/Xavier: Var(W) = 2 / (fan_in + fan_out), uniform (Glorot & Bengio 2010)",
-            _classic(_scaled(lambda g2: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)")),
+            classic(scaled(lambda g2: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)")),
             needs_graph=False,
         ),
         Scheme(
@@ -283,8 +286,8 @@ _SCHEMES: dict[str, Scheme] = {
         Scheme(
             "keras",
             "Keras 3 defaults: glorot_uniform kernels, orthogonal recurrent, zero biases, forget 1",
-            _classic(
-                _scaled(lambda g2: 1.0, "fan_avg", "uniform", "Keras: glorot_uniform"),
+            classic(
+                scaled(lambda g2: 1.0, "fan_avg", "uniform", "Keras: glorot_uniform"),
                 embedding=Choice("uniform", {"a": -0.05, "b": 0.05}, "Keras: U(-0.05, 0.05)"),
             ),
             needs_graph=False,
@@ -292,8 +295,8 @@ _SCHEMES: dict[str, Scheme] = {
         Scheme(
             "flax",
             "Flax defaults: lecun_normal (truncated) kernels, zero biases, N(0, 1/dim) embeddings",
-            _classic(
-                _scaled(lambda g2: 1.0, "fan_in", "truncated_normal", "Flax: lecun_normal"),
+            classic(
+                scaled(lambda g2: 1.0, "fan_in", "truncated_normal", "Flax: lecun_normal"),
                 embedding=Choice(
                     "variance_scaling",
                     {"scale": 1.0, "mode": "fan_out", "distribution": "normal"},

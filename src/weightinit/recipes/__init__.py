@@ -8,17 +8,33 @@ criticality, SELU, LeCun tanh), ``recurrent`` (IRNN, unitary) and ``structured``
 (looks-linear, sparse, random walk).
 """
 
-from weightinit.recipes.critical import *  # noqa: F403
-from weightinit.recipes.recurrent import *  # noqa: F403
-from weightinit.recipes.residual import *  # noqa: F403
-from weightinit.recipes.structured import *  # noqa: F403
-from weightinit.recipes.transformer import *  # noqa: F403
-from weightinit.recipes import critical, recurrent, residual, structured, transformer
+from weightinit.recipes.critical import CriticalPoint, critical_point, use_alpha_dropout
+from weightinit.recipes.recurrent import IRNNOptions
+from weightinit.recipes.residual import (
+    FixupBias,
+    FixupScale,
+    ResidualGain,
+    Scaffold,
+    add_fixup_scalars,
+    add_residual_gains,
+)
+from weightinit.recipes.structured import SparseOptions, crelu_fed
+from weightinit.recipes.transformer import ROLES, TransformerRole, transformer_roles
 
 __all__ = [
-    *critical.__all__,
-    *recurrent.__all__,
-    *residual.__all__,
-    *structured.__all__,
-    *transformer.__all__,
+    "ROLES",
+    "CriticalPoint",
+    "FixupBias",
+    "FixupScale",
+    "IRNNOptions",
+    "ResidualGain",
+    "Scaffold",
+    "SparseOptions",
+    "TransformerRole",
+    "add_fixup_scalars",
+    "add_residual_gains",
+    "crelu_fed",
+    "critical_point",
+    "transformer_roles",
+    "use_alpha_dropout",
 ]

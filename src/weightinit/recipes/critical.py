@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightinit.activations import Activation, ActivationLike, _eval_dtype, _nodes, moments
+from weightinit.activations import Activation, ActivationLike, eval_dtype, moments, quadrature_nodes
 from weightinit.activations import activation as resolve_activation
 from weightinit.knowledge import Roles
 from weightinit.layout import geometry
@@ -29,10 +29,10 @@ from weightinit.schemes import (
     Param,
     Scheme,
     Survey,
-    _classic,
-    _orthogonal_weight,
-    _scaled,
+    classic,
+    orthogonal_weight,
     register_scheme,
+    scaled,
 )
 
 __all__ = ["CriticalPoint", "critical_point", "use_alpha_dropout"]
@@ -79,8 +79,8 @@ def _q_map_slope(act: Activation, q_star: float, sigma_w2: float) -> float:
     integration by parts, Stein's lemma), which needs phi' only: exact also where phi' jumps
     (hardtanh's corners put Dirac masses into phi'' that autograd would miss).
     """
-    x_np, w_np = _nodes(0.0, math.sqrt(q_star))
-    x = torch.tensor(x_np, dtype=_eval_dtype(act.fn)).requires_grad_(True)
+    x_np, w_np = quadrature_nodes(0.0, math.sqrt(q_star))
+    x = torch.tensor(x_np, dtype=eval_dtype(act.fn)).requires_grad_(True)
     with torch.enable_grad():
         y = act.fn(x)
         (dy,) = torch.autograd.grad(y.sum(), x)
@@ -257,7 +257,7 @@ register_scheme(
         "edge of chaos: orthogonal / delta-orthogonal weights and N(0, sigma_b^2) biases at the "
         "mean-field critical point of each activation, chi_1 = 1 (Schoenholz et al. 2017; "
         "Pennington et al. 2017; Xiao et al. 2018); option q_star",
-        _classic(_orthogonal_weight),
+        classic(orthogonal_weight),
         needs_graph=True,
         survey=_critical_survey,
         extra=CriticalOptions,
@@ -345,7 +345,7 @@ register_scheme(
         "selu",
         "self-normalizing networks: LeCun normal Var(W) = 1 / fan_in, zero biases; warns about "
         "plain Dropout (use_alpha_dropout) (Klambauer et al. 2017)",
-        _classic(_scaled(lambda g2: 1.0, "fan_in", "normal", "SELU: LeCun normal, 1 / fan_in")),
+        classic(scaled(lambda g2: 1.0, "fan_in", "normal", "SELU: LeCun normal, 1 / fan_in")),
         needs_graph=False,
         survey=_selu_survey,
     )
@@ -388,7 +388,7 @@ register_scheme(
         "lecun_tanh",
         "LeCun et al. 1998 for LeCunTanh nets (1.7159 tanh(2x/3)): Var(W) = 1 / fan_in, zero "
         "biases, standardized inputs",
-        _classic(_scaled(lambda g2: 1.0, "fan_in", "normal", "LeCun 1998: Var = 1 / fan_in")),
+        classic(scaled(lambda g2: 1.0, "fan_in", "normal", "LeCun 1998: Var = 1 / fan_in")),
         needs_graph=True,
         survey=_lecun_tanh_survey,
     )

@@ -13,20 +13,19 @@ from torch import nn
 from weightinit._checks import positive
 from weightinit.knowledge import Roles
 from weightinit.schemes import (
+    HE,
     Choice,
     Options,
     Param,
     Scheme,
     Survey,
-    _classic,
-    _scaled,
+    classic,
     register_scheme,
 )
 
 __all__ = ["IRNNOptions"]
 
-_HE = _scaled(lambda g2: g2, "option", "normal", "He: Var = gain^2 / fan")
-_he = _classic(_HE)
+_he = classic(HE)
 
 
 @dataclass(frozen=True)

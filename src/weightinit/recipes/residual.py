@@ -20,7 +20,7 @@ from torch import nn
 from weightinit.graph import Graph, trace
 from weightinit.knowledge import Roles
 from weightinit.plan import unwrap
-from weightinit.schemes import Choice, Param, Scheme, Survey, _classic, get_scheme, register_scheme
+from weightinit.schemes import Choice, Param, Scheme, Survey, classic, get_scheme, register_scheme
 from weightinit.structure import Branch, check_branches, residual_branches, weighted
 
 __all__ = [
@@ -373,7 +373,7 @@ register_scheme(
         "zero",
         "ZerO (Zhao et al. 2021): identity / Hadamard weights, last layer of each residual "
         "branch 0, biases 0; deterministic",
-        _classic(_zer0_weight),
+        classic(_zer0_weight),
         needs_graph=True,
         survey=_zero,
         extra=BranchOptions,

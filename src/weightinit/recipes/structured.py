@@ -18,14 +18,14 @@ from weightinit.knowledge import Roles
 from weightinit.layout import geometry
 from weightinit.modules import CReLU
 from weightinit.schemes import (
+    HE,
     Choice,
     Options,
     Param,
     Scheme,
     Survey,
-    _classic,
-    _orthogonal_weight,
-    _scaled,
+    classic,
+    orthogonal_weight,
     register_scheme,
 )
 
@@ -130,7 +130,7 @@ register_scheme(
         "looks_linear",
         "looks-linear (Balduzzi et al. 2017): layers fed by a CReLU get W = [W0, -W0], W0 "
         "orthogonal; other layers orthogonal; biases 0: the net is linear at init",
-        _classic(_orthogonal_weight),
+        classic(orthogonal_weight),
         needs_graph=True,
         survey=_looks_linear_survey,
     )
@@ -175,7 +175,7 @@ def _sparse_choose(extra: SparseOptions) -> Callable[[Param, Options], Choice]:
         )
         return Choice("sparse", {"k": k, "std": extra.std}, reason)
 
-    classic = _classic(weight)
+    fallback = classic(weight)
 
     def choose(p: Param, o: Options) -> Choice:
         act = p.follower.activation if p.follower is not None else None
@@ -185,7 +185,7 @@ def _sparse_choose(extra: SparseOptions) -> Callable[[Param, Options], Choice]:
                 {"val": extra.tanh_bias},
                 f"bias before tanh: {extra.tanh_bias:g} (Martens 2010)",
             )
-        return classic(p, o)
+        return fallback(p, o)
 
     return choose
 
@@ -216,15 +216,13 @@ register_scheme(
 
 # --- random walk ---------------------------------------------------------------------------
 
-_HE = _scaled(lambda g2: g2, "option", "normal", "He: Var = gain^2 / fan")
-
 
 def _random_walk_weight(p: Param, o: Options, g2: float, why: str) -> Choice:
     act = p.follower.activation if p.follower is not None else None
     own_gain = isinstance(p.owner, (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention))
     name = None if act is None else act.name
     if own_gain or name not in (None, "relu"):
-        return _HE(p, o, g2, f"{why}; the paper's g is for linear and ReLU layers only")
+        return HE(p, o, g2, f"{why}; the paper's g is for linear and ReLU layers only")
     nonlinearity = "relu" if name == "relu" else "linear"
     formula = "sqrt(2) exp(1.2 / (max(N, 6) - 2.4))" if name == "relu" else "exp(1 / 2N)"
     args = {"nonlinearity": nonlinearity, "distribution": o.distribution or "normal"}
@@ -237,7 +235,7 @@ register_scheme(
         "random_walk",
         "random walk (Sussillo & Abbott 2014): Var(W) = g^2 / N with g = exp(1/2N) (linear) or "
         "sqrt(2) exp(1.2/(max(N,6)-2.4)) (ReLU), so log |signal| does an unbiased walk",
-        _classic(_random_walk_weight),
+        classic(_random_walk_weight),
         needs_graph=True,
     )
 )

@@ -59,10 +59,10 @@ from weightinit.schemes import (
     Param,
     Scheme,
     Survey,
-    _classic,
-    _constant,
-    _scaled,
+    classic,
+    constant_choice,
     register_scheme,
+    scaled,
 )
 
 __all__ = ["ROLES", "TransformerRole", "transformer_roles"]
@@ -70,7 +70,7 @@ __all__ = ["ROLES", "TransformerRole", "transformer_roles"]
 _NO_ROLE = TransformerRole(None)
 # parameters that are no Transformer's (RNN recurrent weights and gate biases, PReLU slopes):
 # the shared options, with Glorot where they need a weight rule
-_OTHER = _classic(_scaled(lambda g2: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)"))
+_OTHER = classic(scaled(lambda g2: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 / (in + out)"))
 _RESIDUAL_OUT = ("attn_out", "mlp_out")
 
 
@@ -412,9 +412,9 @@ class _Preset:
             return self.bias(p, r, ctx)
         if role == Roles.NORM_SCALE:
             value = getattr(ctx.extra, "factor", 1.0)  # T5 fills its norms with the factor
-            return _constant(float(value), "norm scale")
+            return constant_choice(float(value), "norm scale")
         if role == Roles.NORM_SHIFT:
-            return _constant(0.0, "norm shift")
+            return constant_choice(0.0, "norm shift")
         # recurrent weights, gate biases (the LSTM forget bias), ...: the shared options
         choice = _OTHER(p, ctx.options)
         return Choice(choice.init, choice.args, f"no Transformer role: {choice.reason}")
