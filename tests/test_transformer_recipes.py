@@ -559,9 +559,22 @@ def test_packed_variance_scaling_needs_a_scale_per_projection():
 def test_parameters_without_a_transformer_role_follow_the_shared_options():
     model = nn.Module()
     model.rnn, model.act = nn.LSTM(4, 8), nn.PReLU()
-    plan = wi.plan(model, "gpt2", forget_bias=2.0)
+    with pytest.warns(UserWarning, match="no parameter of Module has a Transformer role"):
+        plan = wi.plan(model, "gpt2", forget_bias=2.0)
     assert plan["rnn.weight_hh_l0"].init == "orthogonal"
     assert plan["rnn.bias_ih_l0"].args["values"] == [0.0, 2.0, 0.0, 0.0]  # gates i, f, g, o
     assert plan["rnn.weight_ih_l0"].args == {"std": 0.02}  # a weight: the preset's own
     assert plan["act.weight"].args == {"val": 0.25}  # torch's PReLU slope
     assert plan["rnn.bias_hh_l0"].reason.startswith("no Transformer role")
+
+
+def test_a_model_without_transformer_roles_is_an_error_for_t_fixup_and_a_warning_otherwise():
+    mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    with pytest.raises(ValueError, match=r"no parameter of Sequential has a Transformer role"):
+        wi.plan(mlp, "t-fixup")
+    with pytest.warns(UserWarning, match=r"gpt2: no parameter .* roles=\{") as caught:
+        plan = wi.plan(mlp, "gpt2")
+    assert caught[0].filename == __file__  # points at the caller
+    assert all(r.std == 0.02 for r in plan if r.role == "weight")
+    with pytest.raises(ValueError, match="scheme 'megatron': option `std`"):
+        wi.plan(mlp, "megatron", std=-1.0)

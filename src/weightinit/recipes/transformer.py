@@ -40,8 +40,10 @@ Parameters without a Transformer role get the preset's default, named in the rea
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from weightinit.knowledge import Roles
 from weightinit.layout import fans
@@ -91,14 +93,22 @@ class GPT2Options:
     """``std``: the normal's std (0.02). ``n_layers``: L for the residual scaling (default:
     the blocks counted in each stack). ``roles``: ``{"name_glob": "role"}``."""
 
+    scheme: ClassVar[str] = "gpt2"
     std: float = 0.02
     n_layers: int | None = None
     roles: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        _positive("gpt2", "std", self.std)
-        _layers_option("gpt2", self.n_layers)
+        _positive(self.scheme, "std", self.std)
+        _layers_option(self.scheme, self.n_layers)
         check_roles(self.roles)
+
+
+@dataclass(frozen=True)
+class MegatronOptions(GPT2Options):
+    """As :class:`GPT2Options`: ``std`` is Megatron's ``init_method_std``."""
+
+    scheme: ClassVar[str] = "megatron"
 
 
 @dataclass(frozen=True)
@@ -426,6 +436,15 @@ class _Preset:
         )
         s.notes["roles"] = role_counts(found)
         s.notes["layers"] = ctx.layers
+        if set(s.notes["roles"]) <= {"none"}:
+            message = (
+                f"{self.name}: no parameter of {type(s.model).__name__} has a Transformer role "
+                "(embedding, qkv, attn_out, mlp_in, mlp_out, head, norm); name your modules' "
+                "roles with roles={'name_glob': 'role'}"
+            )
+            if self.name == "t-fixup":  # nothing of the recipe would be left
+                raise ValueError(message)
+            warnings.warn(f"{message}. Every weight gets the preset's base rule", stacklevel=3)
         s.notes.update(self.notes(ctx))
         return {p.name: self.decide(p, found[p.name], ctx) for p in s.params}
 
@@ -472,7 +491,7 @@ _PRESETS = [
     _Preset(
         "megatron",
         "Megatron-LM: init_method_normal(sigma), output layers scaled_init_method sigma/sqrt(2L)",
-        GPT2Options,
+        MegatronOptions,
         _gpt2_like(
             "Megatron-LM init_method_normal (Shoeybi et al. 2019)",
             "Megatron-LM scaled_init_method_normal",
