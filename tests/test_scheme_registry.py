@@ -82,6 +82,29 @@ def test_scheme_options_are_validated_and_listed_in_errors():
         wi.plan(_net(), "he", head_std=1.0)
 
 
+@pytest.mark.parametrize(
+    ("scheme", "bad", "error"),
+    [
+        ("_test_head", {"head_std": -1.0}, ValueError),
+        ("critical", {"q_star": "x"}, TypeError),
+        ("critical", {"q_star": -1.0}, ValueError),
+        ("megatron", {"std": -1.0}, ValueError),
+        ("torchtitan", {"depth_init": 1}, TypeError),
+        ("t5", {"head_dim": 2.5}, ValueError),
+        ("sparse", {"k": 0}, ValueError),
+        ("irnn", {"input_std": 0.0}, ValueError),
+        ("gpt2", {"roles": {"*.proj": "projection"}}, ValueError),
+        ("fixup", {"branches": 3}, ValueError),
+    ],
+)
+def test_a_schemes_option_error_names_the_scheme_once_and_the_option(scheme, bad, error):
+    with pytest.raises(error) as err:
+        wi.plan(_net(), scheme, **bad)
+    message = str(err.value)
+    assert message.startswith(f"scheme {scheme!r}: option `{next(iter(bad))}`"), message
+    assert message.count("scheme '") == 1, message
+
+
 def test_registering_a_taken_name_is_an_error():
     for name in ("he", "auto", "_test_head"):
         with pytest.raises(ValueError, match="already registered"):

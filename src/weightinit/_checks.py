@@ -23,9 +23,15 @@ def nothing_to_fill(tensor: torch.Tensor) -> bool:
     return tensor.is_meta or tensor.numel() == 0
 
 
+def subject(fn: str, name: str) -> str:
+    """``fn: `name``` for a function's argument; ``option `name``` when ``fn`` is empty (a
+    scheme's option: ``schemes.take_options`` names the scheme)."""
+    return f"{fn}: `{name}`" if fn else f"option `{name}`"
+
+
 def finite(fn: str, name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{fn}: `{name}` must be a finite number, got {value!r}")
+        raise ValueError(f"{subject(fn, name)} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -33,13 +39,13 @@ def positive(fn: str, name: str, value: float, *, allow_zero: bool = False) -> f
     value = finite(fn, name, value)
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{fn}: `{name}` must be {bound}, got {value!r}")
+        raise ValueError(f"{subject(fn, name)} must be {bound}, got {value!r}")
     return value
 
 
 def choice(fn: str, name: str, value: str, options: tuple[str, ...]) -> str:
     if value not in options:
         raise ValueError(
-            f"{fn}: `{name}` must be one of {', '.join(map(repr, options))}, got {value!r}"
+            f"{subject(fn, name)} must be one of {', '.join(map(repr, options))}, got {value!r}"
         )
     return value

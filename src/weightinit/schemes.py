@@ -319,13 +319,14 @@ def register_scheme(scheme: Scheme) -> Scheme:
 
 def take_options(cls: type, options: dict[str, Any], scheme: str) -> Any:
     """Take the fields of the dataclass ``cls`` out of ``options`` and build it (its
-    ``__post_init__`` validates them); what is left are the shared :class:`Options`."""
+    ``__post_init__`` validates them, its errors worded "option `name` ...", to which this
+    adds the scheme's name); what is left are the shared :class:`Options`."""
     names = [f.name for f in dataclasses.fields(cls)]
     taken = {name: options.pop(name) for name in names if name in options}
     try:
         return cls(**taken)
-    except TypeError as err:
-        raise TypeError(f"scheme {scheme!r}: {err}") from None
+    except (TypeError, ValueError) as err:  # the validators say "option `name` ..."
+        raise type(err)(f"scheme {scheme!r}: {err}") from None
 
 
 def schemes() -> dict[str, str]:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from weightinit._checks import subject
 from weightinit.activations import Activation, ActivationLike, eval_dtype, moments, quadrature_nodes
 from weightinit.activations import activation as resolve_activation
 from weightinit.knowledge import Roles
@@ -62,12 +63,13 @@ class CriticalPoint(NamedTuple):
 
 
 def _check_q_star(q_star: float, where: str) -> float:
+    """``where``: the function taking it; empty for the "critical" scheme's option."""
     if isinstance(q_star, bool) or not isinstance(q_star, numbers.Real):
-        raise TypeError(f"{where}: `q_star` must be a positive float, got {q_star!r}")
+        raise TypeError(f"{subject(where, 'q_star')} must be a positive float, got {q_star!r}")
     if not (math.isfinite(q_star) and q_star > 0):
         raise ValueError(
-            f"{where}: `q_star` (the fixed-point pre-activation variance) must be finite and "
-            f"> 0, got {q_star!r}; e.g. q_star={DEFAULT_Q_STAR}"
+            f"{subject(where, 'q_star')} (the fixed-point pre-activation variance) must be "
+            f"finite and > 0, got {q_star!r}; e.g. q_star={DEFAULT_Q_STAR}"
         )
     return float(q_star)
 
@@ -179,7 +181,7 @@ class CriticalOptions:
     q_star: float = DEFAULT_Q_STAR
 
     def __post_init__(self):
-        _check_q_star(self.q_star, "scheme 'critical'")
+        _check_q_star(self.q_star, "")
 
 
 def _critical_survey(s: Survey) -> dict[str, Choice]:

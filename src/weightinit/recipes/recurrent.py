@@ -47,8 +47,8 @@ class IRNNOptions:
     input_std: float = 0.001
 
     def __post_init__(self):
-        positive("irnn", "identity_scale", self.identity_scale)
-        positive("irnn", "input_std", self.input_std)
+        positive("", "identity_scale", self.identity_scale)
+        positive("", "input_std", self.input_std)
 
 
 def _is_relu_rnn(module: nn.Module) -> bool:

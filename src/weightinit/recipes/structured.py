@@ -160,9 +160,9 @@ class SparseOptions:
 
     def __post_init__(self):
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"sparse: `k` must be a positive int (e.g. 15), got {self.k!r}")
-        positive("sparse", "std", self.std)
-        finite("sparse", "tanh_bias", self.tanh_bias)
+            raise ValueError(f"option `k` must be a positive int (e.g. 15), got {self.k!r}")
+        positive("", "std", self.std)
+        finite("", "tanh_bias", self.tanh_bias)
 
 
 def _sparse_choose(extra: SparseOptions) -> Callable[[Param, Options], Choice]:

@@ -43,7 +43,6 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
 
 from weightinit.knowledge import Roles
 from weightinit.layout import fans
@@ -76,16 +75,16 @@ _OTHER = classic(scaled(lambda g2: 1.0, "fan_avg", "uniform", "Glorot: Var = 2 /
 _RESIDUAL_OUT = ("attn_out", "mlp_out")
 
 
-def _positive(scheme: str, name: str, value: object, kind: type = float) -> None:
+def _positive(name: str, value: object, kind: type = float) -> None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not number or value <= 0 or (kind is int and not isinstance(value, int)):
         what = "a positive int" if kind is int else "a positive number"
-        raise ValueError(f"scheme {scheme!r}: option `{name}` must be {what}, got {value!r}")
+        raise ValueError(f"option `{name}` must be {what}, got {value!r}")
 
 
-def _layers_option(scheme: str, n_layers: object) -> None:
+def _layers_option(n_layers: object) -> None:
     if n_layers is not None:
-        _positive(scheme, "n_layers", n_layers, int)
+        _positive("n_layers", n_layers, int)
 
 
 @dataclass(frozen=True)
@@ -93,22 +92,14 @@ class GPT2Options:
     """``std``: the normal's std (0.02). ``n_layers``: L for the residual scaling (default:
     the blocks counted in each stack). ``roles``: ``{"name_glob": "role"}``."""
 
-    scheme: ClassVar[str] = "gpt2"
     std: float = 0.02
     n_layers: int | None = None
     roles: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        _positive(self.scheme, "std", self.std)
-        _layers_option(self.scheme, self.n_layers)
+        _positive("std", self.std)
+        _layers_option(self.n_layers)
         check_roles(self.roles)
-
-
-@dataclass(frozen=True)
-class MegatronOptions(GPT2Options):
-    """As :class:`GPT2Options`: ``std`` is Megatron's ``init_method_std``."""
-
-    scheme: ClassVar[str] = "megatron"
 
 
 @dataclass(frozen=True)
@@ -119,7 +110,7 @@ class BertOptions:
     roles: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        _positive("bert", "std", self.std)
+        _positive("std", self.std)
         check_roles(self.roles)
 
 
@@ -134,13 +125,10 @@ class TorchtitanOptions:
     roles: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        _positive("torchtitan", "std", self.std)
+        _positive("std", self.std)
         if not isinstance(self.depth_init, bool):
-            raise TypeError(
-                f"scheme 'torchtitan': option `depth_init` must be True or False, "
-                f"got {self.depth_init!r}"
-            )
-        _layers_option("torchtitan", self.n_layers)
+            raise TypeError(f"option `depth_init` must be True or False, got {self.depth_init!r}")
+        _layers_option(self.n_layers)
         check_roles(self.roles)
 
 
@@ -164,9 +152,9 @@ class T5Options:
     roles: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        _positive("t5", "factor", self.factor)
+        _positive("factor", self.factor)
         if self.head_dim is not None:
-            _positive("t5", "head_dim", self.head_dim, int)
+            _positive("head_dim", self.head_dim, int)
         check_roles(self.roles)
 
 
@@ -184,9 +172,7 @@ class VitOptions:
             or not isinstance(value, (int, float))
             or not math.isfinite(value)
         ):
-            raise ValueError(
-                f"scheme 'vit_jax': option `head_bias` must be a number, got {value!r}"
-            )
+            raise ValueError(f"option `head_bias` must be a number, got {value!r}")
         check_roles(self.roles)
 
 
@@ -198,7 +184,7 @@ class TFixupOptions:
     roles: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        _layers_option("t-fixup", self.n_layers)
+        _layers_option(self.n_layers)
         check_roles(self.roles)
 
 
@@ -491,7 +477,7 @@ _PRESETS = [
     _Preset(
         "megatron",
         "Megatron-LM: init_method_normal(sigma), output layers scaled_init_method sigma/sqrt(2L)",
-        MegatronOptions,
+        GPT2Options,
         _gpt2_like(
             "Megatron-LM init_method_normal (Shoeybi et al. 2019)",
             "Megatron-LM scaled_init_method_normal",
