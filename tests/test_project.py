@@ -105,3 +105,72 @@ def test_cli_plan_errors(tmp_path):
             [sys.executable, "-m", "weightinit", "plan", spec], capture_output=True, text=True
         )
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+
+
+def test_cli_schemes_lists_every_registered_scheme(capsys):
+    import json
+
+    assert main(["schemes"]) == 0
+    out = capsys.readouterr().out
+    for name in wi.schemes():
+        assert re.search(rf"^{re.escape(name)}\s", out, re.MULTILINE), name
+    assert main(["schemes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == wi.schemes()
+
+
+RESIDUAL = """
+import torch
+from torch import nn
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):  # a residual sum that is not an add: tracing cannot see it
+        return torch.stack([x, self.fc2(torch.relu(self.fc1(x)))]).sum(0)
+
+def net():
+    return nn.Sequential(nn.Linear(4, 8), Block(), Block(), nn.Linear(8, 2))
+"""
+
+
+def test_cli_plan_passes_scheme_options_read_as_json(tmp_path, capsys):
+    import json
+
+    file = tmp_path / "res.py"
+    file.write_text(RESIDUAL)
+    argv = ["plan", f"{file}:net", "--scheme", "fixup", "--json"]
+    assert main([*argv, "--option", 'branches=["1", "2"]']) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["notes"]["L"] == 2 and plan["options"] == {"branches": ["1", "2"]}
+    rows = {r["name"]: r for r in plan["rows"]}
+    assert rows["1.fc2.weight"]["init"] == "zeros" and rows["3.weight"]["init"] == "zeros"
+    argv = ["plan", f"{file}:net", "--scheme", "critical", "--json", "--option", "q_star=0.01"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["notes"]["relu"]["q_star"] == 0.01
+    argv = ["plan", f"{file}:net", "--json", "--option", "distribution=uniform"]  # not JSON: text
+    assert main(argv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["rows"][0]["args"]["distribution"] == "uniform"
+    for option, message in [
+        ("q_star", "expected name=value"),  # no value
+        ("q_star=-1", "scheme 'critical': option `q_star`"),  # the scheme's own check
+        ("bogus=1", "unknown scheme option(s) bogus"),
+    ]:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "weightinit",
+                "plan",
+                f"{file}:net",
+                "--scheme",
+                "critical",
+                "--option",
+                option,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,6 +49,33 @@ def _list(args: argparse.Namespace) -> int:
         "or look one up with weightinit.get('<name or alias>')."
     )
     return 0
+
+
+def _schemes(args: argparse.Namespace) -> int:
+    described = schemes()
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    print(format_table(("scheme", "what it does"), list(described.items()), max_widths=(None, 90)))
+    print(
+        f"\n{len(described)} schemes. Use one with weightinit.init(model, '<scheme>', ...) or "
+        "weightinit plan file.py:factory --scheme <scheme> [--option name=value]."
+    )
+    return 0
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``name=value``: the value read as JSON (numbers, true/false, null, lists, dicts), else
+    as a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected name=value, e.g. q_star=0.01 or branches='[\"blocks.*\"]', got {text!r}"
+        )
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def load_factory(spec: str) -> Callable[[], nn.Module]:
@@ -93,7 +121,7 @@ def _plan(args: argparse.Namespace) -> int:
         else:
             example = torch.randn(args.input_shape, generator=gen)
     try:
-        result = plan(model, args.scheme, example_input=example)
+        result = plan(model, args.scheme, example_input=example, **dict(args.option))
     except (ValueError, TypeError) as err:
         raise SystemExit(f"weightinit: {err}")
     print(result.to_json() if args.json else result)
@@ -147,6 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("list", help="print the catalog of initializers")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=_list)
+    listing_schemes = commands.add_parser(
+        "schemes",
+        help="print the whole-model schemes (he, auto, fixup, gpt2, ...) and what each does",
+    )
+    listing_schemes.add_argument("--json", action="store_true", help="print JSON")
+    listing_schemes.set_defaults(run=_schemes)
     planning = commands.add_parser(
         "plan", help="print what a scheme would write to every parameter of a model, and why"
     )
@@ -159,6 +193,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     planning.add_argument(
         "--input-int", type=int, metavar="HIGH", help="draw integer inputs in [0, HIGH) (token ids)"
+    )
+    planning.add_argument(
+        "--option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a scheme option (repeatable; the value is read as JSON, else as text), "
+        "e.g. --option q_star=0.01 --option 'branches=[\"blocks.*\"]'",
     )
     planning.add_argument("--json", action="store_true", help="print the plan as JSON")
     planning.set_defaults(run=_plan)
