@@ -48,7 +48,7 @@ from torch import nn
 
 from weightinit.activations import moments
 from weightinit.fills import capture
-from weightinit.graph import Graph, Node, _classify, _leaves
+from weightinit.graph import Graph, Node, _classify, leaves, map_tensors
 from weightinit.knowledge import describe
 from weightinit.layout import Layout
 from weightinit.registry import get
@@ -329,10 +329,10 @@ class _Propagation:
             return None
         src = node.sources[k]
         if src is not None and self.graph.nodes[src].kind == "input":
-            tensor = _leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
+            tensor = leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
             return self._input_stats(tensor)
         if src is None:
-            tensor = _leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
+            tensor = leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
             return _tensor_stats(tensor) if tensor.is_floating_point() else None
         return self.signals[src]
 
@@ -352,7 +352,7 @@ class _Propagation:
     def _input_signal(self) -> Signal | None:
         """The first floating-point input's statistics (each input is measured on its own
         where it is used)."""
-        floats = [t for t in _leaves(self.example_input, torch.Tensor) if t.is_floating_point()]
+        floats = [t for t in leaves(self.example_input, torch.Tensor) if t.is_floating_point()]
         return self._input_stats(floats[0]) if floats else None
 
     def _input_stats(self, tensor: torch.Tensor) -> Signal | None:
@@ -423,7 +423,7 @@ class _Propagation:
         return self.options.norm_scale if got is None else math.sqrt(got[1])
 
     def _pooled_count(self, node: Node) -> int:
-        tensors = _leaves([*node.args], torch.Tensor)
+        tensors = leaves([*node.args], torch.Tensor)
         out = self._output_numel(node)
         return max(1, round(tensors[0].numel() / out)) if tensors and out else 1
 
@@ -466,7 +466,7 @@ class _Propagation:
         """The statistics of an arithmetic operand: a traced signal, a constant tensor or a
         number; None when unknown."""
         if isinstance(value, torch.Tensor):
-            position = [i for i, t in enumerate(_leaves(list(node.args), torch.Tensor))
+            position = [i for i, t in enumerate(leaves(list(node.args), torch.Tensor))
                         if t is value]  # fmt: skip
             if not position:
                 return None
@@ -501,7 +501,7 @@ class _Propagation:
         return None
 
     def _concat(self, node: Node) -> Signal | None:
-        tensors = _leaves(list(node.args[:1]) or list(node.kwargs.values())[:1], torch.Tensor)
+        tensors = leaves(list(node.args[:1]) or list(node.kwargs.values())[:1], torch.Tensor)
         total, mean, second = 0, 0.0, 0.0
         for k, t in enumerate(tensors):
             s = self._input(node, k)
@@ -617,7 +617,7 @@ class _Propagation:
     def _connections(self, node: Node, m: nn.Module) -> float:
         """The mean number of inputs each output of a conv sums, padding and stride included:
         the conv of an all-ones input with all-ones weights, averaged."""
-        x = _leaves([*node.args], torch.Tensor)[0]
+        x = leaves([*node.args], torch.Tensor)[0]
         ones = torch.ones_like(x, dtype=m.weight.dtype)
         params = {"weight": torch.ones_like(m.weight)}
         if m.bias is not None:
@@ -768,21 +768,15 @@ class _Propagation:
     def _gaussian_args(self, node: Node):
         index = iter(range(len(node.sources)))
 
-        def replace(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                k = next(index)
-                s = self._input(node, k) if node.sources[k] is not None else None
-                if s is None or not value.is_floating_point():
-                    return value
-                noise = torch.randn(value.shape, generator=self.generator, dtype=torch.float64)
-                return (s.mean + s.std * noise).to(value.dtype).to(value.device)
-            if isinstance(value, (list, tuple)):
-                return type(value)(replace(v) for v in value)
-            if isinstance(value, dict):
-                return {k: replace(v) for k, v in value.items()}
-            return value
+        def replace(value: torch.Tensor) -> torch.Tensor:
+            k = next(index)
+            s = self._input(node, k) if node.sources[k] is not None else None
+            if s is None or not value.is_floating_point():
+                return value
+            noise = torch.randn(value.shape, generator=self.generator, dtype=torch.float64)
+            return (s.mean + s.std * noise).to(value.dtype).to(value.device)
 
-        return replace(tuple(node.args)), replace(dict(node.kwargs))
+        return map_tensors(tuple(node.args), replace), map_tensors(dict(node.kwargs), replace)
 
     def _measure_output(self, node: Node) -> torch.Tensor | None:
         args, kwargs = self._gaussian_args(node)
@@ -798,7 +792,7 @@ class _Propagation:
             with torch.no_grad():
                 for b, saved in buffers.items():
                     b.copy_(saved)
-        tensors = [t for t in _leaves(out, torch.Tensor) if t.is_floating_point()]
+        tensors = [t for t in leaves(out, torch.Tensor) if t.is_floating_point()]
         return tensors[0] if tensors else None
 
     def _measure(self, node: Node, note: str) -> Signal | None:
@@ -901,22 +895,16 @@ def gaussian_like(
     """
     generator = torch.Generator().manual_seed(seed)
 
-    def replace(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            if samples and value.ndim > 1 and value.shape[0] < samples:
-                value = value.repeat(-(-samples // value.shape[0]), *[1] * (value.ndim - 1))
-            if not value.is_floating_point():
-                return value
-            signal = input_statistics(value, auto)
-            noise = torch.randn(value.shape, generator=generator, dtype=torch.float64)
-            return (signal.mean + signal.std * noise).to(value.dtype).to(value.device)
-        if isinstance(value, (list, tuple)):
-            return type(value)(replace(v) for v in value)
-        if isinstance(value, dict):
-            return {k: replace(v) for k, v in value.items()}
-        return value
+    def replace(value: torch.Tensor) -> torch.Tensor:
+        if samples and value.ndim > 1 and value.shape[0] < samples:
+            value = value.repeat(-(-samples // value.shape[0]), *[1] * (value.ndim - 1))
+        if not value.is_floating_point():
+            return value
+        signal = input_statistics(value, auto)
+        noise = torch.randn(value.shape, generator=generator, dtype=torch.float64)
+        return (signal.mean + signal.std * noise).to(value.dtype).to(value.device)
 
-    return replace(example_input)
+    return map_tensors(example_input, replace)
 
 
 def batch_first(model: nn.Module) -> bool:

@@ -108,19 +108,31 @@ class _Recorder(TorchFunctionMode):
         return out
 
 
-def _leaves(value: Any, cls: type) -> list:
+def leaves(value: Any, cls: type) -> list:
     """The instances of ``cls`` in ``value``, looking into lists, tuples and dicts."""
     if isinstance(value, cls):
         return [value]
     if isinstance(value, (list, tuple)):
-        return [leaf for v in value for leaf in _leaves(v, cls)]
+        return [leaf for v in value for leaf in leaves(v, cls)]
     if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v, cls)]
+        return [leaf for v in value.values() for leaf in leaves(v, cls)]
     return []
 
 
+def map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
+    """``value`` with every tensor ``t`` in it replaced by ``fn(t)``, looking into lists, tuples
+    and dicts in the order of :func:`leaves`."""
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_tensors(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: map_tensors(v, fn) for k, v in value.items()}
+    return value
+
+
 def _tensors(value: Any) -> list[torch.Tensor]:
-    return _leaves(value, torch.Tensor)
+    return leaves(value, torch.Tensor)
 
 
 def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
@@ -207,7 +219,7 @@ def _fx_trace(model: nn.Module) -> Graph:
 
 
 def _fx_nodes(value: Any) -> list[torch.fx.Node]:
-    return _leaves(value, torch.fx.Node)
+    return leaves(value, torch.fx.Node)
 
 
 def trace(model: nn.Module, example_input: Any = None) -> Graph:
