@@ -9,17 +9,15 @@ from weightinit import zoo
 SEED = 0
 
 
-@pytest.mark.parametrize("name", list(zoo.ZOO))
-def test_auto_keeps_every_layer_within_half_and_double(name):
-    model, x = zoo.ZOO[name]()
-    wi.init(model, "auto", example_input=x, seed=SEED)
-    scales = zoo.layer_scales(wi.diagnose(model, x, exact_limit=0, probes=2))
-    assert all(0.5 <= s <= 2.0 for s in scales), (min(scales), max(scales))
+BANDS = {"auto": (0.5, 2.0), "lsuv": (0.8, 1.25)}
 
 
 @pytest.mark.parametrize("name", list(zoo.ZOO))
-def test_lsuv_keeps_every_layer_within_tolerance(name):
+@pytest.mark.parametrize("scheme", list(BANDS))
+def test_automatic_schemes_keep_every_layer_in_their_band(scheme, name):
     model, x = zoo.ZOO[name]()
-    wi.init(model, "lsuv", data=x, seed=SEED)
+    data = {"example_input": x} if scheme == "auto" else {"data": x}
+    wi.init(model, scheme, seed=SEED, **data)
     scales = zoo.layer_scales(wi.diagnose(model, x, exact_limit=0, probes=2))
-    assert all(0.8 <= s <= 1.25 for s in scales), (min(scales), max(scales))
+    low, high = BANDS[scheme]
+    assert all(low <= s <= high for s in scales), (min(scales), max(scales))
