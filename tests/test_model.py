@@ -304,6 +304,33 @@ def test_unknown_parameters_warn_and_are_left_alone():
     assert p["scale"].init == "skip" and torch.equal(model.scale.detach(), torch.full((4,), 3.0))
 
 
+class LayerNorm(nn.Module):
+    """nanoGPT's LayerNorm (optional bias), not torch's."""
+
+    def __init__(self, d, bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((d,), 2.0))
+        self.bias = nn.Parameter(torch.full((d,), 3.0)) if bias else None
+
+
+class ChannelNorm(nn.Module):  # named like a norm, but its weight is no per-feature scale
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d, d))
+
+
+def test_norms_of_other_code_bases_are_known_by_their_class_name():
+    model = nn.ModuleDict({"ln": LayerNorm(4, bias=True), "ln_nobias": LayerNorm(4, bias=False)})
+    model["odd"] = ChannelNorm(4)
+    with pytest.warns(UserWarning, match=r"1 parameter\(s\).*odd.weight"):
+        p = wi.init(model, "lecun", seed=0)  # (a ModuleDict has no forward to trace)
+    assert (p["ln.weight"].role, p["ln.bias"].role) == ("norm_scale", "norm_shift")
+    assert torch.equal(model["ln"].weight.detach(), torch.ones(4))
+    assert torch.equal(model["ln"].bias.detach(), torch.zeros(4))
+    assert p["ln_nobias.weight"].init == "ones" and p["odd.weight"].init == "skip"
+    assert wi.plan(model, "torch", skip=["odd.*"])["ln.bias"].reason.startswith("LayerNorm (a norm")
+
+
 def test_strict_turns_the_warning_into_an_error():
     model = Scaled()
     before = snapshot(model)

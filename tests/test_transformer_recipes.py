@@ -7,6 +7,7 @@ truncated normals have lighter tails, so that bound is conservative for them too
 """
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -578,3 +579,107 @@ def test_a_model_without_transformer_roles_is_an_error_for_t_fixup_and_a_warning
     assert all(r.std == 0.02 for r in plan if r.role == "weight")
     with pytest.raises(ValueError, match="scheme 'megatron': option `std`"):
         wi.plan(mlp, "megatron", std=-1.0)
+
+
+# --- where the blocks are: Megatron-core names, Sequential stacks, no stack ----------------------
+
+
+class MegatronCoreLayer(nn.Module):
+    """Names as in Megatron-core's TransformerLayer (self_attention.linear_qkv, ...)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.input_layernorm, self.pre_mlp_layernorm = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.self_attention = nn.Module()
+        self.self_attention.linear_qkv = nn.Linear(d, 3 * d)
+        self.self_attention.linear_proj = nn.Linear(d, d)
+        self.mlp = nn.Module()
+        self.mlp.linear_fc1, self.mlp.linear_fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+
+def test_megatron_core_names_get_roles_and_the_scaled_output_init():
+    model = nn.Module()
+    model.embedding = nn.Module()
+    model.embedding.word_embeddings = nn.Embedding(VOCAB, D)
+    model.decoder = nn.Module()
+    model.decoder.layers = nn.ModuleList([MegatronCoreLayer(D) for _ in range(L)])
+    model.output_layer = nn.Linear(D, VOCAB, bias=False)
+    found = transformer_roles(model)
+    layer = "decoder.layers.2."
+    assert [found[layer + n].role for n in ("self_attention.linear_qkv.weight",
+            "self_attention.linear_proj.weight", "mlp.linear_fc1.weight",
+            "mlp.linear_fc2.weight")] == ["qkv", "attn_out", "mlp_in", "mlp_out"]  # fmt: skip
+    assert found["output_layer.weight"].role == "head"
+    std = 0.01
+    wi.init(model, "megatron", std=std, seed=0)
+    out = blocks("decoder.layers.{}.self_attention.linear_proj.weight")
+    out += blocks("decoder.layers.{}.mlp.linear_fc2.weight")
+    assert_std(gathered(model, out), std / math.sqrt(2 * L), "linear_proj, linear_fc2")
+    rest = blocks("decoder.layers.{}.self_attention.linear_qkv.weight")
+    rest += blocks("decoder.layers.{}.mlp.linear_fc1.weight") + ["output_layer.weight"]
+    assert_std(gathered(model, rest), std, "linear_qkv, linear_fc1, output_layer")
+
+
+class TorchvisionBlock(nn.Module):
+    """torchvision's ViT EncoderBlock: an MHA and an MLPBlock (a Sequential numbered 0..4)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.self_attention = nn.MultiheadAttention(d, 4, batch_first=True)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, 4 * d), nn.GELU(), nn.Dropout(0.0), nn.Linear(4 * d, d), nn.Dropout(0.0)
+        )
+
+
+def test_blocks_in_a_sequential_are_a_stack_and_a_sequential_mlp_is_not():
+    from collections import OrderedDict
+
+    timm = ViT(D, depth=L)
+    timm.blocks = nn.Sequential(*timm.blocks)  # timm holds its blocks in an nn.Sequential
+    tv = nn.Module()
+    tv.encoder = nn.Module()
+    tv.encoder.layers = nn.Sequential(
+        OrderedDict((f"encoder_layer_{i}", TorchvisionBlock(D)) for i in range(L))
+    )
+    found = transformer_roles(tv)
+    assert (
+        found["encoder.layers.encoder_layer_2.mlp.3.weight"]
+        == found["encoder.layers.encoder_layer_2.mlp.3.bias"]
+    )
+    r = found["encoder.layers.encoder_layer_2.mlp.3.weight"]
+    assert (r.role, r.layer, r.stack) == ("mlp_out", 2, "encoder.layers")
+    assert found["encoder.layers.encoder_layer_0.mlp.0.weight"].role == "mlp_in"
+    for model, out in [
+        (timm, blocks("blocks.{}.attn.proj.weight") + blocks("blocks.{}.mlp.fc2.weight")),
+        (tv, blocks("encoder.layers.encoder_layer_{}.mlp.3.weight")
+         + blocks("encoder.layers.encoder_layer_{}.self_attention.out_proj.weight")),
+    ]:  # fmt: skip
+        plan = wi.init(model, "gpt2", seed=0)
+        assert list(plan.notes["layers"].values()) == [L]
+        assert_std(gathered(model, out), 0.02 / math.sqrt(2 * L), type(model).__name__)
+        tfixup = wi.plan(model, "t-fixup").notes["t_fixup"]
+        assert [s["scale"] for s in tfixup.values()] == [pytest.approx(0.67 * L**-0.25)]
+
+
+def test_residual_outputs_outside_every_stack_warn_for_the_depth_scaled_presets():
+    model = nn.Module()
+    model.wte, model.block = nn.Embedding(VOCAB, D), Block(D)  # one block, in no list
+    for scheme in ("gpt2", "megatron", "torchtitan", "olmo", "t-fixup"):
+        with pytest.warns(UserWarning, match=r"2 residual output projection\(s\) \(block.attn"):
+            wi.plan(model, scheme)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wi.plan(model, "bert")  # no depth in BERT's rule: nothing to warn about
+        wi.plan(GPT(), "gpt2")  # blocks in a ModuleList
+
+
+def test_t5_width_comes_from_the_token_embedding_whatever_the_order():
+    d, heads, d_kv, factor = 64, 4, 8, 1.0
+    model = nn.Module()
+    model.block = nn.ModuleList([T5Layer(d, heads, d_kv, 128, i == 0) for i in range(2)])
+    model.shared = nn.Embedding(VOCAB, d)  # after the relative position bias (dim: heads)
+    plan = wi.init(model, "t5", seed=0)
+    assert plan.notes["d_model"] == d
+    relative = model.block[0].layer[0].SelfAttention.relative_attention_bias.weight
+    assert_std(relative, factor * d**-0.5, "relative")

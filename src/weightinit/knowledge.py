@@ -7,6 +7,7 @@ its :class:`~weightinit.Layout`, and PyTorch's own default initialization (what 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -262,7 +263,21 @@ def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | Non
         rule = _TABLE.get(cls)
         if rule is not None:
             return rule(owner, leaf, param)
-    return None
+    return _named_norm(owner, leaf, param)
+
+
+def _named_norm(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    """Norm layers of other code bases, known by their class name (nanoGPT's and OLMo's
+    ``LayerNorm``, T5's ``T5LayerNorm``, Llama's ``RMSNorm``): a class whose name ends in
+    "Norm", with a 1-D ``weight`` (scale, ones) and ``bias`` (shift, zeros)."""
+    if not type(owner).__name__.endswith("Norm") or param.ndim != 1:
+        return None
+    info = _norm(owner, leaf, param)
+    if info is None:
+        return None
+    kind = "ones" if info.role == Roles.NORM_SCALE else "zeros"
+    why = f"{type(owner).__name__} (a norm by its name): {kind}"
+    return dataclasses.replace(info, torch_default=(kind, {}, why))
 
 
 def layout_for(module: nn.Module, param_name: str) -> Layout:

@@ -13,6 +13,7 @@ Face BERT, T5 and Llama, OLMo, Megatron, timm ViT) and from structure
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,15 +41,16 @@ ROLES = (
 )
 
 _QKV = {"c_attn", "qkv", "query_key_value", "wqkv", "att_proj", "qkv_proj", "in_proj", "to_qkv"}
+_QKV |= {"linear_qkv"}  # Megatron-core
 _Q = {"q", "wq", "q_proj", "query", "q_lin", "to_q"}
 _K = {"k", "wk", "k_proj", "key", "k_lin", "to_k"}
 _V = {"v", "wv", "v_proj", "value", "v_lin", "to_v"}
-_ATTN_OUT = {"o", "o_proj", "out_proj", "attn_out", "out_lin", "to_out"}
+_ATTN_OUT = {"o", "o_proj", "out_proj", "attn_out", "out_lin", "to_out", "linear_proj"}
 _MLP_IN = {"c_fc", "fc1", "w1", "wi", "wi_0", "gate_proj", "linear1", "ff_proj"}
-_MLP_IN |= {"dense_h_to_4h", "lin1", "fc_in"}
+_MLP_IN |= {"dense_h_to_4h", "lin1", "fc_in", "linear_fc1"}
 _MLP_UP = {"w3", "up_proj", "wi_1"}
-_MLP_OUT = {"fc2", "w2", "down_proj", "linear2", "dense_4h_to_h", "lin2", "fc_out"}
-_HEAD = {"lm_head", "head", "classifier", "qa_outputs", "score", "embed_out"}
+_MLP_OUT = {"fc2", "w2", "down_proj", "linear2", "dense_4h_to_h", "lin2", "fc_out", "linear_fc2"}
+_HEAD = {"lm_head", "head", "classifier", "qa_outputs", "score", "embed_out", "output_layer"}
 _TOP_HEAD = {"output", "ff_out", "out", "fc", "proj"}  # heads when outside every block
 _CONTEXT = {"c_proj", "proj", "dense", "wo", "ff_out", "out", "output"}  # attn or MLP by place
 _POSITION = {"wpe", "position_embeddings", "embed_positions", "pos_emb", "pos_embed"}
@@ -114,7 +116,8 @@ def transformer_roles(
     ``linear1/linear2``, heads (``lm_head/head/classifier``, a top-level ``output``) and
     embeddings (``wte/wpe/tok_embeddings/embed_tokens/word_embeddings/position_embeddings``,
     ``patch_embed``). The block index is the first number in the module path under a
-    ``ModuleList``/``ModuleDict`` (``h.3``, ``layers.3``, ``layer.3``, ``blocks.3``).
+    ``ModuleList``/``ModuleDict`` (``h.3``, ``layers.3``, ``layer.3``, ``blocks.3``) or an
+    ``nn.Sequential`` of blocks (timm's ``blocks.3``, torchvision's ``encoder_layer_3``).
 
     Example:
         >>> import torch
@@ -173,7 +176,24 @@ def _role(model: nn.Module, name: str, user: dict[str, str]) -> TransformerRole:
     info = describe(model, name)
     if info is not None and info.role in (Roles.NORM_SCALE, Roles.NORM_SHIFT):
         return TransformerRole("norm", **place, source="structure")
-    return TransformerRole(_by_name(lowered, owner, layer is None), **place)
+    role = _by_name(lowered, owner, layer is None) or _mlp_position(lowered, modules)
+    return TransformerRole(role, **place)
+
+
+def _mlp_position(lowered: list[str], modules: list[nn.Module]) -> str | None:
+    """A Linear numbered in a Sequential MLP (torchvision's ``mlp.0`` / ``mlp.3``): the first
+    Linear is ``mlp_in``, the last ``mlp_out``."""
+    parent, owner = modules[-2:] if len(modules) > 1 else (None, None)
+    if not isinstance(parent, nn.Sequential) or not lowered[-2:-1]:
+        return None
+    if not lowered[-2].startswith(_MLP_PLACES):
+        return None
+    linears = [m for m in parent.children() if isinstance(m, nn.Linear)]
+    if len(linears) < 2:
+        return None
+    if owner is linears[0]:
+        return "mlp_in"
+    return "mlp_out" if owner is linears[-1] else None
 
 
 def _by_name(lowered: list[str], owner: nn.Module, outside: bool) -> str | None:
@@ -213,11 +233,33 @@ def _chain(model: nn.Module, path: list[str]) -> list[nn.Module]:
 
 
 def _block(path: list[str], modules: list[nn.Module]) -> tuple[str, int | None]:
-    """(stack path, block index): the first numbered child of a ModuleList or ModuleDict."""
+    """(stack path, block index): the first numbered child of a stack of blocks, a
+    ``ModuleList`` or ``ModuleDict`` (``h.3``, torchtitan's ``layers["3"]``), or an
+    ``nn.Sequential`` of blocks (timm's ``blocks.3``, torchvision's
+    ``layers.encoder_layer_3``)."""
     for i, part in enumerate(path):
-        if part.isdigit() and isinstance(modules[i], (nn.ModuleList, nn.ModuleDict)):
-            return ".".join(path[:i]), int(part)
+        index = _BLOCK_INDEX.fullmatch(part)
+        if index is None:
+            continue
+        if (part.isdigit() and isinstance(modules[i], (nn.ModuleList, nn.ModuleDict))) or (
+            isinstance(modules[i], nn.Sequential) and _holds_blocks(modules[i])
+        ):
+            return ".".join(path[:i]), int(index.group(1))
     return "", None
+
+
+_BLOCK_INDEX = re.compile(r"(?:[A-Za-z_]*_)?(\d+)")  # "3", "encoder_layer_3"
+
+
+def _holds_blocks(seq: nn.Sequential) -> bool:
+    """A Sequential of blocks, not a small MLP: its children are all of one class, and that
+    class holds modules of its own (a Sequential of Linear layers is no stack)."""
+    children = list(seq.children())
+    return (
+        bool(children)
+        and len({type(c) for c in children}) == 1
+        and next(iter(children[0].children()), None) is not None
+    )
 
 
 def _torch_cross(path: list[str], modules: list[nn.Module]) -> bool:

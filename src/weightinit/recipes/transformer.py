@@ -399,6 +399,7 @@ class _Preset:
     weight: Callable[[Param, TransformerRole, _Context], Choice]
     bias: Callable[[Param, TransformerRole, _Context], Choice] = _zero_bias
     notes: Callable[[_Context], dict] = lambda ctx: {}
+    uses_depth: bool = False  # scales residual outputs by the depth or the block index
 
     def decide(self, p: Param, r: TransformerRole, ctx: _Context) -> Choice:
         role = p.info.role
@@ -418,7 +419,7 @@ class _Preset:
     def survey(self, s: Survey) -> dict[str, Choice]:
         found = transformer_roles(s.model, s.extra.roles, [p.name for p in s.params])
         ctx = _Context(
-            self.name, s.model, s.extra, found, layer_counts(found), _d_model(s), s.options
+            self.name, s.model, s.extra, found, layer_counts(found), _d_model(s, found), s.options
         )
         s.notes["roles"] = role_counts(found)
         s.notes["layers"] = ctx.layers
@@ -431,8 +432,24 @@ class _Preset:
             if self.name == "t-fixup":  # nothing of the recipe would be left
                 raise ValueError(message)
             warnings.warn(f"{message}. Every weight gets the preset's base rule", stacklevel=3)
+        if self.uses_depth:
+            self.warn_without_blocks(found, s.extra)
         s.notes.update(self.notes(ctx))
         return {p.name: self.decide(p, found[p.name], ctx) for p in s.params}
+
+    def warn_without_blocks(self, found: dict[str, TransformerRole], extra: object) -> None:
+        """Residual outputs outside every stack of blocks would silently count as block 0 of
+        a 1-block stack."""
+        lost = [n for n, r in found.items() if r.role in _RESIDUAL_OUT and r.layer is None]
+        if not lost:
+            return
+        hint = " or pass n_layers=" if hasattr(extra, "n_layers") else ""
+        warnings.warn(
+            f"{self.name}: {len(lost)} residual output projection(s) ({lost[0]}, ...) are in no "
+            "stack of blocks (a ModuleList, ModuleDict or nn.Sequential of blocks), so they are "
+            f"scaled as block 0 of a 1-block stack; hold the blocks in a ModuleList{hint}",
+            stacklevel=4,
+        )
 
     def choose(self, p: Param, o: Options) -> Choice:
         """A parameter no survey saw: the preset's default, with no role."""
@@ -440,8 +457,12 @@ class _Preset:
         return self.decide(p, _NO_ROLE, ctx)
 
 
-def _d_model(s: Survey) -> int | None:
-    """The model width: the first token embedding's dim, else the first q/k/v's fan_in."""
+def _d_model(s: Survey, found: dict[str, TransformerRole]) -> int | None:
+    """The model width: the first token embedding's dim (not a relative position bias's,
+    whose dim is the number of heads), else any embedding's, else the first weight's fan_in."""
+    for p in s.params:
+        if found[p.name].role == "embedding":
+            return int(p.tensor.shape[-1])
     for p in s.params:
         if p.info.role == Roles.EMBEDDING:
             return int(p.tensor.shape[-1])
@@ -473,6 +494,7 @@ _PRESETS = [
         GPT2Options,
         _gpt2_like("GPT-2 / nanoGPT", "GPT-2 (Radford et al. 2019) / nanoGPT c_proj"),
         notes=_residual_notes,
+        uses_depth=True,
     ),
     _Preset(
         "megatron",
@@ -483,6 +505,7 @@ _PRESETS = [
             "Megatron-LM scaled_init_method_normal",
         ),
         notes=_residual_notes,
+        uses_depth=True,
     ),
     _Preset(
         "torchtitan",
@@ -490,12 +513,14 @@ _PRESETS = [
         TorchtitanOptions,
         _torchtitan,
         notes=lambda ctx: {"depth_init": ctx.extra.depth_init},
+        uses_depth=True,
     ),
     _Preset(
         "olmo",
         "OLMo 'mitchell': 1/sqrt(d), outputs 1/sqrt(2 d (layer+1)), truncated at 3 std",
         RolesOnly,
         _olmo,
+        uses_depth=True,
     ),
     _Preset("bert", "BERT: N(0, 0.02) weights and embeddings, zero biases", BertOptions, _bert),
     _Preset(
@@ -518,6 +543,7 @@ _PRESETS = [
         TFixupOptions,
         _tfixup,
         notes=_tfixup_notes,
+        uses_depth=True,
     ),
 ]
 
