@@ -679,7 +679,9 @@ def test_t5_width_comes_from_the_token_embedding_whatever_the_order():
     model = nn.Module()
     model.block = nn.ModuleList([T5Layer(d, heads, d_kv, 128, i == 0) for i in range(2)])
     model.shared = nn.Embedding(VOCAB, d)  # after the relative position bias (dim: heads)
+    model.classifier = nn.Linear(d, 16)  # T5ForTokenClassification: N(0, factor^2), as lm_head
     plan = wi.init(model, "t5", seed=0)
     assert plan.notes["d_model"] == d
+    assert_std(model.classifier.weight, factor, "classifier")
     relative = model.block[0].layer[0].SelfAttention.relative_attention_bias.weight
     assert_std(relative, factor * d**-0.5, "relative")

@@ -302,9 +302,13 @@ def _t5_head_dim(p: Param, ctx: _Context) -> int:
     )
 
 
+_T5_WIDE_HEADS = ("lm_head", "classifier")
+
+
 def _t5(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     f, label = ctx.extra.factor, "T5 _init_weights (Raffel et al. 2020)"
-    if r.role == "embedding" or (r.role == "head" and p.name.split(".")[-2] == "lm_head"):
+    # T5ForConditionalGeneration's lm_head and T5ForTokenClassification's classifier
+    if r.role == "embedding" or (r.role == "head" and p.name.split(".")[-2] in _T5_WIDE_HEADS):
         return _normal(f, f"{_what(r)}: N(0, factor^2), factor {f:g}; {label}")
     if r.role == "position_embedding":
         d = ctx.d_model or p.tensor.shape[-1]
