@@ -685,3 +685,38 @@ def test_t5_width_comes_from_the_token_embedding_whatever_the_order():
     assert_std(model.classifier.weight, factor, "classifier")
     relative = model.block[0].layer[0].SelfAttention.relative_attention_bias.weight
     assert_std(relative, factor * d**-0.5, "relative")
+
+
+class Conv1D(nn.Module):
+    """Hugging Face's Conv1D (transformers.pytorch_utils): a Linear stored as (in, out)."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.empty(nx, nf))
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        return x @ self.weight + self.bias
+
+
+def test_hugging_face_gpt2_conv1d_weights_are_transposed_linears():
+    model = GPT()
+    for block in model.transformer.h:  # HF GPT-2: the same names, Conv1D modules
+        block.attn.c_attn, block.attn.c_proj = Conv1D(3 * D, D), Conv1D(D, D)
+        block.mlp.c_fc, block.mlp.c_proj = Conv1D(4 * D, D), Conv1D(D, 4 * D)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no unknown module
+        plan = wi.init(model, "gpt2", seed=0)
+    row = plan["transformer.h.0.mlp.c_proj.weight"]
+    assert (row.fan_in, row.fan_out) == (4 * D, D)
+    out = blocks("transformer.h.{}.attn.c_proj.weight") + blocks(
+        "transformer.h.{}.mlp.c_proj.weight"
+    )
+    assert_std(gathered(model, out), 0.02 / math.sqrt(2 * L), "c_proj")
+    assert not model.transformer.h[0].attn.c_attn.bias.any()
+    wi.init(model, "t-fixup", seed=0)  # v is the last third of c_attn's *columns*
+    c_attn = torch.cat([b.attn.c_attn.weight for b in model.transformer.h])
+    xavier = math.sqrt(2 / (2 * D))  # each projection D -> D
+    assert_std(c_attn[:, : 2 * D], xavier, "q, k columns")
+    assert_std(c_attn[:, 2 * D :], xavier * 0.67 * L**-0.25, "v columns")

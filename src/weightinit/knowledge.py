@@ -263,7 +263,28 @@ def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | Non
         rule = _TABLE.get(cls)
         if rule is not None:
             return rule(owner, leaf, param)
+    return _by_class_name(owner, leaf, param)
+
+
+def _by_class_name(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    """Modules of other code bases that weightinit knows without importing them, by class
+    name: Hugging Face's ``Conv1D`` and norm layers."""
+    if type(owner).__name__ == "Conv1D" and isinstance(getattr(owner, "nf", None), int):
+        return _hf_conv1d(owner, leaf, param)
     return _named_norm(owner, leaf, param)
+
+
+_HF_CONV1D_LAYOUT = Layout(out_axes=(1,), in_axes=(0,))
+
+
+def _hf_conv1d(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    """Hugging Face's ``Conv1D`` (GPT-2's c_attn, c_proj, c_fc): a Linear whose weight is
+    stored transposed, (in, out), initialized N(0, 0.02^2) with zero bias."""
+    if leaf == "weight" and param.ndim == 2:
+        return ParamInfo(Roles.WEIGHT, _HF_CONV1D_LAYOUT, ("normal", {"std": 0.02}, "HF Conv1D"))
+    if leaf == "bias" and param.ndim == 1:
+        return ParamInfo(Roles.BIAS, Layout.elementwise(), ("zeros", {}, "HF Conv1D: zeros"))
+    return None
 
 
 def _named_norm(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
