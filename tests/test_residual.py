@@ -94,6 +94,31 @@ class Stacked(nn.Module):
         return torch.stack([x, self.f(x)]).sum(0)
 
 
+class AttentionBlock(nn.Module):
+    """x + MHA(x), then x + W2 relu(W1 x): an nn.MultiheadAttention is one call in a trace."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, 2, batch_first=True)
+        self.fc1, self.fc2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        x = x + self.attn(x, x, x, need_weights=False)[0]
+        return x + self.fc2(torch.relu(self.fc1(x)))
+
+
+class Nested(nn.Module):
+    """x + post(relu(inner(relu(pre(x))))), inner(h) = h + b(relu(a(h))): a branch in a branch."""
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.pre, self.post = nn.Linear(w, w), nn.Linear(w, w)
+        self.inner = MLPBlock(w)
+
+    def forward(self, x):
+        return x + self.post(torch.relu(self.inner(torch.relu(self.pre(x)))))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """The machine's cores are shared: these small models run fastest on one thread."""
@@ -220,6 +245,44 @@ def test_fixup_plan_against_the_papers_rule():
     assert again.notes == plan.notes
 
 
+class Projected(nn.Module):
+    """relu(conv2(relu(conv1(x))) + down(x)): the projection shortcut runs after the branch."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.down = nn.Conv2d(c_in, c_out, 1, stride=2)
+
+    def forward(self, x):
+        out = self.conv2(torch.relu(self.conv1(x)))
+        return torch.relu(out + self.down(x))
+
+
+@pytest.mark.parametrize("example", [None, torch.randn(2, 3, 8, 8)], ids=["fx", "execution"])
+def test_fixup_classifier_comes_after_the_last_residual_add(example):
+    """A backbone ending in a projection block has no classifier: its shortcut conv, the last
+    weighted layer called, is on the skip side and keeps He (zeroing it with the branch made
+    the output identically 0)."""
+    stem = nn.Conv2d(3, 8, 3, padding=1)
+    net = nn.Sequential(stem, ConvBlock(8), Projected(8, 16))
+    plan = wi.init(net, "fixup", seed=0, example_input=example)
+    assert plan.notes["classifier"] is None
+    assert plan["2.down.weight"].init == plan["2.conv1.weight"].init == "variance_scaling"
+    assert plan["2.down.weight"].args == wi.plan(net, "he")["2.down.weight"].args
+    assert plan["2.conv2.weight"].init == "zeros"
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():  # the blocks start as their skip paths: relu(down(relu(stem x)))
+        h = net[0](x).relu()
+        assert torch.equal(net(x), net[2].down(h).relu())
+        assert net(x).abs().sum() > 0
+    head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 4 * 4, 5))
+    plan = wi.plan(nn.Sequential(*net, head), "fixup", example_input=example)
+    assert plan.notes["classifier"] == "3.1" and plan["2.down.weight"].init != "zeros"
+    group = add_fixup_scalars(net, example_input=example)
+    assert len(group["params"]) == 2 * 5  # two branches, no bias before the shortcut conv
+
+
 def _output_var(net: nn.Module, x: torch.Tensor) -> float:
     with torch.no_grad():
         return float(net(x).pow(2).mean())
@@ -331,6 +394,97 @@ def test_a_100_block_mlp_with_fixup_trains_on_mnist1d():
     assert accuracy > 0.3, accuracy
 
 
+@pytest.mark.parametrize("example", [None, torch.randn(2, 5, 8)], ids=["fx", "execution"])
+def test_fixup_zeroes_an_attention_branch_at_its_out_proj_only(example):
+    """An nn.MultiheadAttention is two layers, in_proj then out_proj: the branch's last layer
+    is out_proj (0), in_proj is He times L^(-1/(2m-2)) like other branch layers (zeroing it
+    too left it without a gradient for good)."""
+    net = nn.Sequential(AttentionBlock(8), AttentionBlock(8), nn.Linear(8, 3))
+    plan = wi.init(net, "fixup", seed=0, example_input=example)
+    depth = 4
+    assert plan.notes["L"] == depth and plan.notes["classifier"] == "2"
+    assert plan.notes["branches"][0] == {
+        "layers": ["0.attn", "0.attn.out_proj"], "m": 2, "scale": depth**-0.5
+    }  # fmt: skip
+    he = wi.plan(net, "he")["0.attn.in_proj_weight"].args["scale"]
+    assert plan["0.attn.in_proj_weight"].args["scale"] == pytest.approx(he / depth)
+    assert plan["0.attn.in_proj_bias"].init == "zeros"
+    assert plan["0.attn.out_proj.weight"].init == plan["0.attn.out_proj.bias"].init == "zeros"
+    attn = net[0].attn
+    assert attn.in_proj_weight.detach().abs().min() > 0 and not attn.out_proj.weight.any()
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():  # every branch starts at 0: the blocks pass x through
+        assert torch.equal(net[:2](x), x)
+
+
+def test_fixup_declared_branch_counts_nested_layers_once():
+    """A declared branch holding an attention: its out_proj is a layer of its own, in execution
+    order right after the attention, and is not drawn again as part of the attention."""
+
+    class Attn(nn.Module):
+        def __init__(self, d: int, proj: bool):
+            super().__init__()
+            self.mha = nn.MultiheadAttention(d, 2, batch_first=True)
+            self.proj = nn.Linear(d, d) if proj else nn.Identity()
+
+        def forward(self, x):
+            return self.proj(self.mha(x, x, x, need_weights=False)[0])
+
+    class Block(nn.Module):
+        def __init__(self, d: int, proj: bool):
+            super().__init__()
+            self.attn = Attn(d, proj)
+
+        def forward(self, x):
+            return x + self.attn(x)
+
+    net = nn.Sequential(Block(8, proj=False), Block(8, proj=False), nn.Linear(8, 2))
+    plan = wi.init(net, "fixup", seed=0, branches=["*.attn"])
+    assert plan.notes["branches"][0]["layers"] == ["0.attn.mha", "0.attn.mha.out_proj"]
+    assert plan["0.attn.mha.out_proj.weight"].init == "zeros"
+    assert plan["0.attn.mha.in_proj_weight"].init == "variance_scaling"
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        assert torch.equal(net[0](x), x)
+    net = nn.Sequential(Block(8, proj=True), Block(8, proj=True), nn.Linear(8, 2))
+    plan = wi.plan(net, "fixup", branches=["*.attn"])
+    assert plan.notes["branches"][0]["layers"] == [
+        "0.attn.mha",
+        "0.attn.mha.out_proj",
+        "0.attn.proj",
+    ]
+    assert plan["0.attn.proj.weight"].init == "zeros"
+    assert plan["0.attn.mha.out_proj.weight"].init == "variance_scaling"
+
+
+def test_fixup_nested_branches_keep_every_last_layer_zero():
+    """A branch inside a branch: the inner branch's last layer stays 0 though it is an inner
+    layer of the outer branch; a layer in both takes its innermost branch's factor."""
+    net = nn.Sequential(Nested(8), Nested(8), nn.Linear(8, 2))
+    plan = wi.init(net, "fixup", seed=0)
+    depth = 4  # two inner, two outer branches
+    assert [b["m"] for b in plan.notes["branches"]] == [2, 4, 2, 4]
+    for k in (0, 1):
+        assert plan[f"{k}.inner.f.2.weight"].init == plan[f"{k}.post.weight"].init == "zeros"
+        assert plan[f"{k}.inner.f.2.bias"].init == "zeros"
+        he = wi.plan(net, "he")
+        inner, outer = f"{k}.inner.f.0.weight", f"{k}.pre.weight"
+        assert plan[inner].args["scale"] == pytest.approx(he[inner].args["scale"] / depth)
+        assert plan[outer].args["scale"] == pytest.approx(
+            he[outer].args["scale"] * depth ** (-1 / 3)
+        )
+    h = torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.equal(net[0].inner(h), h)  # the inner block starts as the identity
+    group = add_fixup_scalars(net)
+    scales = [m for m in net.modules() if isinstance(m, FixupScale)]
+    assert len(scales) == 4  # one per branch, the inner ones too
+    assert all(isinstance(net[k].inner.f[2].after[0], FixupScale) for k in (0, 1))
+    # 4 layers per outer branch (2 of them the inner's): 2 biases each, 1 scale per branch,
+    # 1 bias before the classifier
+    assert len(group["params"]) == 2 * (4 * 2 + 2) + 1
+
+
 # --- Fixup: the scalars ---------------------------------------------------------------------------
 
 
@@ -384,6 +538,20 @@ def test_fixup_scalars_errors_leave_the_model_unchanged():
     assert _unchanged(plain, before)
 
 
+@pytest.mark.parametrize("example", [None, torch.randn(2, 5, 8)], ids=["fx", "execution"])
+def test_fixup_scalars_refuse_attention_before_touching_the_model(example):
+    """Scalars cannot go around an nn.MultiheadAttention (query, key, value in; a tuple out;
+    out_proj used without being called): a clear error first, the model as it was."""
+    net = nn.Sequential(AttentionBlock(8), AttentionBlock(8), nn.Linear(8, 3))
+    before = _snapshot(net)
+    with pytest.raises(ValueError, match=r"'0\.attn' is an nn\.MultiheadAttention.*\"fixup\""):
+        add_fixup_scalars(net, example_input=example)
+    assert _unchanged(net, before)
+    with pytest.raises(ValueError, match=r"'0\.attn' is an nn\.MultiheadAttention"):
+        add_fixup_scalars(net, branches=["*.attn"])
+    assert _unchanged(net, before)
+
+
 # --- SkipInit / ReZero ----------------------------------------------------------------------------
 
 
@@ -430,6 +598,99 @@ def test_residual_gain_errors_leave_the_model_unchanged():
     with pytest.raises(ValueError, match="applied twice"):
         add_residual_gains(net, branches=["0.f", "1"])
     assert _unchanged(net, before)
+
+
+class SharedReLU(nn.Module):
+    """x + act(b(act(a(x)))), one nn.ReLU called twice (``shared=False``: one per place)."""
+
+    def __init__(self, w: int, shared: bool):
+        super().__init__()
+        self.a, self.b = nn.Linear(w, w), nn.Linear(w, w)
+        self.act = nn.ReLU()
+        self.out = self.act if shared else nn.ReLU()
+
+    def forward(self, x):
+        return x + self.out(self.b(self.act(self.a(x))))
+
+
+class SharedDropout(nn.Module):
+    """A stem and two branches that end in the same nn.Dropout (``shared=False``: one each)."""
+
+    def __init__(self, shared: bool, d: int = 8):
+        super().__init__()
+        self.inp, self.head = nn.Linear(4, d), nn.Linear(d, 2)
+        self.f1, self.f2, self.g1, self.g2 = (nn.Linear(d, d) for _ in range(4))
+        self.d0 = nn.Dropout(0.0)
+        self.d1, self.d2 = (self.d0, self.d0) if shared else (nn.Dropout(0.0), nn.Dropout(0.0))
+
+    def forward(self, x):
+        h = self.d0(self.inp(x))
+        h = h + self.d1(self.f2(torch.relu(self.f1(h))))
+        return self.head(h + self.d2(self.g2(torch.relu(self.g1(h)))))
+
+
+@pytest.mark.parametrize("example", [None, torch.randn(3, 4)], ids=["fx", "execution"])
+def test_residual_gains_refuse_a_module_used_in_several_places(example):
+    """A gain after a module called in several places multiplied every use (the output was
+    identically 0, or alpha^2 F): a clear error, the model as it was; with a module instance
+    per place each branch gets its own gain."""
+    stem = nn.Linear(4, 8)
+    makers = [
+        (lambda shared: nn.Sequential(stem, SharedReLU(8, shared), SharedReLU(8, shared)), "1.act"),
+        (SharedDropout, "d0"),
+    ]
+    x = torch.randn(3, 4)
+    for make, name in makers:
+        net = make(True)
+        before = _snapshot(net)
+        with pytest.raises(ValueError, match=rf"'{name}', which the forward.*own module instance"):
+            add_residual_gains(net, example_input=example)
+        assert _unchanged(net, before)
+        net = make(False).eval()
+        gains = add_residual_gains(net, example_input=example)
+        assert len(gains) == 2 and gains[0] is not gains[1]
+        wi.init(net, "rezero", seed=0)
+        skip = stem if isinstance(net, nn.Sequential) else nn.Sequential(net.inp, net.head)
+        assert torch.equal(net(x), skip(x))  # every block starts as the identity
+        net(x).sum().backward()
+        assert all(g.grad.abs() > 0 for g in gains)
+
+
+def test_residual_gains_refuse_an_attention_output():
+    net = nn.Sequential(AttentionBlock(8), AttentionBlock(8))
+    before = _snapshot(net)
+    with pytest.raises(ValueError, match=r"'0\.attn' is an nn\.MultiheadAttention.*branches="):
+        add_residual_gains(net, example_input=torch.randn(2, 5, 8))
+    assert _unchanged(net, before)
+
+
+def test_nested_declared_gains_one_per_branch():
+    """Declared branches inside declared branches: each gets its own gain (the transformation
+    used to crash after the model was rewritten)."""
+
+    class Outer(nn.Module):
+        def __init__(self, w: int):
+            super().__init__()
+            self.f = nn.Sequential(nn.Linear(w, w), nn.ReLU(), MLPBlock(w), nn.Linear(w, w))
+
+        def forward(self, x):
+            return x + self.f(x)
+
+    net = nn.Sequential(Outer(8), nn.Linear(8, 2))
+    gains = add_residual_gains(net, branches=["0.f", "0.f.2.f"])
+    outer, inner = net[0].f, net[0].f.layer[2].f
+    assert gains[0] is outer.after[0].value and gains[1] is inner.after[0].value
+    assert [n for n, _ in net.named_parameters() if n.endswith(".value")] == [
+        "0.f.layer.2.f.after.0.value", "0.f.after.0.value"
+    ]  # fmt: skip
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        gains[0].fill_(1.0)
+        gains[1].fill_(0.5)
+        f, g = outer.layer, inner.layer
+        h = f[1](f[0](x))
+        want = x + f[3](h + 0.5 * g[2](g[1](g[0](h))))
+        assert torch.allclose(net[0](x), want, atol=1e-6)
 
 
 # --- ZerO -----------------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ behind each input that are not behind the other are that side's own; the side wi
 weighted layers (modules holding a weight: Linear, Conv, ...; norms do not count) is the
 branch, the other the skip. An identity skip has no layers of its own; a projection shortcut
 (ResNet's downsample conv + norm) has fewer than the branch. Works on fx and execution traces.
+
+A layer is a module that holds a weight itself: an ``nn.MultiheadAttention`` is two layers, the
+attention (its ``in_proj``) and its ``out_proj``, though the trace calls it once.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from torch import nn
 from weightinit.graph import Graph, Node
 from weightinit.knowledge import Roles, describe
 
-__all__ = ["Branch", "check_branches", "residual_branches", "weighted"]
+__all__ = ["Branch", "check_branches", "classifier", "residual_branches", "weighted"]
 
 _ADDS = {operator.add, operator.iadd, torch.add, torch.Tensor.add, torch.Tensor.add_,
          torch.Tensor.__add__, torch.Tensor.__iadd__, torch.Tensor.__radd__}  # fmt: skip
@@ -29,11 +32,13 @@ _ADDS = {operator.add, operator.iadd, torch.add, torch.Tensor.add, torch.Tensor.
 
 @dataclass(frozen=True)
 class Branch:
-    """One residual branch: its weighted layers (module names, in execution order) and the
-    module whose output is the branch's output (None when a function produces it)."""
+    """One residual branch: its weighted layers (module names, in execution order), the
+    module whose output is the branch's output (None when a function produces it) and the
+    graph node of its residual add (None for declared branches)."""
 
     layers: tuple[str, ...]
     output: str | None
+    add: int | None = None
 
 
 def weighted(module: nn.Module) -> bool:
@@ -43,6 +48,24 @@ def weighted(module: nn.Module) -> bool:
         if info is not None and info.role == Roles.WEIGHT:
             return True
     return False
+
+
+def _layers(module: nn.Module, name: str) -> list[str]:
+    """The weighted layers at or inside ``module`` (named ``name``): the modules that hold a
+    weight themselves (also behind a parametrization), in registration order."""
+    found: list[str] = []
+    for param, _ in module.named_parameters():
+        info = describe(module, param)
+        if info is None or info.role != Roles.WEIGHT:
+            continue
+        parts = param.split(".")
+        owner = (
+            parts[: parts.index("parametrizations")] if "parametrizations" in parts else parts[:-1]
+        )
+        layer = ".".join([name, *owner] if name else owner)
+        if layer not in found:
+            found.append(layer)
+    return found
 
 
 def _is_add(node: Node) -> bool:
@@ -82,7 +105,7 @@ def _traced(graph: Graph) -> list[Branch]:
         1 << i for i, n in enumerate(graph.nodes) if n.kind == "module" and weighted(n.target)
     )
     branches = []
-    for node in graph.nodes:
+    for add, node in enumerate(graph.nodes):
         if not _is_add(node):
             continue
         a, b = node.inputs
@@ -93,9 +116,10 @@ def _traced(graph: Graph) -> list[Branch]:
         if len(own_a) == len(own_b):  # no skip to tell from the branch
             continue
         own, end = (own_a, a) if len(own_a) > len(own_b) else (own_b, b)
-        names = tuple(dict.fromkeys(graph.nodes[i].name for i in own))
+        names = [name for i in own for name in _layers(graph.nodes[i].target, graph.nodes[i].name)]
         out = graph.nodes[end]
-        branches.append(Branch(names, out.name if out.kind == "module" else None))
+        output = out.name if out.kind == "module" else None
+        branches.append(Branch(tuple(dict.fromkeys(names)), output, add))
     return branches
 
 
@@ -134,14 +158,20 @@ def _declared(model: nn.Module, graph: Graph | None, globs: Sequence[str]) -> li
                 f"look like {', '.join([n for n in names if n][:6])}"
             )
         matched += [n for n in found if n not in matched]
+
+    def called(layer: str) -> int:  # a layer inside a traced module (out_proj) runs with it
+        parts = layer.split(".")
+        for k in range(len(parts), 0, -1):
+            if ".".join(parts[:k]) in order:
+                return order[".".join(parts[:k])]
+        return len(order)
+
     branches = []
     for name in matched:
-        prefix = name + "."
-        inside = [n for n, m in names.items() if (n == name or n.startswith(prefix))
-                  and any(p is not None for p in m._parameters.values()) and weighted(m)]  # fmt: skip
+        inside = _layers(names[name], name)
         if not inside:
             raise ValueError(f"branches: module {name!r} holds no weighted layer (Linear, Conv)")
-        inside.sort(key=lambda n: (order.get(n, len(order)), position[n]))
+        inside.sort(key=lambda n: (called(n), position[n]))
         branches.append(Branch(tuple(inside), name))
     return branches
 
@@ -171,3 +201,33 @@ def residual_branches(
     if graph is None:
         raise ValueError("residual_branches: pass the traced graph, or declare branches=[...]")
     return _traced(graph)
+
+
+def classifier(graph: Graph | None, found: Sequence[Branch]) -> str | None:
+    """The classifier: the last weighted layer on the signal path after the last residual add
+    (for declared branches: after the last call inside a branch), in no branch. None when no
+    weighted layer follows the last branch, and without a graph.
+
+    A projection shortcut (ResNet's downsample conv) runs after its block's branch but before
+    the add, on the skip side: it is no classifier.
+    """
+    if graph is None:
+        return None
+
+    def end(branch: Branch) -> int:
+        if branch.add is not None:
+            return branch.add
+        prefix = f"{branch.output}."
+        calls = [i for i, n in enumerate(graph.nodes) if n.kind == "module"
+                 and (n.name == branch.output or n.name.startswith(prefix))]  # fmt: skip
+        return max(calls, default=-1)
+
+    last = max((end(b) for b in found), default=-1)
+    if last < 0:
+        return None
+    behind = _ancestors(graph)
+    inside = {name for b in found for name in b.layers}
+    after = [n.name for i, n in enumerate(graph.nodes[last + 1 :], last + 1)
+             if behind[i] >> last & 1 and n.kind == "module" and weighted(n.target)
+             and n.name not in inside]  # fmt: skip
+    return after[-1] if after else None

@@ -10,6 +10,7 @@ The parameters Fixup and SkipInit add are added by explicit transformations,
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,7 +22,7 @@ from weightinit.graph import Graph, trace
 from weightinit.knowledge import Roles
 from weightinit.plan import unwrap
 from weightinit.schemes import Choice, Param, Scheme, Survey, classic, get_scheme, register_scheme
-from weightinit.structure import Branch, check_branches, residual_branches, weighted
+from weightinit.structure import Branch, check_branches, classifier, residual_branches
 
 __all__ = [
     "FixupBias",
@@ -102,25 +103,27 @@ def _branches(model: nn.Module, graph: Graph | None, declared, fn: str) -> list[
     return found
 
 
-def _classifier(graph: Graph | None, found: list[Branch]) -> str | None:
-    """The last weighted layer the forward pass calls, when it is in no branch."""
-    if graph is None:
-        return None
-    layers = [n.name for n in graph.nodes if n.kind == "module" and weighted(n.target)]
-    inside = {name for b in found for name in b.layers}
-    return layers[-1] if layers and layers[-1] not in inside else None
-
-
 # --- the transformations ----------------------------------------------------------------------
 
 
-def _scaffold(model: nn.Module, changes: dict[str, tuple], fn: str) -> None:
-    """Wrap each named module in a Scaffold; validates every name before changing anything."""
+def _scaffold(model: nn.Module, changes: dict[str, tuple], fn: str, instead: str) -> None:
+    """Wrap each named module in a Scaffold; validates every name before changing anything
+    (``instead``: what to do when a name is, or is inside, an nn.MultiheadAttention)."""
     modules = dict(model.named_modules())
     targets = []
     for name, (before, after) in changes.items():
         if not name:
             raise ValueError(f"{fn}: the model itself is a branch layer; wrap it in a container")
+        parts = name.split(".")
+        outer = (".".join(parts[:k]) for k in range(len(parts), 0, -1))
+        attention = next((o for o in outer if isinstance(modules[o], nn.MultiheadAttention)), None)
+        if attention is not None:
+            what = "is an" if attention == name else f"is inside {attention!r}, an"
+            raise ValueError(
+                f"{fn}: {name!r} {what} nn.MultiheadAttention, which takes query, key and "
+                "value, returns a tuple and uses its out_proj's weight without calling it: no "
+                f"scalar can go around it; {instead}"
+            )
         parent_name, _, leaf = name.rpartition(".")
         parent = modules[parent_name]
         if any(isinstance(m, Scaffold) for m in (parent, modules[name])):
@@ -158,11 +161,12 @@ def add_fixup_scalars(
     layer of every residual branch and before each activation inside it (after every layer but
     the last), one scalar multiplier per branch (init 1, :class:`FixupScale`) after its last
     layer, followed by a scalar bias, and a scalar bias before the classifier (the last
-    weighted layer, when it is in no branch). Each touched layer is wrapped in a
-    :class:`Scaffold`: ``blocks.0.fc1.weight`` becomes ``blocks.0.fc1.layer.weight``. Every
-    scheme initializes the scalars to their Fixup values; initialize the weights with
-    ``weightinit.init(model, "fixup")`` afterwards. The paper trains the scalars with a 10x
-    smaller learning rate: with ``lr=``, the group carries ``"lr": 0.1 * lr``.
+    weighted layer after the last residual add, when there is one). Each touched layer is
+    wrapped in a :class:`Scaffold`: ``blocks.0.fc1.weight`` becomes
+    ``blocks.0.fc1.layer.weight``. An nn.MultiheadAttention in a branch is an error (no scalar
+    fits around it). Every scheme initializes the scalars to their Fixup values; initialize the
+    weights with ``weightinit.init(model, "fixup")`` afterwards. The paper trains the scalars
+    with a 10x smaller learning rate: with ``lr=``, the group carries ``"lr": 0.1 * lr``.
 
     Branches are found by tracing (``example_input`` for models fx cannot trace) or declared
     with ``branches=`` (module-name globs). Everything is validated before the model changes;
@@ -192,20 +196,20 @@ def add_fixup_scalars(
         raise ValueError(f"{fn}: `lr` must be a positive number (the weights' rate), got {lr!r}")
     model = unwrap(model)
     found, graph = _traced_branches(model, example_input, branches, fn)
+    lasts = {branch.layers[-1] for branch in found}  # also when inside an outer branch
     changes: dict[str, tuple] = {}
     for branch in found:
-        *inner, last = branch.layers
-        for name in inner:
-            changes[name] = (FixupBias(), [FixupBias()])
-        changes[last] = (FixupBias(), [FixupScale(), FixupBias()])
-    head = _classifier(graph, found)
+        for name in branch.layers:
+            if name not in changes:
+                after = [FixupScale(), FixupBias()] if name in lasts else [FixupBias()]
+                changes[name] = (FixupBias(), after)
+    head = classifier(graph, found)
     if head is not None:
         changes[head] = (FixupBias(), [])
-    _scaffold(model, changes, fn)
-    params = []
-    for name in changes:
-        scaffold = model.get_submodule(name)
-        params += [p for n, p in scaffold.named_parameters() if not n.startswith("layer.")]
+    instead = 'initialize it with the "fixup" scheme alone (it zeroes out_proj)'
+    _scaffold(model, changes, fn, instead)
+    scalars = [m for before, after in changes.values() for m in (before, *after)]
+    params = [p for m in scalars for p in m.parameters()]
     return {"params": params, **({"lr": 0.1 * lr} if lr is not None else {})}
 
 
@@ -218,7 +222,8 @@ def add_residual_gains(
     Residual Blocks Towards the Identity Function in Deep Networks") and ReZero (Bachlechner
     et al. 2020, "ReZero is All You Need: Fast Convergence at Large Depth"). The gain
     (:class:`ResidualGain`) goes after the module whose output enters the residual add (or
-    after each declared ``branches=`` module, whose output must be the branch's). Returns the
+    after each declared ``branches=`` module, whose output must be the branch's); a module the
+    forward pass calls in several places, or an nn.MultiheadAttention, is an error. Returns the
     gains; every scheme initializes them to 0 ("skipinit" / "rezero": He elsewhere). The model
     is validated first and left as it was on errors; applying it twice is an error.
 
@@ -242,7 +247,8 @@ def add_residual_gains(
     """
     fn = "add_residual_gains"
     model = unwrap(model)
-    found, _ = _traced_branches(model, example_input, branches, fn)
+    found, graph = _traced_branches(model, example_input, branches, fn)
+    calls = Counter(n.name for n in graph.nodes if n.kind == "module") if graph else Counter()
     changes: dict[str, tuple] = {}
     for branch in found:
         if branch.output is None:
@@ -251,9 +257,19 @@ def add_residual_gains(
                 "there is no module to put the gain after; declare branches=[...] (module-name "
                 "globs of modules whose output is the branch's)"
             )
+        if calls[branch.output] > 1 or branch.output in changes:
+            raise ValueError(
+                f"{fn}: the branch {list(branch.layers)} ends in module {branch.output!r}, "
+                "which the forward pass also uses elsewhere (one module instance, e.g. an "
+                "nn.ReLU or nn.Dropout, called in several places): a gain after it would "
+                "multiply every use; give each place its own module instance, or declare "
+                "branches=[...] (module-name globs of modules whose output is used once, by "
+                "the branch's add)"
+            )
         changes[branch.output] = (None, [ResidualGain()])
-    _scaffold(model, changes, fn)
-    return [model.get_submodule(name).after[0].value for name in changes]
+    instead = "declare branches=[...] naming a module around it whose output is a tensor"
+    _scaffold(model, changes, fn, instead)
+    return [after[0].value for _, after in changes.values()]
 
 
 # --- the schemes --------------------------------------------------------------------------------
@@ -273,14 +289,18 @@ class BranchOptions:
 _he = get_scheme("he").choose
 
 
-def _layer_params(s: Survey) -> dict[str, list[Param]]:
-    """The weights and biases to choose for, by every module name that holds them."""
+def _layer_params(s: Survey, layers: Sequence[str]) -> dict[str, list[Param]]:
+    """The weights and biases to choose for, by layer: each parameter belongs to the longest
+    of ``layers`` that holds it (an attention's out_proj is a layer apart from the attention)."""
+    names = set(layers)
     held: dict[str, list[Param]] = {}
     for p in s.params:
         if p.info.role in (Roles.WEIGHT, Roles.BIAS):
             parts = p.name.split(".")
-            for k in range(1, len(parts)):
-                held.setdefault(".".join(parts[:k]), []).append(p)
+            prefixes = (".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1))
+            layer = next((prefix for prefix in prefixes if prefix in names), None)
+            if layer is not None:
+                held.setdefault(layer, []).append(p)
     return held
 
 
@@ -291,16 +311,19 @@ def _zeroed(params: list[Param], why: str) -> dict[str, Choice]:
 def _fixup(s: Survey) -> dict[str, Choice]:
     found = _branches(s.model, s.graph, s.extra.branches, "fixup")
     depth = len(found)
-    held = _layer_params(s)
+    head = classifier(s.graph, found)
+    held = _layer_params(s, [name for b in found for name in b.layers] + ([head] if head else []))
     choices: dict[str, Choice] = {}
     listed = []
-    for k, branch in enumerate(found):
+    for branch in found:
         m = len(branch.layers)
-        *inner, last = branch.layers
         factor = depth ** (-1 / (2 * m - 2)) if m > 1 else 1.0
         listed.append({"layers": list(branch.layers), "m": m, "scale": factor})
-        choices.update(_zeroed(held.get(last, []), f"Fixup: last layer of branch {k} is 0"))
-        for name in inner:
+    # nested branches: a layer takes the factor of its innermost (shortest) branch, and the
+    # last layer of every branch is 0, also where it lies inside an outer branch
+    for branch, b in sorted(zip(found, listed), key=lambda pair: -pair[1]["m"]):
+        m, factor = b["m"], b["scale"]
+        for name in branch.layers[:-1]:
             for p in held.get(name, []):
                 if p.info.role == Roles.BIAS:
                     choices[p.name] = Choice("zeros", {}, "Fixup: bias 0")
@@ -309,7 +332,9 @@ def _fixup(s: Survey) -> dict[str, Choice]:
                 args = dict(he.args, scale=he.args["scale"] * factor**2)
                 why = f"{he.reason}; Fixup: std x L^(-1/(2m-2)) = {factor:.4g} (L={depth}, m={m})"
                 choices[p.name] = Choice(he.init, args, why)
-    head = _classifier(s.graph, found)
+    for k, branch in enumerate(found):
+        last = held.get(branch.layers[-1], [])
+        choices.update(_zeroed(last, f"Fixup: last layer of branch {k} is 0"))
     if head is not None:
         choices.update(_zeroed(held.get(head, []), "Fixup: the classifier is 0"))
     s.notes.update(L=depth, classifier=head, branches=listed)
@@ -331,7 +356,7 @@ def _gains(s: Survey, scheme: str, paper: str) -> dict[str, Choice]:
 
 def _zero(s: Survey) -> dict[str, Choice]:
     found = residual_branches(s.model, s.graph, s.extra.branches)
-    held = _layer_params(s)
+    held = _layer_params(s, [b.layers[-1] for b in found])
     choices: dict[str, Choice] = {}
     for k, branch in enumerate(found):
         last = held.get(branch.layers[-1], [])
