@@ -44,6 +44,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from weightinit._checks import finite
 from weightinit.knowledge import Roles
 from weightinit.layout import fans
 from weightinit.recipes.roles import (
@@ -166,13 +167,7 @@ class VitOptions:
     roles: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
-        value = self.head_bias
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise ValueError(f"option `head_bias` must be a number, got {value!r}")
+        finite("", "head_bias", self.head_bias)
         check_roles(self.roles)
 
 
