@@ -9,7 +9,7 @@ seeds is reported, with that accuracy's mean and standard deviation over the see
     python benchmarks/train_mnist1d.py                       # about 6 minutes (one CPU thread)
     python benchmarks/train_mnist1d.py --schemes torch,he,lsuv --quick
 
-Training, data and initialization are the demo's (``weightinit.demo``); MNIST-1D is generated
+Training, data and initialization are the demo's (``weightinit.commands.demo``); MNIST-1D is generated
 locally and cached on first use.
 """
 
@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from weightinit.demo import initialize, load_mnist1d, mlp, tensors, train
+from weightinit.commands.demo import initialize, load_mnist1d, mlp, tensors, train
 
 DEPTH, WIDTH = 30, 100
 ACTIVATIONS = {"ReLU": nn.ReLU, "tanh": nn.Tanh}

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -21,3 +22,14 @@ def var_tolerance(var: float, n: int = N, kurtosis: float = 3.0, k: float = 5.0)
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def isolated_schemes(monkeypatch):
+    """Schemes registered in a test are gone after it."""
+    from weightinit.scheme import registry
+
+    names = copy.copy(registry._NAMES)
+    names._by_key, names._labels = dict(names._by_key), list(names._labels)
+    monkeypatch.setattr(registry, "_SCHEMES", dict(registry._SCHEMES))
+    monkeypatch.setattr(registry, "_NAMES", names)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import weightinit as wi
-from weightinit.auto import recurrent_rule
+from weightinit.scheme.auto import recurrent_rule
 
 N, D = 4096, 64  # the oracle's batch: mean and std known to ~ 1 / sqrt(N * D) = 0.2%
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import weightinit as wi
-from weightinit.layout import Layout
+from weightinit.initializers.layout import Layout
 
 
 def fans_of(module, name):

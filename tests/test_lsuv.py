@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import weightinit as wi
-from weightinit.lsuv import lsuv_plan, recurrent_preactivations
+from weightinit.scheme.lsuv import lsuv_plan
+from weightinit.understanding.recurrent import recurrent_preactivations
 
 FORWARDS = {"count": 0}
 
@@ -465,7 +466,11 @@ def test_unfinished_calibration_warns_and_says_what_it_did_not_verify():
         ({"data": X, "center": 1}, TypeError, "`center` must be True or False"),
         ({"data": X, "per_channel": "yes"}, TypeError, "`per_channel` must be True or False"),
         ({"data": X, "orthonormal": None}, TypeError, "`orthonormal` must be True or False"),
-        ({"data": X, "target": 1.0}, TypeError, r"unknown lsuv option\(s\) target; the options"),
+        (
+            {"data": X, "target": 1.0},
+            TypeError,
+            r"scheme 'lsuv': unknown scheme option\(s\) target; the options",
+        ),
         ({"data": [X]}, TypeError, "`data` must be a tensor or a tuple"),
         ({"data": X, "seed": 1.5}, TypeError, "`seed` must be an int"),
         ({"data": X[:, :10]}, ValueError, "the model failed on `data`"),

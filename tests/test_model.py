@@ -8,10 +8,11 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import var_tolerance
 from torch import nn
 
 import weightinit as wi
-from conftest import var_tolerance
+from weightinit.initializers.fills import Draw
 
 
 def snapshot(model):
@@ -382,7 +383,7 @@ def test_atomic_apply_survives_a_failure_while_computing(monkeypatch):
     before = snapshot(model)
     p = wi.plan(model, "he")
     calls = {"n": 0}
-    real_write = wi.fills.Draw.write
+    real_write = Draw.write
 
     def failing_write(self, tensor, generator=None):
         calls["n"] += 1
@@ -390,7 +391,7 @@ def test_atomic_apply_survives_a_failure_while_computing(monkeypatch):
             raise RuntimeError("simulated out of memory")
         return real_write(self, tensor, generator)
 
-    monkeypatch.setattr(wi.fills.Draw, "write", failing_write)
+    monkeypatch.setattr(Draw, "write", failing_write)
     with pytest.raises(RuntimeError, match="simulated out of memory"):
         p.apply(model, seed=0)
     assert calls["n"] == 3
@@ -482,8 +483,9 @@ def test_nested_containers_and_transformer():
 def test_schemes_and_their_errors():
     names = wi.schemes()
     assert {"torch", "keras", "flax", "lecun", "glorot", "he", "orthogonal"} <= set(names)
-    with pytest.raises(ValueError, match="unknown scheme 'kaiming'"):
-        wi.plan(nn.Linear(2, 2), "kaiming")
+    assert wi.plan(nn.Linear(2, 2), "Kaiming").scheme == "he"  # an alias, any case
+    with pytest.raises(ValueError, match="unknown scheme 'kaimng'. Did you mean 'kaiming'"):
+        wi.plan(nn.Linear(2, 2), "kaimng")
     with pytest.raises(TypeError, match="unknown scheme option"):
         wi.plan(nn.Linear(2, 2), "he", gain=2)
     with pytest.raises(ValueError, match="option `recurrent`"):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import weightinit as wi
-from weightinit.cli import main
+from weightinit.commands.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import weightinit as wi
-from weightinit.cli import main
-from weightinit.demo import SCHEMES
+from weightinit.commands.cli import main
+from weightinit.commands.demo import SCHEMES
 
 
 def png_size(path):
@@ -90,12 +90,13 @@ def test_cli_diagnose_rejects_unknown_schemes(tmp_path):
             "--input-shape",
             "2,4",
             "--schemes",
-            "he,kaiming",
+            "he,kaimng",
         ],
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 1 and "unknown scheme(s) ['kaiming']" in proc.stderr
+    assert proc.returncode == 1
+    assert "--schemes: unknown scheme 'kaimng'. Did you mean 'kaiming'" in proc.stderr
 
 
 def test_demo_quick_runs_and_writes_its_page(tmp_path, monkeypatch):

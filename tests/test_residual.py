@@ -8,15 +8,15 @@ import torch
 from torch import nn
 
 import weightinit as wi
-from weightinit.demo import load_mnist1d, tensors
-from weightinit.graph import trace
+from weightinit.commands.demo import load_mnist1d, tensors
 from weightinit.recipes import (
     FixupBias,
     FixupScale,
     add_fixup_scalars,
     add_residual_gains,
 )
-from weightinit.structure import residual_branches
+from weightinit.understanding.branches import residual_branches
+from weightinit.understanding.graph import trace
 
 
 class MLPBlock(nn.Module):

@@ -1,7 +1,6 @@
 """How recipes plug into plan(): the scheme registry, a scheme's own options, the survey that
 sees the whole model, and the notes it leaves in the plan."""
 
-import importlib
 from dataclasses import dataclass
 
 import pytest
@@ -9,8 +8,10 @@ import torch
 from torch import nn
 
 import weightinit as wi
-from weightinit.plan import Plan
-from weightinit.schemes import Choice, Scheme, Survey, classic, register_scheme
+from weightinit.plans.plan import Plan
+from weightinit.scheme.classic import classic
+from weightinit.scheme.protocol import Choice, Scheme, Survey
+from weightinit.scheme.registry import register_scheme
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,14 @@ _TEST_SCHEME = Scheme(
     "_test_head",
     "a test recipe: zero weights, the head at N(0, head_std^2)",
     classic(lambda p, o, g2, why: Choice("zeros", {}, "test: zeros")),
-    needs_graph=False,
     survey=_head_survey,
     extra=_HeadOptions,
 )
 
 
 @pytest.fixture(autouse=True)
-def _registered(monkeypatch):
+def _registered(isolated_schemes):
     """The test scheme is registered for these tests only."""
-    module = importlib.import_module("weightinit.schemes")  # (weightinit.schemes: the function)
-    monkeypatch.setattr(module, "_SCHEMES", dict(module._SCHEMES))
     register_scheme(_TEST_SCHEME)
 
 
@@ -106,9 +104,12 @@ def test_a_schemes_option_error_names_the_scheme_once_and_the_option(scheme, bad
 
 
 def test_registering_a_taken_name_is_an_error():
-    for name in ("he", "auto", "_test_head"):
+    for name in ("he", "auto", "_test_head", "Kaiming", "LSUV"):  # aliases and any case too
         with pytest.raises(ValueError, match="already registered"):
-            register_scheme(Scheme(name, "", _TEST_SCHEME.choose, needs_graph=False))
+            register_scheme(Scheme(name, "", _TEST_SCHEME.choose))
+    with pytest.raises(ValueError, match="already registered"):
+        register_scheme(Scheme("_fresh", "", _TEST_SCHEME.choose, aliases=("t-fixup",)))
+    assert "_fresh" not in wi.schemes()  # nothing half-registered
 
 
 def test_options_that_are_not_json_are_written_as_text():

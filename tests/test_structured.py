@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import weightinit as wi
-from weightinit.layout import Layout
+from weightinit.initializers.layout import Layout
 
 
 def orthogonality_error(m: torch.Tensor) -> float:

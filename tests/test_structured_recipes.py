@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import weightinit as wi
-from weightinit.graph import trace
 from weightinit.modules import CReLU
 from weightinit.recipes import SparseOptions, crelu_fed
+from weightinit.understanding.graph import trace
 
 torch.set_num_threads(1)
 

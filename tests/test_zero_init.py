@@ -7,8 +7,8 @@ import torch
 from scipy.linalg import hadamard
 
 import weightinit as wi
-from weightinit.layout import Layout
-from weightinit.structured import zer0_
+from weightinit.initializers.layout import Layout
+from weightinit.initializers.structured import zer0_
 
 
 @pytest.mark.parametrize("shape", [(5, 5), (3, 7), (1, 4)])

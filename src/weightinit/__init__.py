@@ -5,9 +5,21 @@ layout=None, generator=None)``), with fans that come from each parameter's layou
 each activation's Gaussian moments, and a catalog of names (``weightinit.get``).
 """
 
-from weightinit.activations import Activation, Moments, activation, gain, gain_squared, moments
+from weightinit import (
+    _moved,
+    recipes,  # noqa: F401  (registers the architecture recipes' schemes)
+)
 from weightinit.diagnostics import Comparison, LayerStats, Report, compare, diagnose
-from weightinit.fills import (
+from weightinit.initializers.activations import (
+    Activation,
+    Moments,
+    activation,
+    gain,
+    gain_squared,
+    moments,
+)
+from weightinit.initializers.catalog import CatalogEntry, catalog, get
+from weightinit.initializers.fills import (
     block_constant_,
     constant_,
     normal_,
@@ -17,15 +29,8 @@ from weightinit.fills import (
     uniform_,
     zeros_,
 )
-from weightinit.layout import Geometry, Layout, fans, geometry
-from weightinit.knowledge import layout_for
-from weightinit.model import apply, init, plan
-from weightinit.plan import Plan, Row
-from weightinit.registry import CatalogEntry, catalog, get
-from weightinit.schemes import schemes
-from weightinit import recipes  # registers the architecture recipes' schemes
-from weightinit.recipes.critical import critical_point
-from weightinit.structured import (
+from weightinit.initializers.layout import Geometry, Layout, fans, geometry
+from weightinit.initializers.structured import (
     delta_orthogonal_,
     haar_orthogonal,
     identity_,
@@ -35,7 +40,7 @@ from weightinit.structured import (
     unitary_,
     zer0_,
 )
-from weightinit.variance import (
+from weightinit.initializers.variance import (
     glorot_normal_,
     glorot_uniform_,
     he_normal_,
@@ -51,23 +56,46 @@ from weightinit.variance import (
     xavier_normal_,
     xavier_uniform_,
 )
+from weightinit.planner import apply, calibrate, init, plan
+from weightinit.plans.plan import Plan, Row
+from weightinit.recipes.critical import critical_point
+from weightinit.scheme import auto as _auto  # noqa: F401  (registers "auto")
+from weightinit.scheme import classic as _classic  # noqa: F401  (registers the classic schemes)
+from weightinit.scheme import lsuv as _lsuv  # noqa: F401  (registers "lsuv")
+from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
+from weightinit.scheme.registry import register_scheme, schemes
+from weightinit.understanding.knowledge import layout_for
 
 __version__ = "0.1.0"
+
+_moved.install()  # the flat layout's import paths, with a DeprecationWarning (see _moved)
+
+
+def __getattr__(name: str):
+    """``weightinit.graph`` and the other old module paths, as stand-ins."""
+    return _moved.attribute(__name__, name)
+
 
 __all__ = [
     "Activation",
     "CatalogEntry",
+    "Choice",
     "Comparison",
     "Geometry",
     "LayerStats",
     "Layout",
     "Moments",
+    "Options",
+    "Param",
     "Plan",
     "Report",
     "Row",
+    "Scheme",
+    "Survey",
     "activation",
     "apply",
     "block_constant_",
+    "calibrate",
     "catalog",
     "compare",
     "constant_",
@@ -100,6 +128,7 @@ __all__ = [
     "plan",
     "random_walk_",
     "random_walk_gain",
+    "register_scheme",
     "schemes",
     "sparse_",
     "trunc_normal_",

@@ -2,6 +2,6 @@
 
 import sys
 
-from weightinit.cli import main
+from weightinit.commands.cli import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ Each recipe is a scheme, reached by name (``weightinit.init(model, "fixup")``), 
 with an explicit model transformation (``add_fixup_scalars``, ``add_residual_gains``) that
 adds the parameters the paper adds. Modules: ``residual`` (Fixup, SkipInit/ReZero, ZerO),
 ``transformer`` (roles, scaled residual presets, T-Fixup), ``critical`` (mean-field
-criticality, SELU, LeCun tanh), ``recurrent`` (IRNN, unitary) and ``structured``
+criticality, SELU, LeCun tanh), ``recurrent`` (IRNN, unitary) and ``weight_structure``
 (looks-linear, sparse, random walk).
 """
 
@@ -18,8 +18,9 @@ from weightinit.recipes.residual import (
     add_fixup_scalars,
     add_residual_gains,
 )
-from weightinit.recipes.structured import SparseOptions, crelu_fed
 from weightinit.recipes.transformer import ROLES, TransformerRole, transformer_roles
+from weightinit.recipes.weight_structure import SparseOptions
+from weightinit.understanding.crelu import crelu_fed
 
 __all__ = [
     "ROLES",
@@ -38,3 +39,10 @@ __all__ = [
     "transformer_roles",
     "use_alpha_dropout",
 ]
+
+
+def __getattr__(name: str):
+    """``weightinit.recipes.roles`` and ``.structured``, the old paths, as stand-ins."""
+    from weightinit import _moved
+
+    return _moved.attribute(__name__, name)

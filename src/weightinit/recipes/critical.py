@@ -21,20 +21,18 @@ import torch
 from torch import nn
 
 from weightinit._checks import subject
-from weightinit.activations import Activation, ActivationLike, eval_dtype, moments, quadrature_nodes
-from weightinit.activations import activation as resolve_activation
-from weightinit.knowledge import Roles
-from weightinit.layout import geometry
-from weightinit.schemes import (
-    Choice,
-    Param,
-    Scheme,
-    Survey,
-    classic,
-    orthogonal_weight,
-    register_scheme,
-    scaled,
+from weightinit.initializers.activations import (
+    Activation,
+    ActivationLike,
+    eval_dtype,
+    moments,
+    quadrature_nodes,
 )
+from weightinit.initializers.activations import activation as resolve_activation
+from weightinit.scheme.classic import FOLLOWERS, classic, orthogonal_weight, scaled
+from weightinit.scheme.protocol import Choice, Param, Scheme, Survey
+from weightinit.scheme.registry import register_scheme
+from weightinit.understanding.knowledge import Kinds, Roles
 
 __all__ = ["CriticalPoint", "critical_point", "use_alpha_dropout"]
 
@@ -184,15 +182,16 @@ class CriticalOptions:
         _check_q_star(self.q_star, "")
 
 
+_OWN_GATES = (Kinds.ATTENTION, Kinds.RECURRENT)  # their own nonlinearities, not the follower's
+
+
 def _critical_survey(s: Survey) -> dict[str, Choice]:
     q_star = s.extra.q_star
     points: dict[Activation, CriticalPoint] = {}
     layers: dict[Activation, int] = {}
     choices: dict[str, Choice] = {}
     for p in s.params:
-        if p.info.role not in (Roles.WEIGHT, Roles.BIAS) or isinstance(
-            p.owner, (nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase)
-        ):
+        if p.info.role not in (Roles.WEIGHT, Roles.BIAS) or p.kind in _OWN_GATES:
             continue  # the fallback: orthogonal with the next activation's gain
         act = p.follower.activation if p.follower is not None else None
         if act is None:
@@ -240,7 +239,7 @@ def _orthogonal(p: Param, sigma_w2: float, reason: str) -> Choice:
     Rows of a wide Q are orthonormal (gain sqrt(sigma_w^2)); a tall Q has orthonormal columns
     and shrinks each output's variance by n_in / n_out, so its gain^2 is sigma_w^2 n_out / n_in.
     """
-    g = geometry(p.tensor, p.info.layout)
+    g = p.geometry
     if g.receptive and g.receptive_size > 1:
         ratio, init = g.n_out / g.n_in, "delta_orthogonal"
         reason += "; delta-orthogonal (Xiao et al. 2018)"
@@ -260,7 +259,7 @@ register_scheme(
         "mean-field critical point of each activation, chi_1 = 1 (Schoenholz et al. 2017; "
         "Pennington et al. 2017; Xiao et al. 2018); option q_star",
         classic(orthogonal_weight),
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_critical_survey,
         extra=CriticalOptions,
     )
@@ -348,7 +347,6 @@ register_scheme(
         "self-normalizing networks: LeCun normal Var(W) = 1 / fan_in, zero biases; warns about "
         "plain Dropout (use_alpha_dropout) (Klambauer et al. 2017)",
         classic(scaled(lambda g2: 1.0, "fan_in", "normal", "SELU: LeCun normal, 1 / fan_in")),
-        needs_graph=False,
         survey=_selu_survey,
     )
 )
@@ -391,7 +389,7 @@ register_scheme(
         "LeCun et al. 1998 for LeCunTanh nets (1.7159 tanh(2x/3)): Var(W) = 1 / fan_in, zero "
         "biases, standardized inputs",
         classic(scaled(lambda g2: 1.0, "fan_in", "normal", "LeCun 1998: Var = 1 / fan_in")),
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_lecun_tanh_survey,
     )
 )

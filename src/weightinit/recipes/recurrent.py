@@ -8,20 +8,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from torch import nn
-
 from weightinit._checks import positive
-from weightinit.knowledge import Roles
-from weightinit.schemes import (
-    HE,
-    Choice,
-    Options,
-    Param,
-    Scheme,
-    Survey,
-    classic,
-    register_scheme,
-)
+from weightinit.scheme.classic import FOLLOWERS, HE, classic
+from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
+from weightinit.scheme.registry import register_scheme
+from weightinit.understanding.knowledge import Kinds, Roles
 
 __all__ = ["IRNNOptions"]
 
@@ -51,21 +42,20 @@ class IRNNOptions:
         positive("", "input_std", self.input_std)
 
 
-def _is_relu_rnn(module: nn.Module) -> bool:
-    """nn.RNN / nn.RNNCell with nonlinearity="relu" (LSTM and GRU have no such attribute)."""
-    return isinstance(module, (nn.RNN, nn.RNNCell)) and module.nonlinearity == "relu"
+def _is_relu_rnn(p: Param) -> bool:
+    """A parameter of an RNN / RNNCell with nonlinearity="relu" (LSTM and GRU have none)."""
+    return p.kind == Kinds.RECURRENT and p.info.nonlinearity == "relu"
 
 
 def _irnn_survey(s: Survey) -> dict[str, Choice]:
     """The ReLU RNNs' weights as the paper sets them; everything else falls back to He."""
     choices: dict[str, Choice] = {}
     relu, other = [], []
-    names = {id(m): name for name, m in s.model.named_modules()}
     for p in s.params:
-        if not isinstance(p.owner, (nn.RNNBase, nn.RNNCellBase)):
+        if p.kind != Kinds.RECURRENT:
             continue
-        (relu if _is_relu_rnn(p.owner) else other).append(names[id(p.owner)])
-        if not _is_relu_rnn(p.owner):
+        (relu if _is_relu_rnn(p) else other).append(p.module)
+        if not _is_relu_rnn(p):
             continue
         if p.info.role == Roles.RECURRENT:
             scale = s.extra.identity_scale
@@ -87,7 +77,7 @@ register_scheme(
         "IRNN (Le, Jaitly & Hinton 2015): ReLU RNNs get identity recurrent weights, N(0, 0.001^2) "
         "input weights, zero biases; other RNNs orthogonal recurrence, other layers He",
         _he,
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_irnn_survey,
         extra=IRNNOptions,
     )
@@ -104,7 +94,7 @@ def _unitary_survey(s: Survey) -> dict[str, Choice]:
         )
     recurrent = [p for p in s.params if p.info.role == Roles.RECURRENT]
     s.notes["unitary_recurrent_weights"] = [p.name for p in recurrent]
-    s.notes["complex"] = [p.name for p in recurrent if p.tensor.is_complex()]
+    s.notes["complex"] = [p.name for p in recurrent if p.is_complex]
     return {}
 
 
@@ -118,7 +108,7 @@ register_scheme(
         "recurrent weights Haar unitary per gate (orthogonal when real) (Arjovsky, Shah & Bengio "
         "2016; Henaff, Szlam & LeCun 2016); other weights He, LSTM forget bias 1",
         _unitary,
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_unitary_survey,
     )
 )

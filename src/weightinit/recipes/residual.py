@@ -2,7 +2,7 @@
 
 Schemes: "fixup" (Zhang, Dauphin & Ma 2019), "skipinit" (De & Smith 2020), "rezero"
 (Bachlechner et al. 2020) and "zero" (Zhao, Schaefer & Anandkumar 2021). The branches are
-found in the traced model (:mod:`weightinit.structure`) or declared with ``branches=[globs]``.
+found in the traced model (:mod:`weightinit.understanding.branches`) or declared with ``branches=[globs]``.
 The parameters Fixup and SkipInit add are added by explicit transformations,
 :func:`add_fixup_scalars` and :func:`add_residual_gains`: each layer they touch is wrapped in a
 :class:`Scaffold` (its weights move from ``name.weight`` to ``name.layer.weight``).
@@ -18,11 +18,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from weightinit.graph import Graph, trace
-from weightinit.knowledge import Roles
-from weightinit.plan import unwrap
-from weightinit.schemes import Choice, Param, Scheme, Survey, classic, get_scheme, register_scheme
-from weightinit.structure import Branch, check_branches, classifier, residual_branches
+from weightinit.scheme.classic import FOLLOWERS, classic
+from weightinit.scheme.protocol import Choice, Param, Scheme, Survey
+from weightinit.scheme.registry import get_scheme, register_scheme
+from weightinit.understanding.branches import Branch, check_branches, classifier, residual_branches
+from weightinit.understanding.graph import Graph, trace
+from weightinit.understanding.knowledge import Roles, unwrap
 
 __all__ = [
     "FixupBias",
@@ -38,7 +39,7 @@ class _Scalar(nn.Module):
     """One learnable scalar applied to the signal; weightinit knows its role and value."""
 
     keeps_signal = True  # the graph looks through it for the activation after a layer
-    # {parameter: (role, initializer)}, read by weightinit.knowledge
+    # {parameter: (role, initializer)}, read by weightinit.understanding.knowledge
     weightinit_roles: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self) -> None:
@@ -375,9 +376,10 @@ register_scheme(
         "Fixup (Zhang et al. 2019): last layer of each residual branch and the classifier 0, "
         "He elsewhere, branch layers scaled by L^(-1/(2m-2))",
         _he,
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_fixup,
         extra=BranchOptions,
+        prepare=add_fixup_scalars,
     )
 )
 for _name, _paper, _what in [
@@ -389,8 +391,9 @@ for _name, _paper, _what in [
             _name,
             f"{_paper}: {_what}; residual gains alpha = 0 (add_residual_gains), He elsewhere",
             _he,
-            needs_graph=True,
+            needs=FOLLOWERS,
             survey=lambda s, name=_name, paper=_paper: _gains(s, name, paper),
+            prepare=add_residual_gains,
         )
     )
 register_scheme(
@@ -399,7 +402,7 @@ register_scheme(
         "ZerO (Zhao et al. 2021): identity / Hadamard weights, last layer of each residual "
         "branch 0, biases 0; deterministic",
         classic(_zer0_weight),
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_zero,
         extra=BranchOptions,
     )

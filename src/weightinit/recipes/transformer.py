@@ -45,26 +45,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from weightinit._checks import finite
-from weightinit.knowledge import Roles
-from weightinit.layout import fans
-from weightinit.recipes.roles import (
+from weightinit.scheme.classic import classic, constant_choice, scaled
+from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
+from weightinit.scheme.registry import register_scheme
+from weightinit.understanding.knowledge import Roles
+from weightinit.understanding.roles import (
     ROLES,
     TransformerRole,
     check_roles,
     layer_counts,
     role_counts,
     transformer_roles,
-)
-from weightinit.schemes import (
-    Choice,
-    Options,
-    Param,
-    Scheme,
-    Survey,
-    classic,
-    constant_choice,
-    register_scheme,
-    scaled,
 )
 
 __all__ = ["ROLES", "TransformerRole", "transformer_roles"]
@@ -253,7 +244,7 @@ def _torchtitan(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     if r.role in ("embedding", "position_embedding"):
         return _normal(1.0, f"{_what(r)}: N(0, 1); {label}")
     if r.role == "head":
-        d = fans(p.tensor, p.info.layout)[0]
+        d = p.fans[0]
         return _trunc(d**-0.5, 3.0, f"head: trunc_normal std dim^-0.5 = {d}^-0.5 at 3 std; {label}")
     if r.role in (*_RESIDUAL_OUT, "mlp_up"):
         if ctx.extra.depth_init and r.layer is not None:
@@ -269,9 +260,9 @@ def _torchtitan(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
 def _olmo(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     label = "OLMo 'mitchell' init, truncated at 3 std"
     if r.role in ("embedding", "position_embedding"):
-        d = p.tensor.shape[-1]
+        d = p.shape[-1]
         return _trunc(d**-0.5, 3.0, f"{_what(r)}: std 1/sqrt(d) = 1/sqrt({d}); {label}")
-    fan_in, fan_out = fans(p.tensor, p.info.layout)
+    fan_in, fan_out = p.fans
     if r.role == "attn_out" and r.layer is not None:
         std, rule = (2 * fan_out * (r.layer + 1)) ** -0.5, f"1/sqrt(2*{fan_out}*({r.layer}+1))"
     elif r.role == "mlp_out" and r.layer is not None:
@@ -286,7 +277,7 @@ def _t5_head_dim(p: Param, ctx: _Context) -> int:
         return ctx.extra.head_dim
     path = p.name.split(".")[:-2]
     attention = ctx.model.get_submodule(".".join(path)) if path else ctx.model
-    for module in (p.owner, attention):
+    for module in (ctx.model.get_submodule(p.module), attention):
         for attr in ("key_value_proj_dim", "head_dim", "d_kv", "attention_head_size"):
             value = getattr(module, attr, None)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -306,9 +297,9 @@ def _t5(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     if r.role == "embedding" or (r.role == "head" and p.name.split(".")[-2] in _T5_WIDE_HEADS):
         return _normal(f, f"{_what(r)}: N(0, factor^2), factor {f:g}; {label}")
     if r.role == "position_embedding":
-        d = ctx.d_model or p.tensor.shape[-1]
+        d = ctx.d_model or p.shape[-1]
         return _normal(f * d**-0.5, f"{_what(r)}: N(0, factor^2 / d_model), d_model {d}; {label}")
-    fan_in = fans(p.tensor, p.info.layout)[0]
+    fan_in = p.fans[0]
     if r.role in ("q", "qkv"):
         d_kv = _t5_head_dim(p, ctx)
         why = f"{_what(r)}: q N(0, factor^2 / (d_model d_kv)), d_kv {d_kv}"
@@ -367,14 +358,14 @@ def _tfixup_embedding_depth(p: Param, ctx: _Context) -> int:
 def _tfixup(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     label = "T-Fixup (Huang et al. 2020)"
     if r.role == "embedding":
-        d, N = p.tensor.shape[-1], _tfixup_embedding_depth(p, ctx)
+        d, N = p.shape[-1], _tfixup_embedding_depth(p, ctx)
         std = d**-0.5 * (9 * N) ** -0.25
         return _normal(std, f"input embedding: N(0, d^-1) x (9N)^(-1/4), d={d}, N={N}; {label}")
     if r.role == "position_embedding":
-        d = p.tensor.shape[-1]
+        d = p.shape[-1]
         return _normal(d**-0.5, f"learned positions: N(0, d^-1), d={d} (fairseq); {label}")
     if r.role == "head":
-        d = fans(p.tensor, p.info.layout)[0]
+        d = p.fans[0]
         return _normal(d**-0.5, f"output projection: N(0, d^-1), d={d} (fairseq); {label}")
     if r.role == "qkv":
         c, rule = _tfixup_scale(r, ctx)
@@ -461,13 +452,13 @@ def _d_model(s: Survey, found: dict[str, TransformerRole]) -> int | None:
     whose dim is the number of heads), else any embedding's, else the first weight's fan_in."""
     for p in s.params:
         if found[p.name].role == "embedding":
-            return int(p.tensor.shape[-1])
+            return int(p.shape[-1])
     for p in s.params:
         if p.info.role == Roles.EMBEDDING:
-            return int(p.tensor.shape[-1])
+            return int(p.shape[-1])
     for p in s.params:
-        if p.info.role == Roles.WEIGHT and p.tensor.ndim == 2:
-            return int(p.tensor.shape[1])
+        if p.info.role == Roles.WEIGHT and len(p.shape) == 2:
+            return int(p.shape[1])
     return None
 
 
@@ -552,8 +543,7 @@ for _preset in _PRESETS:
             _preset.name,
             _preset.description,
             _preset.choose,
-            needs_graph=False,
-            survey=_preset.survey,
+                survey=_preset.survey,
             extra=_preset.extra,
         )
     )

@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from weightinit._table import format_table
-from weightinit.model import plan
-from weightinit.registry import catalog
-from weightinit.schemes import schemes
+from weightinit.initializers.catalog import catalog
+from weightinit.planner import plan
+from weightinit.scheme.registry import get_scheme, schemes
+
+__all__ = ["load_factory", "main"]
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -62,6 +64,15 @@ def _schemes(args: argparse.Namespace) -> int:
         "weightinit plan file.py:factory --scheme <scheme> [--option name=value]."
     )
     return 0
+
+
+def _scheme_name(text: str) -> str:
+    """A scheme's canonical name from any of its names (case, aliases), or the registry's
+    error with its close matches."""
+    try:
+        return get_scheme(text).name
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -129,7 +140,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    from weightinit.diagnostics import compare
+    from weightinit.diagnostics.report import compare
 
     factory = load_factory(args.factory)
     gen = torch.Generator().manual_seed(0)
@@ -137,12 +148,10 @@ def _diagnose(args: argparse.Namespace) -> int:
         inputs = torch.randint(0, args.input_int, args.input_shape, generator=gen)
     else:
         inputs = torch.randn(args.input_shape, generator=gen)
-    schemes_ = [s.strip() for s in args.schemes.split(",") if s.strip()]
-    unknown = sorted(set(schemes_) - set(schemes()))
-    if unknown:
-        raise SystemExit(
-            f"weightinit: unknown scheme(s) {unknown}; choose from {sorted(schemes())}"
-        )
+    try:
+        schemes_ = [_scheme_name(s.strip()) for s in args.schemes.split(",") if s.strip()]
+    except argparse.ArgumentTypeError as err:
+        raise SystemExit(f"weightinit: --schemes: {err}")
     try:
         result = compare(factory, schemes_, inputs)
     except (ValueError, TypeError) as err:
@@ -161,7 +170,7 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from weightinit.demo import run
+    from weightinit.commands.demo import run
 
     run(args.out, quick=args.quick)
     return 0
@@ -185,7 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan", help="print what a scheme would write to every parameter of a model, and why"
     )
     planning.add_argument("factory", help="path/to/file.py:factory, a function returning the model")
-    planning.add_argument("--scheme", default="he", choices=sorted(schemes()), help="default: he")
+    planning.add_argument(
+        "--scheme", default="he", type=_scheme_name, help="a name from `weightinit schemes`; default: he"
+    )
     planning.add_argument(
         "--input-shape",
         type=_shape,

@@ -8,113 +8,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from weightinit._checks import finite, positive
-from weightinit.graph import Graph, Node
-from weightinit.knowledge import Roles
-from weightinit.layout import geometry
-from weightinit.modules import CReLU
-from weightinit.schemes import (
-    HE,
-    Choice,
-    Options,
-    Param,
-    Scheme,
-    Survey,
-    classic,
-    orthogonal_weight,
-    register_scheme,
-)
+from weightinit.scheme.classic import FOLLOWERS, HE, classic, orthogonal_weight
+from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
+from weightinit.scheme.registry import register_scheme
+from weightinit.understanding.crelu import crelu_fed
+from weightinit.understanding.knowledge import Kinds, Roles
 
-__all__ = ["SparseOptions", "crelu_fed"]
+__all__ = ["SparseOptions"]
 
 # --- looks-linear --------------------------------------------------------------------------
-
-# ops between a CReLU and the next layer that keep [relu(x), relu(-x)] as it is (the halves
-# stay the halves of the feature axis): dropout (identity at eval, a mask during training),
-# identity, copies and dtype casts
-_KEEPING_MODULES = (nn.modules.dropout._DropoutNd, nn.Identity)
-_KEEPING_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d}
-_KEEPING_METHODS = {"contiguous", "clone", "to", "float", "double", "type_as"}
-
-
-def _keeps_halves(node: Node) -> bool:
-    if node.kind == "module":
-        return isinstance(node.target, _KEEPING_MODULES)
-    if node.kind != "function" or node.target is None or len(node.inputs) != 1:
-        return False
-    is_method = node.target is getattr(torch.Tensor, node.name, None)
-    return node.target in _KEEPING_FUNCTIONS or (is_method and node.name in _KEEPING_METHODS)
-
-
-def _feature_axis(layer: nn.Module) -> int | None:
-    """The axis a layer reads its input features from, counted from the end (Linear: -1;
-    ConvNd: the channel axis, -(N + 1)); None for layers looks-linear does not pair."""
-    if isinstance(layer, nn.Linear):
-        return -1
-    if isinstance(layer, nn.modules.conv._ConvNd) and layer.groups == 1:
-        return -(layer.weight.ndim - 1)
-    return None
-
-
-def crelu_fed(graph: Graph) -> dict[str, str]:
-    """The layers whose input comes straight from a :class:`~weightinit.modules.CReLU` module
-    (through dropout, identity or copies only), by module name, with the CReLU's name.
-
-    A Linear qualifies when the CReLU concatenates along the last axis (``dim=-1``), a
-    (non-grouped) conv when it concatenates along the channels (``dim=1``): then the layer's
-    input is [relu(x), relu(-x)] split in halves of its input features, which
-    :func:`~weightinit.looks_linear_` (W = [W0, -W0]) turns into W0 x (Balduzzi et al. 2017,
-    "The Shattered Gradients Problem"). Other ops in between (norms, pooling, reshapes) would
-    mix or shift the halves, so such layers are not paired.
-
-    Example:
-        >>> import torch
-        >>> from weightinit.graph import trace
-        >>> from weightinit.modules import CReLU
-        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), CReLU(), torch.nn.Linear(8, 4))
-        >>> crelu_fed(trace(net))
-        {'2': '1'}
-    """
-    found: dict[str, str] = {}
-    for node in graph.nodes:
-        if node.kind != "module" or not node.inputs or node.name in found:
-            continue
-        axis = _feature_axis(node.target)
-        if axis is None:
-            continue
-        source = graph.nodes[node.inputs[0]]
-        while _keeps_halves(source) and source.inputs:
-            source = graph.nodes[source.inputs[0]]
-        is_crelu = source.kind == "module" and isinstance(source.target, CReLU)
-        if is_crelu and _concatenates_along(source, axis, node.target):
-            found[node.name] = source.name
-    return found
-
-
-def _concatenates_along(crelu: Node, axis: int, layer: nn.Module) -> bool:
-    """Does the CReLU concatenate along ``axis`` (from the end) of the layer's input? A
-    non-negative ``dim`` is resolved with the traced input's number of axes (execution
-    traces), or for convs with a batched input's (the fx trace has no shapes)."""
-    dim = crelu.target.dim
-    if dim < 0:
-        return dim == axis
-    traced = [a for a in crelu.args if isinstance(a, torch.Tensor)]
-    ndim = traced[0].ndim if traced else None
-    if ndim is None and not isinstance(layer, nn.Linear):
-        ndim = layer.weight.ndim  # (batch, channels, *spatial)
-    return ndim is not None and dim - ndim == axis
-
 
 def _looks_linear_survey(s: Survey) -> dict[str, Choice]:
     fed = crelu_fed(s.graph)
     choices = {}
-    names = {id(m): name for name, m in s.model.named_modules()}
     for p in s.params:
-        layer = names[id(p.owner)]
+        layer = p.module
         if p.info.role == Roles.WEIGHT and layer in fed:
             reason = (
                 f"fed by CReLU {fed[layer]!r}: W = [W0, -W0], W0 orthogonal, so the layer "
@@ -131,7 +40,7 @@ register_scheme(
         "looks-linear (Balduzzi et al. 2017): layers fed by a CReLU get W = [W0, -W0], W0 "
         "orthogonal; other layers orthogonal; biases 0: the net is linear at init",
         classic(orthogonal_weight),
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_looks_linear_survey,
     )
 )
@@ -167,7 +76,7 @@ class SparseOptions:
 
 def _sparse_choose(extra: SparseOptions) -> Callable[[Param, Options], Choice]:
     def weight(p: Param, o: Options, g2: float, why: str) -> Choice:
-        fan_in = geometry(p.tensor, p.info.layout).fan_in
+        fan_in = p.fans[0]
         k = min(extra.k, fan_in)
         capped = f" (capped at fan_in {fan_in})" if k < extra.k else ""
         reason = (
@@ -208,7 +117,7 @@ register_scheme(
         "sparse (Martens 2010): k = 15 non-zero N(0, 1) incoming weights per unit, biases 0 "
         "(0.5 before tanh)",
         _sparse_choose(SparseOptions()),
-        needs_graph=True,
+        needs=FOLLOWERS,
         survey=_sparse_survey,
         extra=SparseOptions,
     )
@@ -219,7 +128,7 @@ register_scheme(
 
 def _random_walk_weight(p: Param, o: Options, g2: float, why: str) -> Choice:
     act = p.follower.activation if p.follower is not None else None
-    own_gain = isinstance(p.owner, (nn.RNNBase, nn.RNNCellBase, nn.MultiheadAttention))
+    own_gain = p.kind in (Kinds.RECURRENT, Kinds.ATTENTION)
     name = None if act is None else act.name
     if own_gain or name not in (None, "relu"):
         return HE(p, o, g2, f"{why}; the paper's g is for linear and ReLU layers only")
@@ -236,6 +145,6 @@ register_scheme(
         "random walk (Sussillo & Abbott 2014): Var(W) = g^2 / N with g = exp(1/2N) (linear) or "
         "sqrt(2) exp(1.2/(max(N,6)-2.4)) (ReLU), so log |signal| does an unbiased walk",
         classic(_random_walk_weight),
-        needs_graph=True,
+        needs=FOLLOWERS,
     )
 )

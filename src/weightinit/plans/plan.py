@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from weightinit._table import format_table
-from weightinit.fills import Draw, capture
-from weightinit.layout import Layout, geometry
-from weightinit.registry import get
+from weightinit.initializers.catalog import get
+from weightinit.initializers.fills import Draw, capture
+from weightinit.initializers.layout import Layout, geometry
+from weightinit.understanding.knowledge import unwrap
 
-__all__ = ["Plan", "Row", "rescale_", "unwrap"]
+__all__ = ["Plan", "Row", "rescale_"]
 
 SKIP = "skip"
 
@@ -61,17 +62,6 @@ class Row:
         return cls(**d)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module inside DataParallel, DistributedDataParallel and torch.compile."""
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
-            model = model._orig_mod  # torch.compile's OptimizedModule
-        else:
-            return model
-
-
 @dataclass
 class Plan:
     """The initialization of a whole model, one :class:`Row` per parameter."""
@@ -86,6 +76,9 @@ class Plan:
     # what an architecture recipe established about the model (residual branches, depth, the
     # critical point, ...), by name
     notes: dict[str, Any] = field(default_factory=dict)
+    # a scheme that calibrates on data got none: apply refuses the plan until
+    # weightinit.calibrate has run (written to JSON only when True)
+    pending_calibration: bool = False
     # values a data-dependent scheme already computed (with the plan's seed) while calibrating;
     # apply commits them instead of drawing them again. Not serialized: from_json redraws.
     computed: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
@@ -139,6 +132,8 @@ class Plan:
             "notes": self.notes,
             "rows": [r.to_dict() for r in self.rows],
         }
+        if self.pending_calibration:
+            data["pending_calibration"] = True
         # options a user gave as objects (module types in a role map) are written as text
         return json.dumps(data, **{"indent": 2, "default": str, **dump_kwargs})
 
@@ -154,6 +149,7 @@ class Plan:
             data.get("calibration", []),
             data.get("predictions", []),
             data.get("notes", {}),
+            bool(data.get("pending_calibration", False)),
         )
 
     def _commit_computed(self, model: nn.Module) -> Plan:
@@ -197,6 +193,11 @@ class Plan:
         """
         if seed is not None and generator is not None:
             raise ValueError("apply: pass `seed` or `generator`, not both")
+        if self.pending_calibration:
+            raise ValueError(
+                f"apply: this {self.scheme!r} plan awaits calibration on data: pass data=batch "
+                "to plan/init, or run weightinit.calibrate(plan, model, data=batch) first"
+            )
         planned = self.options.get("seed")
         if self.calibration and (generator is not None or seed not in (None, planned)):
             raise ValueError(
@@ -300,7 +301,7 @@ def rescale_(
 
     Example:
         >>> import torch
-        >>> from weightinit.plan import rescale_
+        >>> from weightinit.plans.plan import rescale_
         >>> rescale_(torch.ones(2, 3), [1.0, 2.0], 0.5, None).tolist()  # rows are output units
         [[1.5, 1.5, 1.5], [2.5, 2.5, 2.5]]
     """

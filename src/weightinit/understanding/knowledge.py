@@ -11,14 +11,14 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from weightinit.layout import Layout, fans
+from weightinit.initializers.layout import Layout, fans, resolve_owner_layouts
 
-__all__ = ["ParamInfo", "Roles", "describe", "layout_for", "owner_of"]
+__all__ = ["Kinds", "ParamInfo", "Roles", "describe", "layout_for", "owner_of", "unwrap"]
 
 
 class Roles:
@@ -36,13 +36,31 @@ class Roles:
     PRELU_SLOPE = "prelu_slope"
 
 
+class Kinds:
+    """What kind of layer holds a parameter, in words that do not depend on the framework;
+    schemes read kinds, never module types."""
+
+    LINEAR = "linear"  # Linear, Hugging Face Conv1D, MultiheadAttention's out_proj
+    BILINEAR = "bilinear"
+    CONV = "conv"  # Conv1/2/3d and ConvTranspose1/2/3d, grouped and depthwise included
+    ATTENTION = "attention"  # MultiheadAttention's own q/k/v projections and bias_k/v
+    RECURRENT = "recurrent"  # RNN, LSTM, GRU and their cells
+    EMBEDDING = "embedding"
+    NORM = "norm"
+    PRELU = "prelu"
+    SCALAR = "scalar"  # modules that declare their parameters (``weightinit_roles``)
+
+
 @dataclass(frozen=True)
 class ParamInfo:
     """One parameter as the table sees it.
 
     ``torch_default`` is (initializer name, arguments, reason) reproducing ``reset_parameters``;
     ``gates`` names the stacked gates of RNN parameters in torch's order (LSTM "ifgo", GRU
-    "rzn"); ``padding_idx`` is an Embedding row that stays zero.
+    "rzn"); ``padding_idx`` is an Embedding row that stays zero. ``kind`` is the owner's
+    :class:`Kinds`; ``nonlinearity`` the activation inside a recurrent layer ("tanh", "relu").
+    ``norm_of`` marks weight_norm's g, which holds the norm of each output's weights: the
+    (shape, dtype) of that weight, for which the scheme chooses.
     """
 
     role: str
@@ -50,7 +68,9 @@ class ParamInfo:
     torch_default: tuple[str, dict, str]
     gates: str = ""
     padding_idx: int | None = None
-    extra: dict = field(default_factory=dict)
+    kind: str = ""
+    nonlinearity: str | None = None
+    norm_of: tuple[tuple[int, ...], torch.dtype] | None = None
 
 
 _TORCH_LAYOUT = Layout()  # one shared instance: plans compare layouts by identity first
@@ -119,10 +139,12 @@ def _recurrent(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo |
     weight_ih = getattr(module, "weight_ih" + (suffix if isinstance(module, nn.RNNBase) else ""))
     blocks = weight_ih.shape[0] // hidden
     gates = {4: "ifgo", 3: "rzn"}.get(blocks, "h")
+    inner = getattr(module, "nonlinearity", None)  # RNN and RNNCell: "tanh" or "relu"
     if kind.startswith("bias"):
-        return ParamInfo(Roles.GATE_BIAS, Layout.elementwise(blocks=blocks), default, gates)
+        layout = Layout.elementwise(blocks=blocks)
+        return ParamInfo(Roles.GATE_BIAS, layout, default, gates, nonlinearity=inner)
     role = Roles.WEIGHT if kind == "weight_ih" else Roles.RECURRENT
-    return ParamInfo(role, Layout(blocks=blocks), default, gates)
+    return ParamInfo(role, Layout(blocks=blocks), default, gates, nonlinearity=inner)
 
 
 def _attention(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
@@ -175,22 +197,35 @@ def _prelu(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | Non
     return ParamInfo(Roles.PRELU_SLOPE, Layout.elementwise(), default)
 
 
-_TABLE: dict[type, Callable[[nn.Module, str, torch.Tensor], ParamInfo | None]] = {
-    nn.modules.linear.NonDynamicallyQuantizableLinear: _attention_out,
-    nn.Linear: _linear_like,
-    nn.modules.conv._ConvNd: _linear_like,
-    nn.Bilinear: _bilinear,
-    nn.RNNBase: _recurrent,
-    nn.RNNCellBase: _recurrent,
-    nn.MultiheadAttention: _attention,
-    nn.Embedding: _embedding,
-    nn.EmbeddingBag: _embedding,
-    nn.modules.batchnorm._NormBase: _norm,  # BatchNorm*, InstanceNorm*
-    nn.LayerNorm: _norm,
-    nn.GroupNorm: _norm,
-    nn.RMSNorm: _norm,
-    nn.PReLU: _prelu,
+Rule = Callable[[nn.Module, str, torch.Tensor], "ParamInfo | None"]
+
+_TABLE: dict[type, tuple[str, Rule]] = {
+    nn.modules.linear.NonDynamicallyQuantizableLinear: (Kinds.LINEAR, _attention_out),
+    nn.Linear: (Kinds.LINEAR, _linear_like),
+    nn.modules.conv._ConvNd: (Kinds.CONV, _linear_like),
+    nn.Bilinear: (Kinds.BILINEAR, _bilinear),
+    nn.RNNBase: (Kinds.RECURRENT, _recurrent),
+    nn.RNNCellBase: (Kinds.RECURRENT, _recurrent),
+    nn.MultiheadAttention: (Kinds.ATTENTION, _attention),
+    nn.Embedding: (Kinds.EMBEDDING, _embedding),
+    nn.EmbeddingBag: (Kinds.EMBEDDING, _embedding),
+    nn.modules.batchnorm._NormBase: (Kinds.NORM, _norm),  # BatchNorm*, InstanceNorm*
+    nn.LayerNorm: (Kinds.NORM, _norm),
+    nn.GroupNorm: (Kinds.NORM, _norm),
+    nn.RMSNorm: (Kinds.NORM, _norm),
+    nn.PReLU: (Kinds.PRELU, _prelu),
 }
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module inside DataParallel, DistributedDataParallel and torch.compile."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod  # torch.compile's OptimizedModule
+        else:
+            return model
 
 
 def owner_of(module: nn.Module, param_name: str) -> tuple[nn.Module, str]:
@@ -229,13 +264,13 @@ def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
     parameter they parametrize (``lin.weight``)."""
     found = parametrized(module, param_name)
     if found is not None:
-        owner, leaf, _ = found
-        original = (
-            owner.parametrizations[leaf].original
-            if hasattr(owner.parametrizations[leaf], "original")
-            else getattr(owner.parametrizations[leaf], "original1")
-        )
-        return _lookup(owner, leaf, original)
+        owner, leaf, index = found
+        chain = owner.parametrizations[leaf]
+        original = chain.original if hasattr(chain, "original") else chain.original1
+        info = _lookup(owner, leaf, original)
+        if info is not None and _is_weight_norm_scale(chain, index):
+            info = dataclasses.replace(info, norm_of=(tuple(original.shape), original.dtype))
+        return info
     owner, leaf = owner_of(module, param_name)
     param = owner._parameters.get(leaf)
     if param is None:
@@ -258,12 +293,19 @@ def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | Non
     if declared is not None:
         role, init = declared
         default = (init, {}, f"{type(owner).__name__}: {init}")
-        return ParamInfo(role, Layout.elementwise(param.ndim), default)
+        return ParamInfo(role, Layout.elementwise(param.ndim), default, kind=Kinds.SCALAR)
     for cls in type(owner).__mro__:
-        rule = _TABLE.get(cls)
-        if rule is not None:
-            return rule(owner, leaf, param)
+        found = _TABLE.get(cls)
+        if found is not None:
+            kind, rule = found
+            info = rule(owner, leaf, param)
+            return None if info is None else dataclasses.replace(info, kind=kind)
     return _by_class_name(owner, leaf, param)
+
+
+def _is_weight_norm_scale(chain: nn.Module, index: str) -> bool:
+    """Is ``original<index>`` of this parametrization weight_norm's g (original0)?"""
+    return index == "0" and len(chain) == 1 and type(chain[0]).__name__ == "_WeightNorm"
 
 
 def _by_class_name(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
@@ -281,9 +323,11 @@ def _hf_conv1d(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | 
     """Hugging Face's ``Conv1D`` (GPT-2's c_attn, c_proj, c_fc): a Linear whose weight is
     stored transposed, (in, out), initialized N(0, 0.02^2) with zero bias."""
     if leaf == "weight" and param.ndim == 2:
-        return ParamInfo(Roles.WEIGHT, _HF_CONV1D_LAYOUT, ("normal", {"std": 0.02}, "HF Conv1D"))
+        default = ("normal", {"std": 0.02}, "HF Conv1D")
+        return ParamInfo(Roles.WEIGHT, _HF_CONV1D_LAYOUT, default, kind=Kinds.LINEAR)
     if leaf == "bias" and param.ndim == 1:
-        return ParamInfo(Roles.BIAS, Layout.elementwise(), ("zeros", {}, "HF Conv1D: zeros"))
+        default = ("zeros", {}, "HF Conv1D: zeros")
+        return ParamInfo(Roles.BIAS, Layout.elementwise(), default, kind=Kinds.LINEAR)
     return None
 
 
@@ -298,7 +342,7 @@ def _named_norm(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo |
         return None
     kind = "ones" if info.role == Roles.NORM_SCALE else "zeros"
     why = f"{type(owner).__name__} (a norm by its name): {kind}"
-    return dataclasses.replace(info, torch_default=(kind, {}, why))
+    return dataclasses.replace(info, torch_default=(kind, {}, why), kind=Kinds.NORM)
 
 
 def layout_for(module: nn.Module, param_name: str) -> Layout:
@@ -327,3 +371,6 @@ def layout_for(module: nn.Module, param_name: str) -> Layout:
             "weightinit.Layout(out_axes=..., in_axes=..., groups=..., blocks=...)"
         )
     return info.layout
+
+
+resolve_owner_layouts(layout_for)  # initializers' layout=(module, "param_name")

@@ -14,10 +14,10 @@ from typing import Literal
 import torch
 
 from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
-from weightinit.activations import activation, gain_squared
-from weightinit.fills import Draw, report_std, truncated_std
-from weightinit.layout import Geometry, LayoutLike, _as_layout, geometry
-from weightinit.registry import register
+from weightinit.initializers.activations import activation, gain_squared
+from weightinit.initializers.catalog import register
+from weightinit.initializers.fills import Draw, report_std, truncated_std
+from weightinit.initializers.layout import Geometry, LayoutLike, _as_layout, geometry
 
 __all__ = [
     "glorot_normal_",

@@ -6,11 +6,11 @@ suits and its paper; ``weightinit list`` prints this catalog and ``get`` looks n
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from weightinit._names import NameTable
 
 __all__ = ["CatalogEntry", "catalog", "get", "register"]
 
@@ -30,12 +30,7 @@ class CatalogEntry:
 
 
 _ENTRIES: list[CatalogEntry] = []
-_BY_KEY: dict[str, CatalogEntry] = {}
-
-
-def _key(name: str) -> str:
-    # "HeNormal", "he_normal", "he-normal" and "he_normal_" are the same name.
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+_NAMES: NameTable[CatalogEntry] = NameTable("initializer", "weightinit list")
 
 
 def register(
@@ -45,10 +40,7 @@ def register(
 
     def decorate(function: F) -> F:
         entry = CatalogEntry(name, function, aliases, formula, activations, paper)
-        for label in (name, *aliases):
-            if _key(label) in _BY_KEY:
-                raise RuntimeError(f"initializer name {label!r} is registered twice")
-            _BY_KEY[_key(label)] = entry
+        _NAMES.add(name, aliases, entry)
         _ENTRIES.append(entry)
         return function
 
@@ -76,10 +68,4 @@ def get(name: str | Callable) -> Callable:
         return name
     if not isinstance(name, str):
         raise TypeError(f"get: `name` must be a string or a callable, got {type(name).__name__}")
-    entry = _BY_KEY.get(_key(name))
-    if entry is None:
-        labels = [label for e in _ENTRIES for label in (e.name, *e.aliases)]
-        close = difflib.get_close_matches(name.lower(), labels, n=4, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown initializer {name!r}.{hint} `weightinit list` shows every name.")
-    return entry.function
+    return _NAMES.get(name).function

@@ -1,4 +1,4 @@
-"""Residual branches, found in a traced :class:`~weightinit.graph.Graph` or declared by name.
+"""Residual branches, found in a traced :class:`~weightinit.understanding.graph.Graph` or declared by name.
 
 A residual add is a call of ``+`` (``operator.add``/``iadd``, ``torch.add``, ``Tensor.add``,
 ``add_``, ``__add__``, ``__iadd__``) on two traced signals that share an ancestor. The layers
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from weightinit.graph import Graph, Node
-from weightinit.knowledge import Roles, describe
+from weightinit.understanding.graph import Graph, Node
+from weightinit.understanding.knowledge import Roles, describe
 
 __all__ = ["Branch", "check_branches", "classifier", "residual_branches", "weighted"]
 
@@ -185,7 +185,7 @@ def residual_branches(
     Example:
         >>> import torch
         >>> from torch import nn
-        >>> from weightinit.graph import trace
+        >>> from weightinit.understanding.graph import trace
         >>> class Block(nn.Module):
         ...     def __init__(self):
         ...         super().__init__()

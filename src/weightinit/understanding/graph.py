@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from weightinit.activations import Activation, activation
+from weightinit.initializers.activations import Activation, activation
 
 __all__ = ["Follower", "Graph", "Node", "followers", "trace"]
 

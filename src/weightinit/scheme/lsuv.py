@@ -64,20 +64,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
 
-from weightinit.fills import capture
-from weightinit.knowledge import Roles
-from weightinit.plan import SKIP, Plan, Row, rescale_, unwrap
-from weightinit.registry import get
-from weightinit.schemes import Options
+from weightinit.plans.plan import SKIP, Plan, Row, rescale_
+from weightinit.scheme.protocol import DATA, GRAPH, Choice, Options, Param, Scheme, Survey
+from weightinit.scheme.registry import get_scheme, register_scheme
+from weightinit.understanding.knowledge import Roles, unwrap
+from weightinit.understanding.recurrent import layer_suffixes, recurrent_preactivations
 
-__all__ = ["OPTIONS", "Calibration", "lsuv_plan", "orthonormal_base", "recurrent_preactivations"]
-
-# the options of the "lsuv" scheme; the classic scheme options shape its pre-initialization
-OPTIONS = ("target_std", "target_var", "tol", "max_iter", "center", "per_channel", "orthonormal")
+__all__ = ["Calibration", "LSUVOptions", "lsuv_plan"]
 
 # layers whose output is linear in their weight and bias: corrected inside the forward pass
 _LINEAR = (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
@@ -157,82 +152,73 @@ class _Unit:
     record: tuple[float | None, float | None, bool] = (None, None, True)  # std, mean, verified
 
 
-_DEFAULTS = {
-    "target_std": None,
-    "target_var": None,
-    "tol": 0.05,
-    "max_iter": 10,
-    "center": False,
-    "per_channel": False,
-}
-
-
 def _check(target_std, target_var, tol, max_iter, center, per_channel) -> float:
     """Validate the calibration options; the target std."""
     for name, value in (("target_std", target_std), ("target_var", target_var), ("tol", tol)):
         if (value is not None or name == "tol") and not _is_number(value):
-            raise TypeError(f"lsuv: `{name}` must be a number, got {value!r}")
+            raise TypeError(f"option `{name}` must be a number, got {value!r}")
     if target_std is not None and target_var is not None:
-        raise ValueError("lsuv: pass `target_std` or `target_var`, not both")
+        raise ValueError("pass option `target_std` or `target_var`, not both")
     if target_var is not None:
         if not 0 < target_var < math.inf:
-            raise ValueError(f"lsuv: `target_var` must be positive and finite, got {target_var}")
+            raise ValueError(f"option `target_var` must be positive and finite, got {target_var}")
         target_std = math.sqrt(target_var)
     target = 1.0 if target_std is None else float(target_std)
     if not 0 < target < math.inf:
-        raise ValueError(f"lsuv: `target_std` must be positive and finite, got {target_std}")
+        raise ValueError(f"option `target_std` must be positive and finite, got {target_std}")
     if not 0 < tol < 1:
-        raise ValueError(f"lsuv: `tol` must satisfy 0 < tol < 1, got {tol}")
+        raise ValueError(f"option `tol` must satisfy 0 < tol < 1, got {tol}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"lsuv: `max_iter` must be an int >= 1, got {max_iter!r}")
+        raise ValueError(f"option `max_iter` must be an int >= 1, got {max_iter!r}")
     for name, value in (("center", center), ("per_channel", per_channel)):
         if not isinstance(value, bool):
-            raise TypeError(f"lsuv: `{name}` must be True or False, got {value!r}")
+            raise TypeError(f"option `{name}` must be True or False, got {value!r}")
     return target
+
+
+@dataclass(frozen=True)
+class LSUVOptions:
+    """Options of the "lsuv" scheme: the target (``target_std``, default 1, or
+    ``target_var``), the tolerance ``tol`` on each layer's output std, at most ``max_iter``
+    sweeps, ``center`` (subtract each output's mean through the bias), ``per_channel`` (one
+    gain per output channel) and ``orthonormal`` (the pre-initialization: orthonormal weights,
+    as in the paper; False: activation-aware He). The shared scheme options shape the
+    pre-initialization."""
+
+    target_std: float | None = None
+    target_var: float | None = None
+    tol: float = 0.05
+    max_iter: int = 10
+    center: bool = False
+    per_channel: bool = False
+    orthonormal: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.orthonormal, bool):
+            raise TypeError(f"option `orthonormal` must be True or False, got {self.orthonormal!r}")
+        self.settings()
+
+    def settings(self) -> dict[str, Any]:
+        """The calibration's keyword arguments, validated, the target as a std."""
+        target = _check(
+            self.target_std, self.target_var, self.tol, self.max_iter, self.center,
+            self.per_channel,
+        )  # fmt: skip
+        return {
+            "target_std": target,
+            "tol": self.tol,
+            "max_iter": self.max_iter,
+            "center": self.center,
+            "per_channel": self.per_channel,
+        }
+
+    def recorded(self) -> dict[str, Any]:
+        """What the plan records (and :func:`weightinit.calibrate` reads back)."""
+        return {**self.settings(), "orthonormal": self.orthonormal}
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``options`` of ``plan(model, "lsuv", ...)`` as (LSUV options, pre-initialization
-    options), validated; a clear error for any name that is neither."""
-    allowed = {f.name for f in dataclasses.fields(Options)}
-    unknown = sorted(set(options) - allowed - set(OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"unknown lsuv option(s) {', '.join(unknown)}; the options are {', '.join(OPTIONS)} "
-            f"and those of the pre-initialization: {', '.join(sorted(allowed))}"
-        )
-    ours = {k: v for k, v in options.items() if k in OPTIONS}
-    if not isinstance(ours.get("orthonormal", True), bool):
-        raise TypeError(f"lsuv: `orthonormal` must be True or False, got {ours['orthonormal']!r}")
-    _check(**{**_DEFAULTS, **{k: v for k, v in ours.items() if k != "orthonormal"}})
-    return ours, {k: v for k, v in options.items() if k not in OPTIONS}
-
-
-def orthonormal_base(base: Plan, model: nn.Module) -> Plan:
-    """LSUV's orthonormal pre-initialization from ``base``: every weight its scheme chose (not a
-    rule) orthogonal with gain 1, per block (group, gate) as its layout says."""
-    params = dict(unwrap(model).named_parameters(remove_duplicate=False))
-    rows = []
-    for row in base.rows:
-        by_scheme = not row.reason.startswith("rule")
-        weight = row.role in (Roles.WEIGHT, Roles.PROJECTION)
-        if by_scheme and weight and row.init in ("variance_scaling", "orthogonal"):
-            param = params[row.name]
-            draw = capture(get("orthogonal"), param.shape, param.dtype, {}, row.layout)
-            row = dataclasses.replace(
-                row,
-                init="orthogonal",
-                args={},
-                std=draw.std,
-                bound=None,
-                reason="orthonormal pre-initialization (LSUV)",
-            )
-        rows.append(row)
-    return Plan(base.scheme, rows, dict(base.options), base.graph)
 
 
 def lsuv_plan(
@@ -265,7 +251,7 @@ def lsuv_plan(
 
     Example:
         >>> import torch, weightinit
-        >>> from weightinit.lsuv import lsuv_plan
+        >>> from weightinit.scheme.lsuv import lsuv_plan
         >>> net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
         >>> batch = torch.randn(128, 8, generator=torch.Generator().manual_seed(0))
         >>> p, records = lsuv_plan(net, weightinit.plan(net, "he"), batch, seed=0, max_iter=1)
@@ -350,7 +336,9 @@ def lsuv_plan(
     handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
     try:
         with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            base.apply(work, seed=seed, atomic=False)  # the copy: in place is fine
+            # the copy: in place is fine; the analytic plan is what is being calibrated
+            drawn = dataclasses.replace(base, pending_calibration=False, computed=None)
+            drawn.apply(work, seed=seed, atomic=False)
             originals = {
                 name: params[name].detach().clone()
                 for u in every
@@ -422,7 +410,7 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
             unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
             found[module] = [unit]
         elif isinstance(module, _RECURRENT):
-            suffixes = _suffixes(module) if isinstance(module, nn.RNNBase) else [""]
+            suffixes = layer_suffixes(module) if isinstance(module, nn.RNNBase) else [""]
             layers = []
             for suffix in suffixes:
                 names = [prefix + "weight_ih" + suffix, prefix + "weight_hh" + suffix]
@@ -459,7 +447,14 @@ def _write(unit: _Unit, params: dict, originals: dict, rows: dict[str, Row]) -> 
 
 
 def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
-    plan = Plan(base.scheme, [copy.copy(r) for r in base.rows], dict(base.options), base.graph)
+    plan = Plan(
+        base.scheme,
+        [copy.copy(r) for r in base.rows],
+        dict(base.options),
+        base.graph,
+        notes=dict(base.notes),
+        predictions=list(base.predictions),
+    )
     by_name = {r.name: r for r in plan.rows}
     records = []
     for unit in units:
@@ -523,102 +518,59 @@ def _feature_axis(module: nn.Module, y: torch.Tensor) -> int:
     return y.ndim - 1
 
 
-def _suffixes(module: nn.RNNBase) -> list[str]:
-    directions = ("", "_reverse") if module.bidirectional else ("",)
-    return [f"_l{layer}{d}" for layer in range(module.num_layers) for d in directions]
+# --- the "lsuv" scheme ----------------------------------------------------------------------
 
 
-def _flat_weights(module: nn.RNNBase, suffix: str) -> list[torch.Tensor]:
-    """One layer and direction's parameters in the order torch's RNN kernels take them."""
-    kinds = ["weight_ih", "weight_hh"]
-    kinds += ["bias_ih", "bias_hh"] if module.bias else []
-    kinds += ["weight_hr"] if module.proj_size else []
-    return [getattr(module, k + suffix) for k in kinds]
+def _needs(options: Options, extra: LSUVOptions) -> dict[str, str]:
+    needs = {DATA: "calibrates every layer's output std on data"}
+    if not extra.orthonormal or options.relu_bias is not None:
+        needs[GRAPH] = "pre-initializes by the activation after each layer (He, or relu_bias)"
+    return needs
 
 
-def _gates(module: nn.Module, x, h, suffix: str = "") -> torch.Tensor:
-    """W_ih x + b_ih + W_hh h + b_hh (a GRU's candidate gate: the argument of its tanh)."""
-    w_ih, w_hh = getattr(module, "weight_ih" + suffix), getattr(module, "weight_hh" + suffix)
-    b_ih, b_hh = (
-        getattr(module, "bias_ih" + suffix, None),
-        getattr(module, "bias_hh" + suffix, None),
+def _base(extra: LSUVOptions, options: Options) -> str:
+    """The scheme whose choices LSUV starts from: He without orthonormalization, orthogonal
+    when ``relu_bias`` must find the ReLUs, else LeCun (it needs no trace)."""
+    if not extra.orthonormal:
+        return "he"
+    return "orthogonal" if options.relu_bias is not None else "lecun"
+
+
+def _survey(s: Survey) -> dict[str, Choice]:
+    """The pre-initialization: the base scheme's choices, every weight it scales made
+    orthonormal (orthogonal, gain 1, per block: group, gate) unless ``orthonormal=False``."""
+    choose = get_scheme(_base(s.extra, s.options)).choose
+    choices = {}
+    for p in s.params:
+        choice = choose(p, s.options)
+        if s.extra.orthonormal and _orthonormalized(p, choice):
+            choice = Choice("orthogonal", {}, "orthonormal pre-initialization (LSUV)")
+        choices[p.name] = choice
+    return choices
+
+
+def _orthonormalized(p: Param, choice: Choice) -> bool:
+    weight = p.role in (Roles.WEIGHT, Roles.PROJECTION) and p.info.norm_of is None
+    return weight and choice.init in ("variance_scaling", "orthogonal")
+
+
+def _calibrate(plan: Plan, s: Survey) -> Plan:
+    """LSUV on ``s.data``; without data the analytic plan, marked as awaiting calibration."""
+    if s.data is None:
+        return dataclasses.replace(plan, pending_calibration=True)
+    seed = 0 if s.seed is None else s.seed
+    return lsuv_plan(s.model, plan, s.data, seed=seed, **s.extra.settings())[0]
+
+
+register_scheme(
+    Scheme(
+        "lsuv",
+        "data-dependent LSUV (Mishkin & Matas 2016): orthonormal, then each layer's output "
+        "scaled to unit std on data=batch, calibrated inside one forward pass per sweep",
+        None,  # the survey chooses every parameter
+        needs=_needs,
+        survey=_survey,
+        calibrate=_calibrate,
+        extra=LSUVOptions,
     )
-    gi, gh = F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh)
-    if not isinstance(module, (nn.GRU, nn.GRUCell)):
-        return gi + gh
-    n = gi.shape[-1] // 3  # gates r, z, n: n = tanh(gi_n + r * gh_n)
-    r = torch.sigmoid(gi[..., :n] + gh[..., :n])
-    return torch.cat(
-        [gi[..., : 2 * n] + gh[..., : 2 * n], gi[..., 2 * n :] + r * gh[..., 2 * n :]], -1
-    )
-
-
-_KERNELS = {
-    "LSTM": torch.lstm,
-    "GRU": torch.gru,
-    "RNN_TANH": torch.rnn_tanh,
-    "RNN_RELU": torch.rnn_relu,
-}
-
-
-def recurrent_preactivations(
-    module: nn.RNNBase | nn.RNNCellBase, x: torch.Tensor, hx: Any = None
-) -> list[torch.Tensor]:
-    """The gate pre-activations of an RNN, LSTM or GRU (or of their cells) on input ``x`` with
-    initial state ``hx``, given as the module's forward takes them (``None``: zeros).
-
-    Formula: a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh for every layer and direction, with
-    x_t the layer's input and h_{t-1} its previous hidden state (the next one for the reverse
-    direction; h_0 from ``hx``); for a GRU's candidate gate, the argument of its tanh,
-    W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn). Each layer is rerun with torch's own RNN
-    kernel for its hidden states, which are also the next layer's input; the pre-activations
-    then take two matrix products per layer and direction. LSUV (Mishkin & Matas 2016, "All
-    you need is a good init") calibrates RNNs on them.
-
-    Returns one tensor per layer and direction in the order l0, l0_reverse, l1, ..., each
-    (seq_len, batch, gates x hidden), time first also for ``batch_first`` modules (a cell:
-    one tensor shaped like its gates). Packed sequences are not supported.
-
-    Example:
-        >>> import torch
-        >>> from weightinit.lsuv import recurrent_preactivations
-        >>> lstm = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)
-        >>> [tuple(a.shape) for a in recurrent_preactivations(lstm, torch.randn(7, 2, 3))]
-        [(7, 2, 20), (7, 2, 20), (7, 2, 20), (7, 2, 20)]
-    """
-    if isinstance(x, PackedSequence):
-        raise TypeError("recurrent_preactivations: packed sequences are not supported; pad them")
-    if isinstance(module, nn.RNNCellBase):
-        h = hx[0] if isinstance(hx, tuple) else hx
-        return [
-            _gates(module, x, x.new_zeros(*x.shape[:-1], module.hidden_size) if h is None else h)
-        ]
-    batched = x.ndim == 3
-    x = (x.transpose(0, 1) if module.batch_first else x) if batched else x.unsqueeze(1)
-    layers, directions = module.num_layers, 2 if module.bidirectional else 1
-    lstm = module.mode == "LSTM"
-    if hx is None:
-        size = (layers * directions, x.shape[1])
-        h0 = x.new_zeros(*size, module.proj_size or module.hidden_size)
-        hx = (h0, x.new_zeros(*size, module.hidden_size)) if lstm else h0
-    elif not batched:
-        hx = tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1)
-    h0 = hx[0] if lstm else hx
-    suffixes = _suffixes(module)
-    result = []
-    for layer in range(layers):
-        block = slice(layer * directions, (layer + 1) * directions)
-        mine = suffixes[block]
-        state = tuple(h[block] for h in hx) if lstm else hx[block]
-        weights = [w for suffix in mine for w in _flat_weights(module, suffix)]
-        out = _KERNELS[module.mode](
-            x, state, weights, module.bias, 1, 0.0, False, directions == 2, False
-        )[0]
-        size = out.shape[-1] // directions
-        for d, suffix in enumerate(mine):
-            h = out[..., d * size : (d + 1) * size]
-            first = h0[layer * directions + d].unsqueeze(0)
-            previous = torch.cat([first, h[:-1]]) if d == 0 else torch.cat([h[1:], first])
-            result.append(_gates(module, x, previous, suffix))
-        x = out
-    return result if batched else [a.squeeze(1) for a in result]
+)

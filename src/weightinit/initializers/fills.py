@@ -14,8 +14,8 @@ from typing import Literal
 import torch
 
 from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
-from weightinit.layout import Layout, LayoutLike, geometry
-from weightinit.registry import register
+from weightinit.initializers.catalog import register
+from weightinit.initializers.layout import Layout, LayoutLike, geometry
 
 __all__ = [
     "block_constant_",

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+__all__ = ["figure", "page", "save_png"]
+
 if TYPE_CHECKING:  # pragma: no cover
-    from weightinit.diagnostics import Report
+    from weightinit.diagnostics.report import Report
 
 
 def _pyplot():

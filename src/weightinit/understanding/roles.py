@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from weightinit.knowledge import Roles, describe
+from weightinit.understanding.knowledge import Roles, describe
 
 __all__ = ["ROLES", "TransformerRole", "check_roles", "transformer_roles"]
 

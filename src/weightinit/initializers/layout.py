@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
@@ -22,7 +23,7 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-__all__ = ["Geometry", "Layout", "LayoutLike", "fans", "geometry"]
+__all__ = ["Geometry", "Layout", "LayoutLike", "fans", "geometry", "resolve_owner_layouts"]
 
 
 def _axes(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, ...]:
@@ -145,6 +146,17 @@ class Geometry:
         return blocks.reshape(permuted).permute(inverse).reshape(self.shape)
 
 
+# (module, "param_name") -> Layout: the model-understanding layer registers its resolver here
+# (weightinit.understanding.knowledge.layout_for), so tensor math never imports upward
+_owner_layouts: Callable[[object, str], Layout] | None = None
+
+
+def resolve_owner_layouts(resolver: Callable[[object, str], Layout]) -> None:
+    """Let ``layout=(module, "param_name")`` resolve through ``resolver``."""
+    global _owner_layouts
+    _owner_layouts = resolver
+
+
 def _as_layout(layout: LayoutLike, ndim: int) -> Layout:
     if layout is None:
         if ndim < 2:
@@ -157,18 +169,21 @@ def _as_layout(layout: LayoutLike, ndim: int) -> Layout:
     if isinstance(layout, Layout):
         return layout
     if isinstance(layout, tuple) and len(layout) == 2 and isinstance(layout[1], str):
-        from weightinit.knowledge import layout_for
-
-        return layout_for(*layout)
+        if _owner_layouts is None:
+            raise TypeError(
+                "`layout=(module, 'param_name')` needs the module knowledge, which registers "
+                "itself when weightinit is imported: import weightinit"
+            )
+        return _owner_layouts(*layout)
     raise TypeError(
         f"`layout` must be a weightinit.Layout, a (module, 'param_name') pair or None, "
         f"got {type(layout).__name__}"
     )
 
 
-def geometry(tensor: torch.Tensor, layout: LayoutLike = None) -> Geometry:
-    """Resolve ``layout`` against ``tensor``'s shape, checking that they fit together."""
-    shape = tuple(tensor.shape)
+def geometry(tensor: torch.Tensor | tuple[int, ...], layout: LayoutLike = None) -> Geometry:
+    """Resolve ``layout`` against ``tensor``'s shape (or a shape), checking that they fit."""
+    shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else tuple(tensor)
     return _resolve(shape, _as_layout(layout, len(shape)))
 
 
@@ -232,8 +247,8 @@ def _resolve(shape: tuple[int, ...], lay: Layout) -> Geometry:
     )
 
 
-def fans(tensor: torch.Tensor, layout: LayoutLike = None) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of ``tensor`` under ``layout``.
+def fans(tensor: torch.Tensor | tuple[int, ...], layout: LayoutLike = None) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of ``tensor`` (or of a shape) under ``layout``.
 
     fan_in = (input units per block) x (receptive field size),
     fan_out = (output units per block) x (receptive field size), where a block is one group of a

@@ -35,6 +35,7 @@ The plan records the predicted output (mean, std) of every weighted layer;
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Callable
@@ -46,14 +47,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weightinit.activations import moments
-from weightinit.fills import capture
-from weightinit.graph import Graph, Node, _classify, leaves, map_tensors
-from weightinit.knowledge import describe
-from weightinit.layout import Layout
-from weightinit.registry import get
-from weightinit.schemes import Choice, Options
-from weightinit.structured import orthogonal_
+from weightinit.initializers.activations import moments
+from weightinit.initializers.catalog import get
+from weightinit.initializers.fills import capture
+from weightinit.initializers.layout import Layout
+from weightinit.initializers.structured import orthogonal_
+from weightinit.plans.plan import Plan
+from weightinit.scheme.classic import HE, classic
+from weightinit.scheme.lsuv import lsuv_plan
+from weightinit.scheme.protocol import EXAMPLE_INPUT, Choice, Options, Scheme, Survey
+from weightinit.scheme.registry import register_scheme
+from weightinit.understanding.graph import Graph, Node, _classify, leaves, map_tensors
+from weightinit.understanding.knowledge import Roles, describe
 
 __all__ = [
     "AutoOptions", "Prediction", "Signal", "batch_first", "gaussian_like", "input_statistics",
@@ -103,52 +108,48 @@ class AutoOptions:
     """Options of the "auto" scheme.
 
     target_var: the variance every weighted layer's output gets (pre-activations; for
-    recurrent layers, the gates' pre-activations). distribution: "truncated_normal" (default),
-    "normal", "uniform" or "orthogonal". input_mean / input_std: the input's statistics
-    (default: measured on ``example_input``). stabilize: after the analytic plan, one
-    calibration sweep on a Gaussian batch with the input's shape and statistics (no data
-    needed) corrects what the drawn weights deviate from their expected scale; see
-    :func:`gaussian_like`. With ``data=`` the sweep runs on the data instead.
+    recurrent layers, the gates' pre-activations); or target_std, not both.
+    distribution: "truncated_normal" (default), "normal", "uniform" or "orthogonal".
+    input_mean / input_std: the input's statistics (default: measured on
+    ``example_input``). stabilize: after the analytic plan, one calibration sweep on a
+    Gaussian batch with the input's shape and statistics (no data needed) corrects what the
+    drawn weights deviate from their expected scale; see :func:`gaussian_like`. With
+    ``data=`` the sweep runs on the data instead.
     """
 
-    target_var: float = 1.0
-    distribution: str = "truncated_normal"
+    target_var: float | None = None
+    target_std: float | None = None
+    distribution: str | None = None
     input_mean: float | None = None
     input_std: float | None = None
     stabilize: bool = True
 
-    @classmethod
-    def pop(cls, options: dict[str, Any]) -> AutoOptions:
-        """Take the auto options out of ``options`` (the rest are the shared scheme options)."""
-        target_std = options.pop("target_std", None)
-        target_var = options.pop("target_var", None)
-        if target_std is not None and target_var is not None:
-            raise ValueError("auto: pass `target_std` or `target_var`, not both")
-        if target_std is not None:
-            target_var = float(target_std) ** 2
-        made = cls(
-            target_var=1.0 if target_var is None else float(target_var),
-            distribution=options.pop("distribution", None) or "truncated_normal",
-            input_mean=options.pop("input_mean", None),
-            input_std=options.pop("input_std", None),
-            stabilize=bool(options.pop("stabilize", True)),
-        )
-        if not (math.isfinite(made.target_var) and made.target_var > 0):
-            raise ValueError(f"auto: `target_var` must be finite and > 0, got {made.target_var}")
+    def __post_init__(self) -> None:
+        if self.target_std is not None and self.target_var is not None:
+            raise ValueError("pass option `target_std` or `target_var`, not both")
+        var = self.target_var
+        if self.target_std is not None:
+            var = float(self.target_std) ** 2
+        var = 1.0 if var is None else float(var)
+        if not (math.isfinite(var) and var > 0):
+            raise ValueError(f"option `target_var` must be finite and > 0, got {var}")
         allowed = ("truncated_normal", "normal", "uniform", "orthogonal")
-        if made.distribution not in allowed:
+        distribution = self.distribution or "truncated_normal"
+        if distribution not in allowed:
             raise ValueError(
-                f"auto: option `distribution` must be one of {', '.join(map(repr, allowed))}, "
-                f"got {made.distribution!r}"
+                f"option `distribution` must be one of {', '.join(map(repr, allowed))}, "
+                f"got {distribution!r}"
             )
-        if made.input_std is not None and not made.input_std > 0:
-            raise ValueError(f"auto: `input_std` must be > 0, got {made.input_std}")
-        if options.get("relu_bias") is not None:
-            raise ValueError(
-                "auto: `relu_bias` is not an option of 'auto' (it sets every scale from the "
-                "signal, biases at `bias`); use rules={'*.bias': ('constant', {'val': 0.01})}"
-            )
-        return made
+        if self.input_std is not None and not self.input_std > 0:
+            raise ValueError(f"option `input_std` must be > 0, got {self.input_std}")
+        object.__setattr__(self, "target_var", var)
+        object.__setattr__(self, "target_std", None)  # one of the two, as a variance
+        object.__setattr__(self, "distribution", distribution)
+        object.__setattr__(self, "stabilize", bool(self.stabilize))
+
+    def recorded(self) -> dict[str, Any]:
+        """What the plan records: every option, the target as a variance."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "target_std"}
 
 
 @dataclass
@@ -853,7 +854,7 @@ def _maximum(x: Signal | None, k: int) -> Signal | None:
     quadrature on the same panels as the activation moments."""
     if x is None or k <= 1 or x.var <= 0:
         return x
-    from weightinit.activations import quadrature_nodes
+    from weightinit.initializers.activations import quadrature_nodes
 
     z, w = quadrature_nodes(0.0, 1.0)
     cdf = 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
@@ -931,3 +932,57 @@ def propagate(
     if graph.method != "execution":
         raise ValueError("auto: needs an execution trace (pass example_input)")
     return _Propagation(model, graph, example_input, auto, options, fixed).run()
+
+
+# --- the "auto" scheme ----------------------------------------------------------------------
+
+_HE = classic(HE)  # for what the traced forward pass does not reach
+
+
+def _survey(s: Survey) -> dict[str, Choice]:
+    """Propagate the signal through the traced forward pass; choose every weight it reaches
+    from its input's moments, the rest as "he" does."""
+    if s.options.relu_bias is not None:
+        raise ValueError(
+            "`relu_bias` is not an option of 'auto' (it sets every scale from the signal, "
+            "biases at `bias`); use rules={'*.bias': ('constant', {'val': 0.01})}"
+        )
+    analysis = propagate(s.model, s.graph, s.example_input, s.extra, s.options, s.settled.get)
+    s.predictions.extend(dataclasses.asdict(p) for p in analysis.predictions)
+    choices = {}
+    for p in s.params:
+        choice = analysis.choices.get(p.plain)
+        if choice is None:
+            choice = _HE(p, s.options)
+            if p.role in (Roles.WEIGHT, Roles.RECURRENT):
+                reason = f"not reached by the traced forward pass: {choice.reason}"
+                choice = Choice(choice.init, choice.args, reason)
+        choices[p.name] = choice
+    return choices
+
+
+def _calibrate(plan: Plan, s: Survey) -> Plan:
+    """One stabilizing sweep (see :func:`gaussian_like`): on ``data``, or on a Gaussian
+    stand-in for the input (data-free)."""
+    auto = s.extra
+    if s.data is None and not auto.stabilize:
+        return plan
+    samples = STABILIZING_SAMPLES if batch_first(s.model) else None
+    batch = s.data if s.data is not None else gaussian_like(s.example_input, auto, samples)
+    seed = 0 if s.seed is None else s.seed
+    return lsuv_plan(s.model, plan, batch, seed=seed, max_iter=1, target_var=auto.target_var)[0]
+
+
+register_scheme(
+    Scheme(
+        "auto",
+        "analytic signal propagation (after AutoInit, Bingham & Miikkulainen 2023): every "
+        "layer's output at unit variance from its input's moments, then one stabilizing sweep; "
+        "needs example_input=batch",
+        None,  # the survey chooses every parameter
+        needs={EXAMPLE_INPUT: "propagates the signal through an actual forward pass"},
+        survey=_survey,
+        calibrate=_calibrate,
+        extra=AutoOptions,
+    )
+)

@@ -28,13 +28,13 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
 
-from weightinit import figures
 from weightinit._table import format_table
-from weightinit.graph import followers, trace
-from weightinit.knowledge import Roles, describe
-from weightinit.lsuv import recurrent_preactivations
-from weightinit.model import init
-from weightinit.plan import Plan, unwrap
+from weightinit.diagnostics import figures
+from weightinit.planner import init
+from weightinit.plans.plan import Plan
+from weightinit.understanding.graph import followers, trace
+from weightinit.understanding.knowledge import Roles, describe, unwrap
+from weightinit.understanding.recurrent import recurrent_preactivations
 
 __all__ = [
     "Comparison",

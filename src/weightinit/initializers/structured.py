@@ -1,6 +1,6 @@
 """Structured initializers: orthogonal, delta-orthogonal, identity, sparse, looks-linear, unitary.
 
-Each works on the block form of the tensor (see :mod:`weightinit.layout`): one
+Each works on the block form of the tensor (see :mod:`weightinit.initializers.layout`): one
 ``(n_out, n_in, *receptive)`` matrix per group and per stacked gate or projection, so an LSTM's
 recurrent weight gets four orthogonal gate matrices and a grouped conv one per group.
 """
@@ -12,9 +12,9 @@ import math
 import torch
 
 from weightinit._checks import check_tensor, finite, nothing_to_fill, positive
-from weightinit.fills import report_std
-from weightinit.layout import Geometry, LayoutLike, geometry
-from weightinit.registry import register
+from weightinit.initializers.catalog import register
+from weightinit.initializers.fills import report_std
+from weightinit.initializers.layout import Geometry, LayoutLike, geometry
 
 __all__ = [
     "delta_orthogonal_",
@@ -420,7 +420,7 @@ def zer0_(
 
     Example:
         >>> import torch
-        >>> from weightinit.structured import zer0_
+        >>> from weightinit.initializers.structured import zer0_
         >>> (zer0_(torch.empty(4, 2)) * 2**0.5).round().tolist()  # c = 2^(-1/2), m = 2
         [[1.0, 1.0], [1.0, -1.0], [1.0, 1.0], [1.0, -1.0]]
         >>> zer0_(torch.empty(2, 3)).tolist()

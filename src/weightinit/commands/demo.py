@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightinit import zoo
-from weightinit.diagnostics import Comparison, diagnose
-from weightinit.figures import page
-from weightinit.model import init
-from weightinit.plan import Plan
+from weightinit.diagnostics.figures import page
+from weightinit.diagnostics.report import Comparison, diagnose
+from weightinit.planner import init
+from weightinit.plans.plan import Plan
 
 __all__ = ["SCHEMES", "initialize", "load_mnist1d", "mlp", "run", "tensors", "train"]
 

@@ -1,0 +1,1 @@
+"""The command line (``weightinit list|schemes|plan|diagnose|demo``) and the demo."""

@@ -1,0 +1,249 @@
+"""Whole models: ``plan`` runs a scheme's stages (settle, survey, choose, calibrate) and names no
+scheme; ``calibrate`` runs the last stage later, on a materialized model; ``init`` and ``apply``
+plan and write in one call."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightinit.plans.plan import Plan
+from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT, GRAPH, Scheme, Survey
+from weightinit.scheme.registry import get_scheme
+from weightinit.scheme.settle import RuleKey, RuleValue, check_rules, norm_scale, row, settle
+from weightinit.understanding.graph import Graph, followers, trace
+from weightinit.understanding.knowledge import unwrap
+
+__all__ = ["apply", "calibrate", "init", "plan"]
+
+
+def plan(
+    model: nn.Module,
+    scheme: str | Scheme = "he",
+    *,
+    example_input: Any = None,
+    rules: Mapping[RuleKey, RuleValue] | None = None,
+    skip: Iterable[str] = (),
+    strict: bool = False,
+    include_frozen: bool = False,
+    data: Any = None,
+    seed: int | None = None,
+    **options: Any,
+) -> Plan:
+    """What ``scheme`` would write to every parameter of ``model``, and why. Writes nothing.
+
+    One row per parameter (tied parameters once): its role (weight, bias, recurrent weight,
+    gate bias, embedding, norm scale/shift, ...), fans, initializer and arguments, resulting
+    std, and the reason, e.g. "followed by tanh: gain 1.593". Activation-aware schemes ("he",
+    "orthogonal") trace the model to find the activation after each layer: with torch.fx, or
+    by running ``example_input`` (else ``data``) through it (needed when the forward has
+    Python control flow).
+
+    Every scheme runs the same stages (:mod:`weightinit.scheme.protocol`): settle (rules,
+    skip, frozen, tied, unknown), survey (the whole model), choose (each parameter), calibrate
+    (on data). A scheme that calibrates on data ("lsuv") and gets none gives its analytic
+    plan, which :func:`calibrate` completes once the model is materialized.
+
+    Args:
+        scheme: a name from :func:`weightinit.schemes` (any case, aliases), or a
+            :class:`~weightinit.Scheme`.
+        rules: per-parameter overrides, by name glob (``"*.head.weight"``) or module type,
+            to an initializer name or a ``(name, kwargs)`` pair; also how parameters of
+            modules weightinit does not know get initialized.
+        skip: name globs of parameters to leave untouched.
+        strict: raise instead of warning when a parameter has no rule and no known module.
+        include_frozen: also initialize parameters with ``requires_grad=False``.
+        data: a batch for data-dependent schemes ("lsuv", and "auto"'s sweep).
+        seed: recorded as the default seed of :meth:`Plan.apply`; data-dependent schemes draw
+            their pre-initialization with it (default 0) and their plans only apply with it.
+        **options: scheme options, see :class:`weightinit.scheme.protocol.Options`
+            (``distribution``, ``mode``, ``bias``, ``relu_bias``, ``forget_bias``,
+            ``recurrent``, ``embedding_std``, ``norm_scale``) and each scheme's own.
+
+    Example:
+        >>> import torch, weightinit
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+        >>> p = weightinit.plan(net, "he")
+        >>> p["0.weight"].reason
+        'followed by tanh: gain 1.593; He: Var = gain^2 / fan'
+    """
+    chosen = get_scheme(scheme)
+    opts, extra, recorded = chosen.take(options)
+    if seed is not None:
+        recorded["seed"] = seed
+    rules = check_rules(rules)
+    skip = [skip] if isinstance(skip, str) else list(skip)
+    model = unwrap(model)
+    needs = chosen.needs_for(opts, extra)
+    if EXAMPLE_INPUT in needs and example_input is None:
+        if data is None:
+            raise ValueError(
+                f"plan: scheme {chosen.name!r} {needs[EXAMPLE_INPUT]}: pass "
+                "example_input=batch (or data=batch)"
+            )
+        example_input = data
+    graph = _trace(model, example_input, data) if GRAPH in needs or EXAMPLE_INPUT in needs else None
+
+    settled = settle(
+        model,
+        rules=rules,
+        skip=skip,
+        include_frozen=include_frozen,
+        followers=followers(graph) if graph is not None else {},
+        own_fans=chosen.own_fans,
+    )
+    survey = Survey(
+        model, graph, opts, extra, settled.params, example_input,
+        settled=settled.moments, data=data, seed=seed,
+    )  # fmt: skip
+    surveyed = chosen.survey(survey) if chosen.survey is not None else {}
+    rows = settled.rows
+    for pending in settled.pending:
+        p, param, layout = pending.param, pending.tensor, pending.layout
+        choice = surveyed.get(p.name)
+        if choice is None:
+            if chosen.choose is None:
+                raise ValueError(
+                    f"plan: scheme {chosen.name!r} chose nothing for {p.name!r} and has no "
+                    "choose stage"
+                )
+            choice = chosen.choose(p, opts)
+        if p.info.norm_of is not None:
+            choice, layout = norm_scale(choice, p.info, param, layout)
+        rows[pending.index] = row(p.name, pending.module, p.role, choice, param, layout, p.info)
+    _report_unknown(settled.unknown, strict)
+    made = Plan(
+        chosen.name,
+        rows,
+        options=recorded,
+        graph=graph.method if graph is not None else "",
+        notes=survey.notes,
+        predictions=survey.predictions,
+    )
+    if chosen.calibrate is None:
+        return made
+    return chosen.calibrate(made, survey)
+
+
+def _trace(model: nn.Module, example_input: Any, data: Any) -> Graph:
+    """The model's graph: on ``example_input``; else torch.fx, falling back to a forward pass
+    on ``data`` when fx cannot trace the model (Python control flow)."""
+    if example_input is not None or data is None:
+        return trace(model, example_input)
+    try:
+        return trace(model)
+    except ValueError:
+        return trace(model, data)
+
+
+def _report_unknown(unknown: list[str], strict: bool) -> None:
+    if not unknown:
+        return
+    message = (
+        f"weightinit does not know the module of {len(unknown)} parameter(s) and no rule "
+        f"covers them, so they are left as they are: {', '.join(unknown)}. Add rules="
+        "{'name_glob': 'initializer'} for them"
+    )
+    if strict:
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=3)
+
+
+def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: Any = None) -> Plan:
+    """Run the calibrate stage of ``plan``'s scheme on ``model`` (materialized), on ``data``.
+
+    ``plan(model, "lsuv")`` without data gives the analytic plan (on the meta device too); this
+    completes it once the model has storage, e.g. after ``model.to_empty(device=...)``. The
+    plan's own options (its scheme's settings, the seed) are used. Returns the calibrated plan;
+    a plan whose scheme does not calibrate is returned as it is.
+
+    Example:
+        >>> import torch, weightinit as wi
+        >>> with torch.device("meta"):
+        ...     net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
+        >>> p = wi.plan(net, "lsuv", seed=0)       # analytic: no data, no memory
+        >>> p.pending_calibration
+        True
+        >>> net = net.to_empty(device="cpu")
+        >>> batch = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
+        >>> p = wi.calibrate(p, net, data=batch)
+        >>> _ = p.apply(net)
+        >>> round(net[:1](batch).std().item(), 3), round(net(batch).std().item(), 3)
+        (1.0, 1.0)
+    """
+    chosen = get_scheme(plan.scheme)
+    if chosen.calibrate is None:
+        return plan
+    options = {k: v for k, v in plan.options.items() if k != "seed"}
+    opts, extra, _ = chosen.take(options)
+    model = unwrap(model)
+    needs = chosen.needs_for(opts, extra)
+    if DATA in needs and data is None:
+        raise ValueError(f"calibrate: scheme {plan.scheme!r} {needs[DATA]}: pass data=batch")
+    params = dict(model.named_parameters(remove_duplicate=False))
+    meta = [r.name for r in plan.rows if r.init != "skip" and params.get(r.name) is not None
+            and params[r.name].is_meta]  # fmt: skip
+    if meta:
+        raise ValueError(
+            f"calibrate: {meta[0]!r} is on the meta device and has no storage; materialize the "
+            "model first, e.g. model.to_empty(device='cpu'), then calibrate the plan"
+        )
+    survey = Survey(
+        model, None, opts, extra, [], example_input if example_input is not None else data,
+        data=data, seed=plan.options.get("seed"),
+    )  # fmt: skip
+    return chosen.calibrate(plan, survey)
+
+
+def init(
+    model: nn.Module,
+    scheme: str | Scheme = "he",
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    atomic: bool = True,
+    **kw: Any,
+) -> Plan:
+    """Plan and apply in one call; returns the plan (print it to see what was done).
+
+    ``seed``, ``generator`` and ``atomic`` go to :meth:`Plan.apply`, the rest to :func:`plan`.
+
+    Example:
+        >>> import torch, weightinit
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        >>> p = weightinit.init(net, "he", seed=0)
+        >>> p["0.weight"].init, round(p["0.weight"].std, 4)
+        ('variance_scaling', 0.5)
+    """
+    if seed is not None and generator is not None:
+        raise ValueError("init: pass `seed` or `generator`, not both")
+    made = plan(model, scheme, seed=seed, **kw)
+    return made.apply(model, generator=generator, atomic=atomic)
+
+
+def apply(model: nn.Module, **kw: Any) -> Plan:
+    """The one-call entry point: the best scheme weightinit has for what it is given.
+
+    - With ``example_input=`` (or ``data=``): "auto", the signal propagated through the traced
+      model and every weighted layer set to unit output variance, stabilized with one sweep
+      (on ``data`` when given, else on Gaussian input with the input's statistics).
+    - With neither: activation-aware "he" (each weight scaled by the gain of the activation
+      after its layer, recurrent weights orthogonal, LSTM forget bias 1), which needs no input.
+
+    Takes the arguments of :func:`plan` and :func:`init`; ``scheme=`` overrides the choice.
+
+    Example:
+        >>> import torch, weightinit
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.SELU(), torch.nn.Linear(16, 1))
+        >>> weightinit.apply(net, seed=0)["0.weight"].reason
+        'followed by selu: gain 1; He: Var = gain^2 / fan'
+        >>> x = 3 * torch.randn(256, 8) + 1
+        >>> weightinit.apply(net, example_input=x, seed=0).scheme
+        'auto'
+    """
+    given = kw.get("example_input") is not None or kw.get("data") is not None
+    return init(model, kw.pop("scheme", "auto" if given else "he"), **kw)

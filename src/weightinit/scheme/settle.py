@@ -1,0 +1,233 @@
+"""The shared stages around a scheme's choices: *settle* (which parameters are not the scheme's
+to choose: user rules, ``skip=``, frozen, tied and unknown ones) and the row every choice
+becomes (fans, std and bound from the initializer's :class:`~weightinit.initializers.fills.Draw`,
+the padding row, weight_norm's g).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightinit.initializers.catalog import get
+from weightinit.initializers.fills import capture
+from weightinit.initializers.layout import Layout
+from weightinit.plans.plan import SKIP, Row, row_fans
+from weightinit.scheme.protocol import Choice, Param
+from weightinit.understanding.graph import Follower
+from weightinit.understanding.knowledge import ParamInfo, describe, owner_of, parametrized
+
+__all__ = [
+    "Pending",
+    "RuleKey",
+    "RuleValue",
+    "Settled",
+    "check_rules",
+    "norm_scale",
+    "row",
+    "settle",
+]
+
+RuleKey = str | type
+RuleValue = str | tuple[str, Mapping[str, Any]]
+
+
+def _rule_choice(value: RuleValue, key: RuleKey) -> Choice:
+    label = key if isinstance(key, str) else key.__name__
+    if isinstance(value, str):
+        name, args = value, {}
+    elif isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        name, args = value[0], dict(value[1])
+    else:
+        raise TypeError(
+            f"rules[{label!r}]: a rule is an initializer name ('zeros') or a (name, kwargs) "
+            f"pair (('normal', {{'std': 0.02}})), got {value!r}"
+        )
+    try:
+        get(name)
+    except ValueError as err:
+        raise ValueError(f"rules[{label!r}]: {err}") from None
+    return Choice(name, args, f"rule {label!r}")
+
+
+def check_rules(rules: Mapping[RuleKey, RuleValue] | None) -> dict[RuleKey, RuleValue]:
+    """``rules=`` validated: keys are name globs or module types, values initializers."""
+    rules = dict(rules or {})
+    for key, value in rules.items():
+        if not isinstance(key, (str, type)):
+            raise TypeError(f"rules: keys are name globs or module types, got {key!r}")
+        _rule_choice(value, key)
+    return rules
+
+
+def _match_rule(rules: Mapping[RuleKey, RuleValue], name: str, owner: nn.Module):
+    for key, value in rules.items():
+        if isinstance(key, str) and fnmatch.fnmatchcase(name, key):
+            return _rule_choice(value, key)
+        if isinstance(key, type) and isinstance(owner, key):
+            return _rule_choice(value, key)
+    return None
+
+
+def _follower(table: dict[str, Follower], name: str) -> Follower | None:
+    """The follower of the innermost traced module holding parameter ``name``."""
+    path = name.split(".")[:-1]
+    while path:
+        found = table.get(".".join(path))
+        if found is not None:
+            return found
+        path.pop()
+    return table.get("")  # the model itself is the layer
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A parameter the scheme chooses for: its row's index, description, tensor, the layout
+    its row uses (None: torch's fans) and its module's class name."""
+
+    index: int
+    param: Param
+    tensor: torch.Tensor
+    layout: Layout | None
+    module: str
+
+
+@dataclass
+class Settled:
+    """The outcome of *settle*: the rows so far (None where the scheme chooses), the
+    parameters it chooses for (with their row index and tensor), the moments of the values
+    it does not choose (plain name -> (mean, E[x^2])), and parameters nobody knows."""
+
+    rows: list[Row | None] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
+    moments: dict[str, tuple[float, float]] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+
+    @property
+    def params(self) -> list[Param]:
+        return [pending.param for pending in self.pending]
+
+
+def settle(
+    model: nn.Module,
+    *,
+    rules: Mapping[RuleKey, RuleValue],
+    skip: Iterable[str],
+    include_frozen: bool,
+    followers: dict[str, Follower],
+    own_fans: bool,
+) -> Settled:
+    """The shared first stage of every scheme: tied parameters once, then ``skip=`` globs,
+    frozen parameters, parameters of unknown modules with no rule, and user rules get their
+    rows; every other parameter is described for the scheme to choose."""
+    out = Settled()
+    seen: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        found = parametrized(model, name)
+        owner, leaf = (found[0], found[1]) if found else owner_of(model, name)
+        plain = name.rsplit("parametrizations.", 1)[0] + leaf if found else name
+        module = type(owner).__name__
+        if id(param) in seen:
+            reason = f"tied to {seen[id(param)]}: skipped"
+            out.rows.append(Row(name, module, "tied", SKIP, reason=reason))
+            continue
+        seen[id(param)] = name
+        pattern = next((s for s in skip if fnmatch.fnmatchcase(name, s)), None)
+        kept = None
+        if pattern is not None:
+            kept = Row(name, module, "-", SKIP, reason=f"matches skip {pattern!r}")
+        elif not param.requires_grad and not include_frozen:
+            kept = Row(name, module, "-", SKIP, reason="frozen (requires_grad=False)")
+        if kept is not None:
+            out.rows.append(kept)
+            out.moments[plain] = _moments_of(param)
+            continue
+        info = describe(model, name)
+        choice = _match_rule(rules, name, owner)
+        if choice is None and info is None:
+            out.unknown.append(name)
+            out.rows.append(Row(name, module, "unknown", SKIP, reason="unknown module, no rule"))
+            out.moments[plain] = _moments_of(param)
+            continue
+        layout = info.layout if info is not None and own_fans else None
+        if choice is not None:
+            role = info.role if info else "custom"
+            made = row(name, module, role, choice, param, layout, info)
+            out.moments[plain] = (0.0, (made.std or 0.0) ** 2)  # zero-mean draws
+            if choice.init in ("constant", "ones", "zeros"):
+                value = {"ones": 1.0, "zeros": 0.0}.get(choice.init, choice.args.get("val"))
+                out.moments[plain] = (float(value), float(value) ** 2)
+            out.rows.append(made)
+            continue
+        shape, dtype = info.norm_of or (tuple(param.shape), param.dtype)
+        described = Param(
+            name=name,
+            plain=plain,
+            leaf=leaf,
+            module=plain.rsplit(".", 1)[0] if "." in plain else "",
+            kind=info.kind,
+            shape=shape,
+            dtype=str(dtype).removeprefix("torch."),
+            info=info,
+            follower=_follower(followers, plain),
+        )
+        out.pending.append(Pending(len(out.rows), described, param, layout, module))
+        out.rows.append(None)
+    return out
+
+
+def _moments_of(param: torch.Tensor) -> tuple[float, float]:
+    """(mean, E[x^2]) of a parameter's current values (meta tensors: unknown, taken as 0, 1)."""
+    if param.is_meta or not param.numel():
+        return 0.0, 1.0
+    t = param.detach().double()
+    return float(t.mean()), float((t * t).mean())
+
+
+def row(
+    name: str,
+    module: str,
+    role: str,
+    choice: Choice,
+    param: torch.Tensor,
+    layout: Layout | None,
+    info: ParamInfo | None,
+) -> Row:
+    """The plan row of ``choice`` for ``param``: fans, std and bound from the initializer's
+    draw, the padding row kept at 0."""
+    fan_in, fan_out = row_fans(param, layout)
+    draw = capture(get(choice.init), param.shape, param.dtype, choice.args, layout)
+    std, bound = (draw.std, draw.bound) if draw is not None else (None, None)
+    padding = [info.padding_idx] if info is not None and info.padding_idx is not None else []
+    reason = choice.reason + ("; padding row stays 0" if padding else "")
+    return Row(
+        name,
+        module,
+        role,
+        choice.init,
+        dict(choice.args),
+        reason,
+        fan_in,
+        fan_out,
+        std,
+        bound,
+        layout,
+        padding,
+    )
+
+
+def norm_scale(choice: Choice, info: ParamInfo, param: torch.Tensor, layout: Layout | None):
+    """A scheme's choice for weight_norm's g (``info.norm_of``), made for the weight it
+    normalizes, as (choice, layout) for g itself: the root mean square norm of each output's
+    weights under the choice, so that g v / |v| starts at the scale the scheme chose."""
+    shape, dtype = info.norm_of
+    draw = capture(get(choice.init), shape, dtype, choice.args, layout)
+    value = (draw.std if draw else 1.0) * math.sqrt(math.prod(shape) / max(param.numel(), 1))
+    reason = f"weight_norm g: the RMS norm of each output's weights under {choice.init}"
+    return Choice("constant", {"val": value}, reason), None
