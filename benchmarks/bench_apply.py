@@ -79,7 +79,7 @@ def main() -> None:
     model = small_layers(n_small)
     gen = torch.Generator().manual_seed(0)
     plan = wi.plan(model, "he")  # followed by the next Linear: gain 1, zero biases
-    t_plan_small = best_of(lambda: wi.plan(model, "he"), 1)
+    t_plan_small = best_of(lambda: wi.plan(model, "he"), repeats)
     theirs = best_of(lambda: torch_loop(model, gen), repeats)
     in_place = best_of(lambda: plan.apply(model, generator=gen, atomic=False), repeats)
     atomic = best_of(lambda: plan.apply(model, generator=gen), repeats)
@@ -112,7 +112,7 @@ def main() -> None:
         f"| (c) plan on the meta stack ({params / 1e9:.2f}B params) | {t_meta:.3f} | - | - | < 2 s |"
     )
     print(
-        f"\nplan of (a) (fx trace included): {t_plan_small:.2f} s. Resident memory: "
+        f"\nplan of (a) (fx trace included, median of {repeats}): {t_plan_small:.3f} s. Resident memory: "
         f"{rss_before:.0f} MiB before building and planning the meta stack, {rss_after:.0f} MiB "
         f"after (its parameters would take {params * 4 / 2**20:.0f} MiB)"
     )

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import weightinit as wi
-from weightinit.scheme.lsuv import lsuv_plan
+from weightinit.frontends.torch.calibration import lsuv_plan
 from weightinit.understanding.recurrent import recurrent_preactivations
 
 FORWARDS = {"count": 0}

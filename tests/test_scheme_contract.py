@@ -242,3 +242,11 @@ def test_scheme_names_are_looked_up_like_initializer_names():
         wi.register_scheme("he")
     with pytest.raises(ValueError, match="give it a choose or a survey"):
         wi.Scheme("empty", "", None)
+
+
+def test_a_model_of_no_known_framework_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"^plan: `model` must be a torch.nn.Module, got dict"):
+        wi.plan({"weight": torch.ones(2, 2)}, "he")
+    plan = wi.plan(nn.Linear(2, 2), "lsuv")
+    with pytest.raises(TypeError, match=r"^calibrate: `model` must be a torch.nn.Module"):
+        wi.calibrate(plan, [torch.ones(2)], data=torch.ones(4, 2))

@@ -11,12 +11,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from weightinit.frontends import frontend_for
+from weightinit.frontends.torch.settle import RuleKey, RuleValue
 from weightinit.plans.plan import Plan
-from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT, GRAPH, Scheme, Survey
+from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT, GRAPH, Choice, Param, Scheme, Survey
 from weightinit.scheme.registry import get_scheme
-from weightinit.scheme.settle import RuleKey, RuleValue, check_rules, norm_scale, row, settle
-from weightinit.understanding.graph import Graph, followers, trace
-from weightinit.understanding.knowledge import unwrap
 
 __all__ = ["apply", "calibrate", "init", "plan"]
 
@@ -72,12 +71,13 @@ def plan(
         'followed by tanh: gain 1.593; He: Var = gain^2 / fan'
     """
     chosen = get_scheme(scheme)
+    frontend = frontend_for(model, "plan")
     opts, extra, recorded = chosen.take(options)
     if seed is not None:
         recorded["seed"] = seed
-    rules = check_rules(rules)
+    rules = frontend.check_rules(rules)
     skip = [skip] if isinstance(skip, str) else list(skip)
-    model = unwrap(model)
+    model = frontend.unwrap(model)
     needs = chosen.needs_for(opts, extra)
     if EXAMPLE_INPUT in needs and example_input is None:
         if data is None:
@@ -86,35 +86,28 @@ def plan(
                 "example_input=batch (or data=batch)"
             )
         example_input = data
-    graph = _trace(model, example_input, data) if GRAPH in needs or EXAMPLE_INPUT in needs else None
+    traced = GRAPH in needs or EXAMPLE_INPUT in needs
+    graph = frontend.trace(model, example_input, data) if traced else None
 
-    settled = settle(
-        model,
-        rules=rules,
-        skip=skip,
-        include_frozen=include_frozen,
-        followers=followers(graph) if graph is not None else {},
+    settled = frontend.settle(
+        model, graph, rules=rules, skip=skip, include_frozen=include_frozen,
         own_fans=chosen.own_fans,
-    )
+    )  # fmt: skip
     survey = Survey(
         model, graph, opts, extra, settled.params, example_input,
-        settled=settled.moments, data=data, seed=seed,
+        settled=settled.moments, data=data, seed=seed, frontend=frontend,
     )  # fmt: skip
     surveyed = chosen.survey(survey) if chosen.survey is not None else {}
-    rows = settled.rows
-    for pending in settled.pending:
-        p, param, layout = pending.param, pending.tensor, pending.layout
+
+    def choose(p: Param) -> Choice:
         choice = surveyed.get(p.name)
-        if choice is None:
-            if chosen.choose is None:
-                raise ValueError(
-                    f"plan: scheme {chosen.name!r} chose nothing for {p.name!r} and has no "
-                    "choose stage"
-                )
-            choice = chosen.choose(p, opts)
-        if p.info.norm_of is not None:
-            choice, layout = norm_scale(choice, p.info, param, layout)
-        rows[pending.index] = row(p.name, pending.module, p.role, choice, param, layout, p.info)
+        if choice is None and chosen.choose is None:
+            raise ValueError(
+                f"plan: scheme {chosen.name!r} chose nothing for {p.name!r} and has no choose stage"
+            )
+        return choice if choice is not None else chosen.choose(p, opts)
+
+    rows = frontend.rows(settled, choose)
     _report_unknown(settled.unknown, strict)
     made = Plan(
         chosen.name,
@@ -127,17 +120,6 @@ def plan(
     if chosen.calibrate is None:
         return made
     return chosen.calibrate(made, survey)
-
-
-def _trace(model: nn.Module, example_input: Any, data: Any) -> Graph:
-    """The model's graph: on ``example_input``; else torch.fx, falling back to a forward pass
-    on ``data`` when fx cannot trace the model (Python control flow)."""
-    if example_input is not None or data is None:
-        return trace(model, example_input)
-    try:
-        return trace(model)
-    except ValueError:
-        return trace(model, data)
 
 
 def _report_unknown(unknown: list[str], strict: bool) -> None:
@@ -178,15 +160,13 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     chosen = get_scheme(plan.scheme)
     if chosen.calibrate is None:
         return plan
-    options = {k: v for k, v in plan.options.items() if k != "seed"}
-    opts, extra, _ = chosen.take(options)
-    model = unwrap(model)
+    frontend = frontend_for(model, "calibrate")
+    opts, extra, _ = chosen.take({k: v for k, v in plan.options.items() if k != "seed"})
+    model = frontend.unwrap(model)
     needs = chosen.needs_for(opts, extra)
     if DATA in needs and data is None:
         raise ValueError(f"calibrate: scheme {plan.scheme!r} {needs[DATA]}: pass data=batch")
-    params = dict(model.named_parameters(remove_duplicate=False))
-    meta = [r.name for r in plan.rows if r.init != "skip" and params.get(r.name) is not None
-            and params[r.name].is_meta]  # fmt: skip
+    meta = frontend.on_meta_device(plan, model)
     if meta:
         raise ValueError(
             f"calibrate: {meta[0]!r} is on the meta device and has no storage; materialize the "
@@ -194,7 +174,7 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
         )
     survey = Survey(
         model, None, opts, extra, [], example_input if example_input is not None else data,
-        data=data, seed=plan.options.get("seed"),
+        data=data, seed=plan.options.get("seed"), frontend=frontend,
     )  # fmt: skip
     return chosen.calibrate(plan, survey)
 

@@ -37,10 +37,10 @@ from weightinit.understanding.knowledge import Roles, describe, unwrap
 from weightinit.understanding.recurrent import recurrent_preactivations
 
 __all__ = [
+    "THRESHOLDS",
     "Comparison",
     "LayerStats",
     "Report",
-    "THRESHOLDS",
     "compare",
     "diagnose",
     "jacobian_singular_values",

@@ -3,7 +3,7 @@
 A scheme is a named policy that turns a model into a :class:`~weightinit.Plan`, in four stages
 that :func:`weightinit.plan` runs in order for every scheme alike:
 
-1. **settle** (shared by every scheme, :mod:`weightinit.scheme.settle`): user rules, ``skip=``,
+1. **settle** (shared by every scheme, :mod:`weightinit.frontends.torch.settle`): user rules, ``skip=``,
    frozen, tied and unknown parameters get their rows; the rest are the scheme's to choose.
 2. **survey** (optional): sees the whole model once, in a :class:`Survey`, and returns choices
    by parameter name: residual branches, depth, Transformer roles, a critical point, auto's
@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from weightinit.initializers.layout import Geometry, geometry
 from weightinit.understanding.graph import Follower, Graph
@@ -39,6 +39,7 @@ __all__ = [
     "EXAMPLE_INPUT",
     "GRAPH",
     "Choice",
+    "Frontend",
     "Options",
     "Param",
     "Scheme",
@@ -163,7 +164,7 @@ class Survey:
     parameters the scheme does not choose, by plain name. A survey writes what it established
     about the model (residual branches found, depth, a critical point) into ``notes`` and,
     when it predicts each layer's output, ``predictions``; the plan keeps both. ``data`` and
-    ``seed`` are what calibration runs on.
+    ``seed`` are what calibration runs on; ``frontend`` runs the model (:class:`Frontend`).
     """
 
     model: Any
@@ -177,6 +178,52 @@ class Survey:
     settled: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     data: Any = None
     seed: int | None = None
+    frontend: Frontend | None = None
+
+
+class Frontend(Protocol):
+    """Everything that touches the framework a model is written in (torch:
+    :class:`~weightinit.frontends.torch.TorchFrontend`). Schemes reach it through
+    ``Survey.frontend`` and never import a framework's model code; the planner uses the rest.
+
+    What schemes ask:
+
+    - ``propagate(survey)``: carry the signal's (mean, variance) through ``survey.graph`` (an
+      execution trace) from the example input, and choose the weights "auto" sets (an
+      :class:`~weightinit.scheme.auto.Analysis`), measuring ops it has no map for.
+    - ``stand_in(survey)``: a Gaussian batch with the example input's shape and statistics.
+    - ``calibrate(model, plan, data, seed=..., **settings)``: the plan with LSUV gains (and
+      shifts) measured by running ``data`` through the model (settings: ``target_std`` or
+      ``target_var``, ``tol``, ``max_iter``, ``center``, ``per_channel``).
+
+    What the planner asks: ``unwrap(model)`` (the user's model inside wrappers),
+    ``check_rules(rules)``, ``trace(model, example_input, data)`` (the graph),
+    ``settle(model, graph, rules=, skip=, include_frozen=, own_fans=)`` (the shared stage: rows
+    for what the scheme does not choose, a :class:`Param` for the rest),
+    ``rows(settled, choose)`` (every row) and ``on_meta_device(plan, model)``.
+    """
+
+    name: str
+
+    def propagate(self, s: Survey) -> Any: ...
+
+    def stand_in(self, s: Survey) -> Any: ...
+
+    def calibrate(
+        self, model: Any, plan: Plan, data: Any, *, seed: int, **settings: Any
+    ) -> Plan: ...
+
+    def unwrap(self, model: Any) -> Any: ...
+
+    def check_rules(self, rules: Any) -> dict: ...
+
+    def trace(self, model: Any, example_input: Any, data: Any) -> Graph: ...
+
+    def settle(self, model: Any, graph: Graph | None, **how: Any) -> Any: ...
+
+    def rows(self, settled: Any, choose: Callable[[Param], Choice]) -> list: ...
+
+    def on_meta_device(self, plan: Plan, model: Any) -> list[str]: ...
 
 
 Needs = Mapping[str, str]  # need -> why the scheme needs it (quoted in the error)

@@ -1,0 +1,114 @@
+"""The torch front end: reading a ``torch.nn`` model (module knowledge, traces, from
+:mod:`weightinit.understanding`), settling its parameters, and the services schemes call:
+the signal carried through an execution trace, a Gaussian stand-in for its input, LSUV
+calibration on data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from torch import nn
+
+from weightinit.frontends.torch.calibration import lsuv_plan
+from weightinit.frontends.torch.propagation import (
+    STABILIZING_SAMPLES,
+    batch_first,
+    gaussian_like,
+    propagate,
+)
+from weightinit.frontends.torch.settle import (
+    RuleKey,
+    RuleValue,
+    Settled,
+    check_rules,
+    norm_scale,
+    row,
+    settle,
+)
+from weightinit.plans.plan import SKIP, Plan, Row
+from weightinit.scheme.auto import Analysis
+from weightinit.scheme.protocol import Choice, Param, Survey
+from weightinit.understanding.graph import Graph, followers, trace
+from weightinit.understanding.knowledge import unwrap
+
+__all__ = ["TorchFrontend"]
+
+
+class TorchFrontend:
+    """The :class:`~weightinit.scheme.protocol.Frontend` of ``torch.nn`` models."""
+
+    name = "torch"
+
+    # --- what the planner asks -------------------------------------------------------------
+
+    def unwrap(self, model: nn.Module) -> nn.Module:
+        """The user's module inside DataParallel, DDP and torch.compile wrappers."""
+        return unwrap(model)
+
+    def check_rules(self, rules: Mapping[RuleKey, RuleValue] | None) -> dict:
+        return check_rules(rules)
+
+    def trace(self, model: nn.Module, example_input: Any, data: Any) -> Graph:
+        """The model's graph: on ``example_input``; else torch.fx, falling back to a forward
+        pass on ``data`` when fx cannot trace the model (Python control flow)."""
+        if example_input is not None or data is None:
+            return trace(model, example_input)
+        try:
+            return trace(model)
+        except ValueError:
+            return trace(model, data)
+
+    def settle(
+        self,
+        model: nn.Module,
+        graph: Graph | None,
+        *,
+        rules: Mapping[RuleKey, RuleValue],
+        skip: Iterable[str],
+        include_frozen: bool,
+        own_fans: bool,
+    ) -> Settled:
+        """The shared settle stage over the model's parameters (see :func:`settle`)."""
+        table = followers(graph) if graph is not None else {}
+        return settle(
+            model, rules=rules, skip=skip, include_frozen=include_frozen, followers=table,
+            own_fans=own_fans,
+        )  # fmt: skip
+
+    def rows(self, settled: Settled, choose: Callable[[Param], Choice]) -> list[Row]:
+        """Every row: the settled ones, and a row of ``choose(param)`` for the rest."""
+        rows = list(settled.rows)
+        for pending in settled.pending:
+            p, layout = pending.param, pending.layout
+            choice = choose(p)
+            if p.info.norm_of is not None:
+                choice, layout = norm_scale(choice, p.info, pending.tensor, layout)
+            made = row(p.name, pending.module, p.role, choice, pending.tensor, layout, p.info)
+            rows[pending.index] = made
+        return rows
+
+    def on_meta_device(self, plan: Plan, model: nn.Module) -> list[str]:
+        """The parameters the plan writes that have no storage yet."""
+        params = dict(model.named_parameters(remove_duplicate=False))
+        return [
+            r.name
+            for r in plan.rows
+            if r.init != SKIP and r.name in params and params[r.name].is_meta
+        ]
+
+    # --- what schemes ask ------------------------------------------------------------------
+
+    def propagate(self, s: Survey) -> Analysis:
+        """The signal's (mean, variance) through the execution trace, and auto's choices."""
+        return propagate(s.model, s.graph, s.example_input, s.extra, s.options, s.settled.get)
+
+    def stand_in(self, s: Survey) -> Any:
+        """A Gaussian batch with the example input's shape and statistics, tiled to
+        ``STABILIZING_SAMPLES`` samples when the leading axis is surely the batch."""
+        samples = STABILIZING_SAMPLES if batch_first(s.model) else None
+        return gaussian_like(s.example_input, s.extra, samples)
+
+    def calibrate(self, model: nn.Module, plan: Plan, data: Any, *, seed: int, **settings) -> Plan:
+        """LSUV sweeps on ``data`` (see :func:`~weightinit.frontends.torch.calibration.lsuv_plan`)."""
+        return lsuv_plan(model, plan, data, seed=seed, **settings)[0]

@@ -1,0 +1,396 @@
+"""The torch front end's calibration: LSUV sweeps run inside the forward pass of a copy of the
+model (hooks on every calibrated layer), the one implementation behind "lsuv" and the "auto"
+scheme's stabilizing sweep. The rule and its options are in :mod:`weightinit.scheme.lsuv`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightinit.plans.plan import SKIP, Plan, Row, rescale_
+from weightinit.scheme.lsuv import check_settings
+from weightinit.understanding.knowledge import unwrap
+from weightinit.understanding.recurrent import layer_suffixes, recurrent_preactivations
+
+__all__ = ["Calibration", "lsuv_plan"]
+
+# layers whose output is linear in their weight and bias: corrected inside the forward pass
+_LINEAR = (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
+_RECURRENT = (nn.RNNBase, nn.RNNCellBase)
+_NORMS = nn.modules.batchnorm._NormBase  # BatchNorm, SyncBatchNorm, InstanceNorm
+
+
+@dataclass
+class Calibration:
+    """One calibrated layer (an RNN's: one layer and direction, named like ``"rnn.l1_reverse"``).
+
+    ``iterations``: sweeps that corrected it. ``gain``: the factor on its base weights
+    (per-channel: the root mean square of the channel gains, which ``gain_range`` bounds).
+    ``std``, ``mean``: of its output (RNNs: gate pre-activations) under the final weights,
+    pooled over its uses; per-channel, the channel farthest from the target. ``mean`` is
+    recorded when centring. ``verified``: measured in a final sweep that changed nothing; if
+    False (``max_iter`` sweeps ran out first), a layer's ``std`` and ``mean`` were measured in
+    the last sweep or, if it corrected the layer, are what the correction aimed at.
+    ``std`` is None for a layer that did not run on the data.
+    """
+
+    layer: str
+    iterations: int
+    gain: float
+    std: float | None
+    mean: float | None = None
+    gain_range: tuple[float, float] | None = None
+    verified: bool = True
+
+
+class _Moments:
+    """Count, mean and sum of squared deviations, pooled over uses (Chan, Golub & LeVeque)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = self.m2 = torch.zeros((), dtype=torch.float64)
+
+    def add(self, y: torch.Tensor, axis: int | None = None) -> None:
+        """Add the values of ``y``, all pooled or (``axis``) per channel along that axis."""
+        y = y.float()  # two passes: accurate, and far faster than torch.var_mean on CPU
+        if axis is None:
+            flat = y.reshape(-1)
+            mean = flat.mean()
+            d = flat - mean
+            n, m2 = flat.numel(), torch.dot(d, d)
+        else:
+            dims = [i for i in range(y.ndim) if i != axis]
+            mean = y.mean(dims, keepdim=True)
+            n, m2 = y.numel() // y.shape[axis], (y - mean).square().sum(dims)
+        m2, mean = m2.double().cpu(), mean.reshape(m2.shape).double().cpu()
+        total = self.n + n
+        delta = mean - self.mean
+        self.m2 = self.m2 + m2 + delta**2 * (self.n * n / total)
+        self.mean = self.mean + delta * (n / total)
+        self.n = total
+
+    def std(self) -> torch.Tensor:
+        return (self.m2 / max(self.n - 1, 1)).sqrt()
+
+
+@dataclass(eq=False)
+class _Unit:
+    """One gain: a layer, or one layer and direction of an RNN."""
+
+    name: str
+    weights: list[str]  # qualified names of the parameters the gain multiplies
+    bias: str | None  # qualified name of the bias scaled (and centred) with them
+    gain: torch.Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.float64))
+    shift: torch.Tensor | None = None  # the bias's added shift, when centring
+    iterations: int = 0
+    zero: bool = False  # deliberately zero (Fixup, zero heads): left alone
+    # this sweep
+    uses: int = 0
+    stats: _Moments = field(default_factory=_Moments)
+    in_pass: tuple[torch.Tensor, torch.Tensor | None] | None = None  # applied in the pass
+    shared: bool = False  # seen used more than once: corrected between passes only
+    record: tuple[float | None, float | None, bool] = (None, None, True)  # std, mean, verified
+
+
+def lsuv_plan(
+    model: nn.Module,
+    base: Plan,
+    data: Any,
+    *,
+    seed: int,
+    target_std: float | None = None,
+    target_var: float | None = None,
+    tol: float = 0.05,
+    max_iter: int = 10,
+    center: bool = False,
+    per_channel: bool = False,
+) -> tuple[Plan, list[Calibration]]:
+    """Calibrate ``base`` (any plan for ``model``) on ``data`` by the LSUV rule (see the module
+    docstring; Mishkin & Matas 2016): the calibrated plan and one record per layer.
+
+    ``base`` is drawn once with ``seed`` on a copy of ``model``; each sweep is one forward pass
+    of ``data`` (a tensor, or a tuple of positional arguments) that corrects every layer out of
+    tolerance, and the loop ends after a sweep that corrects nothing or after ``max_iter``
+    sweeps (with a warning when ``max_iter > 1``). ``target_std`` (default 1) or
+    ``target_var``, not both. The plan keeps ``base``'s scheme name and rows, with the gains
+    as ``Row.scale`` (and the centring as ``Row.shift``), ``plan.calibration`` and the
+    settings and seed in ``plan.options``; it applies only with ``seed``.
+
+    ``max_iter=1`` is exactly one sweep and one forward pass, with no verifying pass: a
+    refinement step for an analytic plan. Layers used once whose output is linear in their
+    weights are then exact; the records say ``verified=False`` unless nothing was corrected.
+
+    Example:
+        >>> import torch, weightinit
+        >>> from weightinit.frontends.torch.calibration import lsuv_plan
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
+        >>> batch = torch.randn(128, 8, generator=torch.Generator().manual_seed(0))
+        >>> p, records = lsuv_plan(net, weightinit.plan(net, "he"), batch, seed=0, max_iter=1)
+        >>> p.apply(net).scheme, [round(net[:i](batch).std().item(), 4) for i in (1, 3)]
+        ('he', [1.0, 1.0])
+    """
+    target = check_settings(target_std, target_var, tol, max_iter, center, per_channel)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"lsuv: `seed` must be an int, got {seed!r}")
+    if not isinstance(data, (torch.Tensor, tuple)):
+        raise TypeError(
+            "lsuv: `data` must be a tensor or a tuple of the model's positional arguments, "
+            f"got {type(data).__name__}"
+        )
+    args = data if isinstance(data, tuple) else (data,)
+    work = copy.deepcopy(unwrap(model))
+    work.eval()  # dropout off
+    for module in work.modules():
+        if isinstance(module, _NORMS):
+            module.train()  # batch statistics (the running ones are the copy's)
+    rows = {r.name: r for r in base.rows}
+    units = _units(work, rows, center)
+    every = [u for found in units.values() for u in found if u is not None]
+    params = dict(work.named_parameters(remove_duplicate=False))
+
+    def correction(unit: _Unit) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(scale, mean to subtract) that brings the unit's pooled output to the target: in the
+        first sweep always (exact, at no extra cost), later only when outside tolerance; None
+        otherwise, or when the unit is deliberately zero."""
+        std, mean = unit.stats.std(), unit.stats.mean
+        if unit.stats.n < 2:
+            raise ValueError(
+                f"lsuv: layer {unit.name!r} gives fewer than 2 values per channel on `data`; "
+                "pass a larger batch"
+            )
+        if not (torch.isfinite(std).all() and torch.isfinite(mean).all()):
+            raise ValueError(f"lsuv: layer {unit.name!r} gives non-finite outputs on `data`")
+        if (std == 0).any():
+            if (std == 0).all() and not any(params[w].any() for w in unit.weights):
+                unit.zero = True  # deliberately zero (Fixup, zero heads): left at zero
+                return None
+            raise ValueError(
+                f"lsuv: layer {unit.name!r} has constant outputs (std 0{' in some channels' if per_channel else ''}) "
+                "on `data`, so no scale can reach the target std; check the data or the layers "
+                "before it"
+            )
+        centre = unit.shift is not None
+        off = (
+            sweep == 0
+            or ((std - target).abs() > tol * target).any()
+            or (centre and (mean.abs() > tol * target).any())
+        )
+        return (target / std, mean if centre else None) if off else None
+
+    def hook(module, inputs, kwargs, output):
+        if isinstance(module, _RECURRENT):
+            x = inputs[0] if inputs else kwargs["input"]
+            hx = inputs[1] if len(inputs) > 1 else kwargs.get("hx")
+            for unit, a in zip(units[module], recurrent_preactivations(module, x, hx)):
+                if unit is not None:
+                    unit.uses += 1
+                    unit.stats.add(a)
+            return None
+        (unit,) = units[module]
+        attention = isinstance(module, nn.MultiheadAttention)  # (output, weights)
+        out = output[0] if attention else output
+        if unit.zero or not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            return None
+        axis = _feature_axis(module, out) if per_channel else None
+        unit.uses += 1
+        unit.stats.add(out, axis)
+        if unit.uses == 1 and not unit.shared:
+            unit.in_pass = correction(unit)
+        if unit.in_pass is None:
+            return None
+        scale, mean = unit.in_pass  # every use this sweep, so later layers see calibrated inputs
+        y = out if mean is None else out - _along(mean, out, axis)
+        y = y * _along(scale, out, axis)
+        return (y, *output[1:]) if attention else y
+
+    cuda = sorted({p.device.index or 0 for p in params.values() if p.is_cuda})
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
+    try:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            # the copy: in place is fine; the analytic plan is what is being calibrated
+            drawn = dataclasses.replace(base, pending_calibration=False, computed=None)
+            drawn.apply(work, seed=seed, atomic=False)
+            originals = {
+                name: params[name].detach().clone()
+                for u in every
+                for name in u.weights + ([u.bias] if u.bias else [])
+            }
+            for sweep in range(max_iter):
+                for unit in every:
+                    unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
+                try:
+                    work(*args)
+                except (RuntimeError, TypeError, IndexError) as err:
+                    raise ValueError(f"lsuv: the model failed on `data`: {err}") from err
+                changed = []  # corrected, or corrected inside the pass only
+                for unit in every:
+                    if unit.uses and not unit.zero:
+                        unit.shared |= unit.uses > 1
+                        if _settle(unit, correction(unit), target, center):
+                            _write(unit, params, originals, rows)
+                            changed.append(unit.name)
+                        elif unit.in_pass is not None:
+                            changed.append(unit.name)
+                if not changed:
+                    break
+            else:
+                _unsettled(every, changed, max_iter)
+    finally:
+        for handle in handles:
+            handle.remove()
+    plan, records = _calibrated(base, every, rows, center)
+    plan.options.update(
+        seed=seed,
+        target_std=target,
+        tol=tol,
+        max_iter=max_iter,
+        center=center,
+        per_channel=per_channel,
+    )
+    written = {r.name for r in plan.rows if r.init != SKIP}
+    plan.computed = {  # exactly what apply(seed=seed) would draw: no need to draw it again
+        name: p.detach() for name, p in params.items() if name in written
+    }
+    return plan, records
+
+
+def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Module, list]:
+    """The calibrated units of each module (an RNN's per layer and direction, None where
+    skipped): layers whose weight rows the base plan writes."""
+
+    def planned(name: str) -> bool:
+        row = rows.get(name)
+        return row is not None and row.init != SKIP
+
+    found: dict[nn.Module, list] = {}
+    # MultiheadAttention uses its out_proj's weights without calling it: the attention's output
+    # is linear in them, so the attention module is the unit
+    inside = {m.out_proj for m in work.modules() if isinstance(m, nn.MultiheadAttention)}
+    for mname, module in work.named_modules():
+        prefix = f"{mname}." if mname else ""
+        if isinstance(module, nn.MultiheadAttention) and planned(prefix + "out_proj.weight"):
+            bias = prefix + "out_proj.bias" if planned(prefix + "out_proj.bias") else None
+            unit = _Unit(mname, [prefix + "out_proj.weight"], bias)
+            unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
+            found[module] = [unit]
+        elif module in inside:
+            continue
+        elif isinstance(module, _LINEAR) and planned(prefix + "weight"):
+            bias = prefix + "bias" if planned(prefix + "bias") else None
+            unit = _Unit(mname, [prefix + "weight"], bias)
+            unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
+            found[module] = [unit]
+        elif isinstance(module, _RECURRENT):
+            suffixes = layer_suffixes(module) if isinstance(module, nn.RNNBase) else [""]
+            layers = []
+            for suffix in suffixes:
+                names = [prefix + "weight_ih" + suffix, prefix + "weight_hh" + suffix]
+                name = prefix + suffix[1:] if suffix else mname
+                layers.append(_Unit(name, names, None) if all(map(planned, names)) else None)
+            if any(layers):
+                found[module] = layers
+    return found
+
+
+def _settle(unit: _Unit, fix, target: float, center: bool) -> bool:
+    """Fold this sweep's correction (if any) into the unit's gain and shift, and record its
+    std and mean; whether it changed."""
+    std, mean = unit.stats.std(), unit.stats.mean
+    if fix is None:
+        unit.record = (_worst(std, target), _worst(mean, 0.0) if center else None, True)
+        return False
+    scale, shift = fix
+    unit.gain = unit.gain * scale
+    if shift is not None:
+        unit.shift = scale * (unit.shift - shift)
+    unit.iterations += 1
+    after = 0.0 if shift is not None else _worst(mean * scale, 0.0)
+    unit.record = (target, after if center else None, False)
+    return True
+
+
+def _write(unit: _Unit, params: dict, originals: dict, rows: dict[str, Row]) -> None:
+    """The unit's parameters from their pre-initialization, as the plan will write them."""
+    scale, shift = _values(unit.gain), _values(unit.shift)
+    for name in unit.weights + ([unit.bias] if unit.bias else []):
+        param = params[name].copy_(originals[name])
+        rescale_(param, scale, shift if name == unit.bias else None, rows[name].layout)
+
+
+def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
+    plan = Plan(
+        base.scheme,
+        [copy.copy(r) for r in base.rows],
+        dict(base.options),
+        base.graph,
+        notes=dict(base.notes),
+        predictions=list(base.predictions),
+    )
+    by_name = {r.name: r for r in plan.rows}
+    records = []
+    for unit in units:
+        rms = unit.gain.square().mean().sqrt().item()
+        spread = (unit.gain.min().item(), unit.gain.max().item()) if unit.gain.ndim else None
+        for name in unit.weights + ([unit.bias] if unit.bias else []):
+            row = by_name[name]
+            if unit.record[0] is None and not unit.zero:
+                row.reason += "; LSUV: did not run on `data`, not calibrated"
+            if not unit.iterations:
+                continue
+            row.scale = _values(unit.gain)
+            row.std = None if row.std is None else row.std * rms
+            row.bound = None if row.bound is None else row.bound * unit.gain.abs().max().item()
+            gains = f"gains {spread[0]:.4g}-{spread[1]:.4g}" if spread else f"gain {rms:.4g}"
+            row.reason += f"; LSUV {gains}"
+            if name == unit.bias and unit.shift is not None:
+                row.shift = _values(unit.shift)
+                row.reason += ", centred"
+        std, mean, verified = unit.record
+        if unit.zero:
+            std, mean = 0.0, (0.0 if center else None)
+        records.append(Calibration(unit.name, unit.iterations, rms, std, mean, spread, verified))
+    plan.calibration = [dataclasses.asdict(r) for r in records]
+    return plan, records
+
+
+def _unsettled(units: list[_Unit], changed: list[str], max_iter: int) -> None:
+    """The last sweep still changed something: no record is verified."""
+    for unit in units:
+        unit.record = (*unit.record[:2], False)
+    if max_iter > 1:
+        warnings.warn(
+            f"lsuv: the last of max_iter={max_iter} sweeps still corrected {len(changed)} "
+            f"layer(s) ({', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''}), so the "
+            "records give aimed-at values (verified=False); raise max_iter to verify",
+            stacklevel=4,
+        )
+
+
+def _worst(values: torch.Tensor, target: float) -> float:
+    """The value farthest from ``target`` (the value itself for a single one)."""
+    flat = values.reshape(-1)
+    return flat[(flat - target).abs().argmax()].item()
+
+
+def _values(t: torch.Tensor | None) -> float | list[float] | None:
+    return None if t is None else t.item() if t.ndim == 0 else t.tolist()
+
+
+def _along(t: torch.Tensor, y: torch.Tensor, axis: int | None) -> torch.Tensor:
+    """``t`` (one number, or one per channel) broadcastable against ``y`` along ``axis``."""
+    t = t.to(y.dtype).to(y.device)
+    return t if axis is None else t.reshape([-1 if i == axis else 1 for i in range(y.ndim)])
+
+
+def _feature_axis(module: nn.Module, y: torch.Tensor) -> int:
+    """Output channels: dim 1 of a batched conv output (0 unbatched), else the last dim."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return y.ndim - len(module.kernel_size) - 1
+    return y.ndim - 1

@@ -1,0 +1,693 @@
+"""The torch front end of "auto": the signal's (mean, variance) carried through a torch execution
+trace, one map per op family (torch functions, methods and ``torch.nn`` modules), anything else
+measured on Gaussian input; and the Gaussian stand-in batch of the stabilizing sweep.
+
+The rules (:class:`~weightinit.scheme.auto.AutoOptions`, the layer and recurrent rules, the
+moment maps of activations, dropout and pooling) are the scheme's, in
+:mod:`weightinit.scheme.auto`; this module knows which torch op is which.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightinit.initializers.catalog import get
+from weightinit.initializers.fills import capture
+from weightinit.scheme.auto import (
+    INPUT_SHARE,
+    Analysis,
+    AutoOptions,
+    Fixed,
+    Prediction,
+    Signal,
+    recurrent_rule,
+    through_activation,
+    through_average,
+    through_dropout,
+    through_maximum,
+)
+from weightinit.scheme.protocol import Choice, Options
+from weightinit.understanding.graph import Graph, Node, _classify, leaves, map_tensors
+from weightinit.understanding.knowledge import describe
+
+__all__ = ["STABILIZING_SAMPLES", "batch_first", "gaussian_like", "input_statistics", "propagate"]
+
+
+# --- op families ------------------------------------------------------------------------------
+
+_SHAPE_FUNCTIONS = {
+    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.permute,
+    torch.transpose, operator.getitem, torch.chunk, torch.split, torch.unbind,
+}  # fmt: skip
+_SHAPE_METHODS = {
+    "view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
+    "__getitem__", "unflatten", "clone", "to", "float", "double", "half", "type_as", "mT", "T",
+    "t", "expand", "expand_as", "repeat", "chunk", "split", "unbind", "view_as", "detach",
+    "narrow", "movedim", "swapaxes",
+}  # fmt: skip
+_SHAPE_MODULES = (nn.Flatten, nn.Unflatten, nn.Identity)
+_ADD = {"add", "__add__", "__radd__", "__iadd__", "add_"}
+_SUB = {"sub", "__sub__", "__isub__", "sub_", "subtract"}
+_RSUB = {"__rsub__", "rsub"}
+_MUL = {"mul", "__mul__", "__rmul__", "__imul__", "mul_", "multiply"}
+_DIV = {"div", "__truediv__", "__itruediv__", "div_", "true_divide"}
+_NEG = {"neg", "__neg__", "negative", "neg_"}
+_CAT = {torch.cat, torch.concat, torch.concatenate, torch.stack, torch.hstack, torch.vstack}
+_DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d}
+_AVG_POOL = {F.avg_pool1d, F.avg_pool2d, F.avg_pool3d}
+_MAX_POOL = {F.max_pool1d, F.max_pool2d, F.max_pool3d}
+_ADAPTIVE_AVG = {F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
+_ADAPTIVE_MAX = {F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d}
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+_LINEAR_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear)
+
+
+def _member(func: Any, group: set) -> bool:
+    try:
+        return func in group
+    except TypeError:  # unhashable callables
+        return False
+
+
+def _tensor_stats(t: torch.Tensor) -> Signal:
+    t = t.detach().double()
+    return Signal(float(t.mean()), float(t.var(unbiased=False))) if t.numel() else Signal(0, 0)
+
+
+def _window(dims: Any, ndim: int) -> int:
+    """Elements in a pooling window: ``kernel_size`` as an int (per spatial dim) or tuple."""
+    if isinstance(dims, int):
+        return dims**ndim
+    return math.prod(dims)
+
+
+class _Propagation:
+    def __init__(
+        self,
+        model: nn.Module,
+        graph: Graph,
+        example_input: Any,
+        auto: AutoOptions,
+        options: Options,
+        fixed: Fixed,
+    ):
+        self.model, self.graph, self.auto, self.options = model, graph, auto, options
+        self.fixed = fixed
+        self.names = {m: n for n, m in model.named_modules()}
+        self.signals: list[Signal | None] = []
+        self.notes: list[tuple[str, ...]] = []  # what was measured since the last layer
+        self.analysis = Analysis()
+        self.seen: dict[nn.Module, dict[str, float]] = {}  # layer -> E[W^2] per weight
+        self.predicted: set[nn.Module] = set()  # layers whose first call is recorded
+        self.current_notes: tuple[str, ...] = ()
+        self.example_input = example_input
+        self.generator = torch.Generator().manual_seed(0)
+
+    # --- driver ---
+
+    def run(self) -> Analysis:
+        for node in self.graph.nodes:
+            notes = tuple(dict.fromkeys(n for i in node.inputs for n in self.notes[i]))
+            self.current_notes = notes
+            signal = self._map(node)
+            self.signals.append(signal)
+            self.notes.append(self.current_notes)
+        return self.analysis
+
+    def _input(self, node: Node, k: int = 0) -> Signal | None:
+        """The signal of the k-th traced tensor argument of ``node``."""
+        if k >= len(node.sources):
+            return None
+        src = node.sources[k]
+        if src is not None and self.graph.nodes[src].kind == "input":
+            tensor = leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
+            return self._input_stats(tensor)
+        if src is None:
+            tensor = leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
+            return _tensor_stats(tensor) if tensor.is_floating_point() else None
+        return self.signals[src]
+
+    def _map(self, node: Node) -> Signal | None:
+        if node.kind == "input":
+            return self._input_signal()
+        if node.name == "the output" or node.target is None:
+            return None
+        if not any(s is not None and self.signals[s] is not None for s in node.sources):
+            if node.kind == "module" and _is_layer(node.target):
+                return self._layer(node)  # embeddings take integer inputs
+            return None
+        if node.kind == "module":
+            return self._module(node)
+        return self._function(node)
+
+    def _input_signal(self) -> Signal | None:
+        """The first floating-point input's statistics (each input is measured on its own
+        where it is used)."""
+        floats = [t for t in leaves(self.example_input, torch.Tensor) if t.is_floating_point()]
+        return self._input_stats(floats[0]) if floats else None
+
+    def _input_stats(self, tensor: torch.Tensor) -> Signal | None:
+        if not tensor.is_floating_point():
+            return None
+        found = input_statistics(tensor, self.auto)
+        if found.var == 0 and found.mean == 0:
+            raise ValueError(
+                "auto: `example_input` is all zeros, so it says nothing about the signal; pass "
+                "a representative batch, or input_mean=/input_std="
+            )
+        return found
+
+    # --- modules ---
+
+    def _module(self, node: Node) -> Signal | None:
+        m = node.target
+        x = self._input(node)
+        if _is_layer(m):
+            return self._layer(node)
+        if isinstance(m, _SHAPE_MODULES):
+            return x
+        if isinstance(m, nn.modules.dropout._DropoutNd) and not isinstance(m, nn.AlphaDropout):
+            return through_dropout(x, m.p if m.training else 0.0)
+        if isinstance(m, nn.AlphaDropout):
+            return x  # keeps a SELU signal's mean and variance (Klambauer et al. 2017)
+        if isinstance(m, nn.modules.pooling._AvgPoolNd):
+            return through_average(x, _window(m.kernel_size, _spatial(m)))
+        if isinstance(m, nn.modules.pooling._MaxPoolNd):
+            return through_maximum(x, _window(m.kernel_size, _spatial(m)))
+        if isinstance(m, nn.modules.pooling._AdaptiveAvgPoolNd):
+            return through_average(x, self._pooled_count(node))
+        if isinstance(m, nn.modules.pooling._AdaptiveMaxPoolNd):
+            return through_maximum(x, self._pooled_count(node))
+        if isinstance(m, _NORMS):
+            return self._norm(node, m, x)
+        if isinstance(m, nn.RMSNorm):
+            scale = self._norm_scale(m)
+            mean = x.mean / math.sqrt(max(x.second, 1e-30)) * scale  # x / rms(x): E[y^2] = 1
+            return Signal(mean, scale * scale - mean * mean, x.shared)
+        kind, act = _classify(node)
+        if kind == "activation":
+            return through_activation(act, x)
+        return self._measure(node, f"{type(m).__name__} (measured on Gaussian input)")
+
+    def _norm(self, node: Node, m: nn.Module, x: Signal) -> Signal:
+        scale = self._norm_scale(m)
+        shift = 0.0
+        if getattr(m, "bias", None) is not None:
+            got = self.fixed(self._param_name(m, "bias"))
+            shift = 0.0 if got is None else got[0]
+        if (
+            isinstance(m, nn.modules.batchnorm._NormBase)
+            and not m.training
+            and m.track_running_stats
+        ):
+            # eval mode normalizes with the running statistics, not the batch's
+            mean = float(m.running_mean.double().mean())
+            var = float(m.running_var.double().mean()) + m.eps
+            y_mean = (x.mean - mean) / math.sqrt(var) * scale + shift
+            return Signal(y_mean, x.var / var * scale**2, x.shared)
+        return Signal(shift, scale * scale, x.shared)
+
+    def _norm_scale(self, m: nn.Module) -> float:
+        if getattr(m, "weight", None) is None:
+            return 1.0
+        got = self.fixed(self._param_name(m, "weight"))
+        return self.options.norm_scale if got is None else math.sqrt(got[1])
+
+    def _pooled_count(self, node: Node) -> int:
+        tensors = leaves([*node.args], torch.Tensor)
+        out = self._output_numel(node)
+        return max(1, round(tensors[0].numel() / out)) if tensors and out else 1
+
+    def _output_numel(self, node: Node) -> int:
+        found = self._measure_output(node)
+        return found.numel() if found is not None else 0
+
+    # --- functions ---
+
+    def _function(self, node: Node) -> Signal | None:
+        func, name = node.target, node.name
+        x = self._input(node)
+        method = getattr(torch.Tensor, name, None) is func
+        if _member(func, _SHAPE_FUNCTIONS) or (method and name in _SHAPE_METHODS):
+            return x
+        if name in _ADD | _SUB | _RSUB | _MUL | _DIV | _NEG and "alpha" not in node.kwargs:
+            found = self._arithmetic(node, name)
+            if found is not None:
+                return found
+        elif _member(func, _CAT):
+            return self._concat(node)
+        elif _member(func, _DROPOUT_FUNCTIONS):
+            training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
+            p = node.kwargs.get("p", node.args[1] if len(node.args) > 1 else 0.5)
+            return through_dropout(x, p if training else 0.0)
+        elif _member(func, _AVG_POOL | _MAX_POOL):
+            kernel = node.kwargs.get("kernel_size", node.args[1] if len(node.args) > 1 else 1)
+            k = _window(kernel, int(name[-2]))
+            return through_average(x, k) if _member(func, _AVG_POOL) else through_maximum(x, k)
+        elif _member(func, _ADAPTIVE_AVG | _ADAPTIVE_MAX):
+            k = self._pooled_count(node)
+            return through_average(x, k) if _member(func, _ADAPTIVE_AVG) else through_maximum(x, k)
+        else:
+            kind, act = _classify(node)
+            if kind == "activation":
+                return through_activation(act, x)
+        return self._measure(node, f"{name} (measured on Gaussian input)")
+
+    def _operand(self, node: Node, value: Any, index: int) -> Signal | None:
+        """The statistics of an arithmetic operand: a traced signal, a constant tensor or a
+        number; None when unknown."""
+        if isinstance(value, torch.Tensor):
+            position = [i for i, t in enumerate(leaves(list(node.args), torch.Tensor))
+                        if t is value]  # fmt: skip
+            if not position:
+                return None
+            return self._input(node, position[0])
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return Signal(float(value), 0.0)
+        return None
+
+    def _arithmetic(self, node: Node, name: str) -> Signal | None:
+        args = list(node.args)
+        if name in _NEG:
+            a = self._operand(node, args[0], 0)
+            return None if a is None else Signal(-a.mean, a.var, a.shared)
+        if len(args) < 2:
+            return None
+        a, b = self._operand(node, args[0], 0), self._operand(node, args[1], 1)
+        if a is None or b is None:
+            return None
+        if name in _RSUB:
+            a, b = b, a
+        var = a.var + b.var
+        shared = (a.shared * a.var + b.shared * b.var) / var if var > 0 else 0.0
+        if name in _ADD:
+            return Signal(a.mean + b.mean, var, shared)
+        if name in _SUB | _RSUB:
+            return Signal(a.mean - b.mean, var, shared)
+        if name in _MUL:
+            mean = a.mean * b.mean
+            return Signal(mean, a.second * b.second - mean * mean, max(a.shared, b.shared))
+        if b.var == 0 and b.mean != 0:  # division by a constant
+            return Signal(a.mean / b.mean, a.var / b.mean**2, a.shared)
+        return None
+
+    def _concat(self, node: Node) -> Signal | None:
+        tensors = leaves(list(node.args[:1]) or list(node.kwargs.values())[:1], torch.Tensor)
+        total, mean, second = 0, 0.0, 0.0
+        for k, t in enumerate(tensors):
+            s = self._input(node, k)
+            if s is None:
+                return self._measure(node, f"{node.name} (measured)")
+            total += t.numel()
+            mean += t.numel() * s.mean
+            second += t.numel() * s.second
+        if total == 0:
+            return None
+        mean, second = mean / total, second / total
+        return Signal(mean, second - mean * mean)
+
+    # --- weighted layers ---
+
+    def _param_name(self, module: nn.Module, leaf: str) -> str:
+        prefix = self.names[module]
+        return f"{prefix}.{leaf}" if prefix else leaf
+
+    def _layer(self, node: Node) -> Signal | None:
+        m = node.target
+        if isinstance(m, nn.MultiheadAttention):
+            out = self._attention(node, m)
+        elif isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
+            out = self._recurrent(node, m)
+        elif isinstance(m, (nn.Embedding, nn.EmbeddingBag)):
+            out = self._embedding(node, m)
+        else:
+            out = self._linear(node, m)
+        if m not in self.predicted and out is not None:
+            x = self._input(node)
+            self.analysis.predictions.append(
+                Prediction(
+                    self.names[m],
+                    type(m).__name__,
+                    out.mean,
+                    out.std,
+                    None if x is None else x.mean,
+                    None if x is None else x.std,
+                    "; ".join(self.current_notes) or "analytic",
+                )
+            )
+            self.predicted.add(m)
+        self.current_notes = ()
+        return out
+
+    def _why(self, x: Signal) -> str:
+        measured = (
+            f"; measured on the way: {', '.join(self.current_notes)}" if self.current_notes else ""
+        )
+        return f"input mean {x.mean:.3g}, std {x.std:.3g}{measured}"
+
+    def _weight(self, module: nn.Module, leaf: str, w2: float, reason: str) -> float:
+        """Choose E[W^2] = ``w2`` for ``module.leaf`` (unless the plan fixed it); the E[W^2]
+        the layer will have."""
+        name = self._param_name(module, leaf)
+        fixed = self.fixed(name)
+        if fixed is not None:
+            return fixed[1]
+        known = self.seen.setdefault(module, {})
+        if leaf in known:  # second use of a shared layer: keep the first choice
+            return known[leaf]
+        param = module._parameters[leaf]
+        info = describe(self.model, name)
+        self.analysis.choices[name] = self._choice(param, info.layout, w2, reason)
+        known[leaf] = w2
+        return w2
+
+    def _choice(self, param: torch.Tensor, layout, w2: float, reason: str) -> Choice:
+        dist = self.auto.distribution
+        if dist == "orthogonal":
+            unit = capture(get("orthogonal"), param.shape, param.dtype, {}, layout)
+            gain = math.sqrt(w2) / unit.std
+            return Choice("orthogonal", {"gain": gain}, f"{reason}; orthogonal, gain {gain:.4g}")
+        fan_in = capture(get("lecun_normal"), param.shape, param.dtype, {}, layout).std ** -2
+        args = {"scale": w2 * fan_in, "mode": "fan_in", "distribution": dist}
+        return Choice("variance_scaling", args, f"{reason}; Var(W) = {w2:.4g}")
+
+    def _bias(self, module: nn.Module, leaf: str = "bias") -> tuple[float, float]:
+        """(mean, second moment) of a bias."""
+        if module._parameters.get(leaf) is None:
+            return 0.0, 0.0
+        fixed = self.fixed(self._param_name(module, leaf))
+        return fixed if fixed is not None else (self.options.bias, self.options.bias**2)
+
+    def _linear(self, node: Node, m: nn.Module) -> Signal | None:
+        x = self._input(node)
+        if x is None:
+            return None
+        q = x.second
+        if isinstance(m, nn.Bilinear):
+            x2 = self._input(node, 1)
+            q, fan = q * (x2.second if x2 is not None else q), m.in1_features * m.in2_features
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            fan = self._connections(node, m)
+        else:
+            fan = m.in_features
+        target = self.auto.target_var
+        if q <= 0:
+            raise ValueError(
+                f"auto: the input of layer {self.names[m]!r} is predicted to be all zeros (a "
+                "zero-initialized layer before it?), so no weight variance can reach the "
+                "target; give it a rule, or skip it"
+            )
+        why = f"{self._why(x)}: Var(W) = {target:g} / (fan {fan:.4g} x E[x^2] {q:.3g})"
+        w2 = self._weight(m, "weight", target / (fan * q), why)
+        b_mean, b_second = self._bias(m)
+        # W (mean + deviation): W mean is the same at every position, so the mean's part of
+        # E[x^2] becomes variance all positions share
+        shared = (x.shared * x.var + x.mean * x.mean) / q
+        return Signal(b_mean, w2 * fan * q + b_second - b_mean * b_mean, shared)
+
+    def _connections(self, node: Node, m: nn.Module) -> float:
+        """The mean number of inputs each output of a conv sums, padding and stride included:
+        the conv of an all-ones input with all-ones weights, averaged."""
+        x = leaves([*node.args], torch.Tensor)[0]
+        ones = torch.ones_like(x, dtype=m.weight.dtype)
+        params = {"weight": torch.ones_like(m.weight)}
+        if m.bias is not None:
+            params["bias"] = torch.zeros_like(m.bias)
+        with torch.no_grad():
+            out = torch.func.functional_call(m, params, (ones,))
+        return float(out.double().mean())
+
+    def _embedding(self, node: Node, m: nn.Module) -> Signal:
+        target = self.auto.target_var
+        w2 = self._weight(m, "weight", target, f"embedding: Var = {target:g}")
+        return Signal(0.0, w2)
+
+    def _attention(self, node: Node, m: nn.MultiheadAttention) -> Signal | None:
+        q, k, v = (self._input(node, i) for i in range(3))
+        q = q or Signal(0.0, 1.0)
+        k, v = k or q, v or q
+        e, target = m.embed_dim, self.auto.target_var
+        why = f"{self._why(q)}; q, k at unit variance"
+        if m.in_proj_weight is not None:  # packed: one variance for q, k and v
+            second = (q.second + k.second + v.second) / 3
+            w2 = self._weight(m, "in_proj_weight", 1.0 / (e * second), why)
+            wq = wk = wv = w2
+        else:
+            wq = self._weight(m, "q_proj_weight", 1.0 / (e * q.second), why)
+            wk = self._weight(m, "k_proj_weight", 1.0 / (m.kdim * k.second), why)
+            wv = self._weight(m, "v_proj_weight", 1.0 / (m.vdim * v.second), why)
+        key_dim = m.kdim if m.in_proj_weight is None else e
+        value_dim = m.vdim if m.in_proj_weight is None else e
+        # the logits of one query vary over the keys only through what the keys do not share
+        logit_var = (wq * e * q.second) * (wk * key_dim * k.second) * (1.0 - k.shared)
+        concentration, keys = self._concentration(node, m, logit_var)
+        value_second = wv * value_dim * v.second
+        # an average of the values: their shared part passes whole, the rest shrinks by
+        # E[sum a^2]; across queries the averages share that part and ~ 1/keys of the rest
+        averaged = v.shared + (1.0 - v.shared) * concentration
+        attended = value_second * averaged / (1.0 - (m.dropout if m.training else 0.0))
+        shared = min(1.0, (v.shared + (1.0 - v.shared) / keys) / averaged)
+        out_why = (
+            f"attention averages values: E[sum a^2] = {concentration:.3g}, shared by the "
+            f"tokens {v.shared:.2g}; Var(W) = {target:g} / (E {e} x {attended:.3g})"
+        )
+        w2 = self._weight(m.out_proj, "weight", target / (e * attended), out_why)
+        b_mean, b_second = self._bias(m.out_proj)
+        return Signal(b_mean, w2 * e * attended + b_second - b_mean**2, shared)
+
+    def _concentration(
+        self, node: Node, m: nn.MultiheadAttention, logit_var: float
+    ) -> tuple[float, int]:
+        """E[sum_j a_j^2] of softmax weights over the traced keys, logits ~ N(0, logit_var),
+        and the number of keys."""
+        args = list(node.args) + [None] * 3
+        query = args[0]
+        key = args[1] if args[1] is not None else node.kwargs.get("key", query)
+        if query.dim() == 3:
+            length, keys = (query.shape[1], key.shape[1]) if m.batch_first else (
+                query.shape[0], key.shape[0])  # fmt: skip
+        else:
+            length, keys = query.shape[0], key.shape[0]
+        mask = node.kwargs.get("attn_mask", args[5] if len(node.args) > 5 else None)
+        if mask is None and node.kwargs.get("is_causal", False):
+            mask = torch.ones(length, keys, dtype=torch.bool).triu(1)
+        samples = max(4, 2**18 // max(length * keys, 1))
+        logits = torch.randn(samples, length, keys, generator=self.generator, dtype=torch.float64)
+        logits = logits * math.sqrt(logit_var)
+        if mask is not None:
+            mask = mask.detach().reshape(-1, length, keys)[0].to("cpu")
+            logits = logits.masked_fill(mask, -math.inf) if mask.dtype == torch.bool else (
+                logits + mask.double())  # fmt: skip
+        a = torch.softmax(logits, dim=-1)
+        rows = (a * a).sum(-1)
+        return float(rows[torch.isfinite(rows)].mean()), int(keys)
+
+    def _recurrent(self, node: Node, m: nn.Module) -> Signal | None:
+        x = self._input(node)
+        if x is None:
+            return None
+        cell = isinstance(m, nn.RNNCellBase)
+        mode = _recurrent_mode(m)
+        v, share = self.auto.target_var, INPUT_SHARE
+        layers = 1 if cell else m.num_layers
+        suffixes = [""] if cell else [
+            f"_l{layer}{d}" for layer in range(layers)
+            for d in ([""] + (["_reverse"] if m.bidirectional else []))
+        ]  # fmt: skip
+        directions = 1 if cell else (2 if m.bidirectional else 1)
+        q_in, mean_h, q_h = x.second, 0.0, 0.0
+        for index, suffix in enumerate(suffixes):
+            gate_bias = self._gate_biases(m, suffix, mode)
+            fan = getattr(m, "weight_ih" + suffix).shape[1]
+            gain, mean_h, q_h = recurrent_rule(mode, v, gate_bias, m.hidden_size, fan, share)
+            why = (
+                f"{self._why(Signal(0.0, q_in))}; gate pre-activation variance {v:g}, "
+                f"{share:.0%} from the input: Var(W_ih) = {share * v:g} / (fan {fan} x E[x^2] "
+                f"{q_in:.3g})"
+            )
+            self._weight(m, "weight_ih" + suffix, share * v / (fan * q_in), why)
+            hidden_in = q_h
+            if getattr(m, "proj_size", 0):
+                self._weight(
+                    m, "weight_hr" + suffix, 1.0 / m.hidden_size,
+                    f"LSTM projection: Var = 1 / hidden {m.hidden_size}",
+                )  # fmt: skip
+            rec_why = (
+                f"stationary hidden state E[h^2] = {hidden_in:.3g}: recurrent gain^2 = "
+                f"{1 - share:g} x {v:g} / E[h^2] (orthogonal per gate)"
+            )
+            self._recurrent_weight(m, "weight_hh" + suffix, gain * gain, rec_why)
+            if (index + 1) % directions == 0:
+                q_in = q_h
+        return Signal(mean_h, q_h - mean_h * mean_h)
+
+    def _recurrent_weight(self, m: nn.Module, leaf: str, gain2: float, why: str) -> None:
+        name = self._param_name(m, leaf)
+        if self.fixed(name) is not None or leaf in self.seen.setdefault(m, {}):
+            return
+        param = m._parameters[leaf]
+        layout = describe(self.model, name).layout
+        if self.options.recurrent == "scheme":
+            self.analysis.choices[name] = self._choice(param, layout, gain2 / param.shape[1], why)
+        else:
+            init = self.options.recurrent  # "orthogonal", "unitary" or "identity" (catalog names)
+            gain = math.sqrt(gain2)
+            self.analysis.choices[name] = Choice(init, {"gain": gain}, f"{why}: gain {gain:.4g}")
+        self.seen[m][leaf] = gain2
+
+    def _gate_biases(self, m: nn.Module, suffix: str, mode: str) -> dict[str, float]:
+        gates = {"LSTM": "ifgo", "GRU": "rzn"}.get(mode, "h")
+        total = {g: 0.0 for g in gates}
+        for leaf in ("bias_ih" + suffix, "bias_hh" + suffix):
+            param = m._parameters.get(leaf)
+            if param is None:
+                continue
+            fixed = self.fixed(self._param_name(m, leaf))
+            if fixed is not None:
+                values = param.detach().double().reshape(len(gates), -1).mean(1).tolist()
+            else:
+                first = leaf.startswith("bias_ih")
+                values = [self.options.bias if first else 0.0] * len(gates)
+                if mode == "LSTM" and self.options.forget_bias is not None:
+                    values[1] = self.options.forget_bias if first else 0.0
+            for g, value in zip(gates, values):
+                total[g] += value
+        return total
+
+    # --- measuring what has no map ---
+
+    def _gaussian_args(self, node: Node):
+        index = iter(range(len(node.sources)))
+
+        def replace(value: torch.Tensor) -> torch.Tensor:
+            k = next(index)
+            s = self._input(node, k) if node.sources[k] is not None else None
+            if s is None or not value.is_floating_point():
+                return value
+            noise = torch.randn(value.shape, generator=self.generator, dtype=torch.float64)
+            return (s.mean + s.std * noise).to(value.dtype).to(value.device)
+
+        return map_tensors(tuple(node.args), replace), map_tensors(dict(node.kwargs), replace)
+
+    def _measure_output(self, node: Node) -> torch.Tensor | None:
+        args, kwargs = self._gaussian_args(node)
+        target = node.target
+        buffers = {}
+        if isinstance(target, nn.Module):
+            buffers = {b: b.clone() for b in target.buffers()}
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                out = target(*args, **kwargs)
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers.items():
+                    b.copy_(saved)
+        tensors = [t for t in leaves(out, torch.Tensor) if t.is_floating_point()]
+        return tensors[0] if tensors else None
+
+    def _measure(self, node: Node, note: str) -> Signal | None:
+        out = self._measure_output(node)
+        if out is None:
+            return None
+        self.current_notes = (*self.current_notes, note)
+        return _tensor_stats(out)
+
+
+def _is_layer(m: nn.Module) -> bool:
+    return isinstance(
+        m,
+        (*_LINEAR_LAYERS, nn.MultiheadAttention, nn.RNNBase, nn.RNNCellBase, nn.Embedding,
+         nn.EmbeddingBag),
+    )  # fmt: skip
+
+
+def _recurrent_mode(m: nn.Module) -> str:
+    if isinstance(m, nn.RNNBase):
+        return m.mode
+    if isinstance(m, nn.LSTMCell):
+        return "LSTM"
+    if isinstance(m, nn.GRUCell):
+        return "GRU"
+    return "RNN_TANH" if m.nonlinearity == "tanh" else "RNN_RELU"
+
+
+def _spatial(m: nn.Module) -> int:
+    name = type(m).__name__
+    return int(name[-2]) if name[-2].isdigit() else 1
+
+
+STABILIZING_SAMPLES = 1024
+
+
+def input_statistics(tensor: torch.Tensor, auto: AutoOptions) -> Signal:
+    """An input's (mean, variance): measured, or as the options give them."""
+    measured = _tensor_stats(tensor)
+    mean = measured.mean if auto.input_mean is None else float(auto.input_mean)
+    var = measured.var if auto.input_std is None else float(auto.input_std) ** 2
+    return Signal(mean, var)
+
+
+def gaussian_like(
+    example_input: Any, auto: AutoOptions, samples: int | None = None, seed: int = 12345
+) -> Any:
+    """``example_input`` with every floating-point tensor replaced by i.i.d. N(mean, var) of its
+    own statistics (:func:`input_statistics`; integer inputs, e.g. token ids, are kept, tiled
+    like the rest): the batch of the "auto"
+    scheme's stabilizing sweep. With ``samples``, the leading (batch) axis is tiled up to at
+    least that many samples.
+
+    Why the sweep: the analytic variances are right in expectation over the weights, but one
+    network's drawn weights deviate from it by O(1/sqrt(width)) per layer, and the length map
+    q -> Var(W) fan E[phi(sqrt(q) z)^2] carries deviations on with slope
+    d ln E[phi^2] / d ln q at the fixed point: 1 for ReLU (a random walk), 0.46 for tanh and
+    0.78 for SELU (they die out), but 1.14 for GELU and 1.17 for SiLU, where they grow
+    1.17-fold per layer. No data-free choice of scales can prevent that in a depth-100 GELU or
+    SiLU net; rescaling each drawn layer once on a Gaussian stand-in for the input does. In
+    such nets each sample's scale drifts on its own, so the stand-in has many samples (1024):
+    the scale it sets is the population's, not one small batch's.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def replace(value: torch.Tensor) -> torch.Tensor:
+        if samples and value.ndim > 1 and value.shape[0] < samples:
+            value = value.repeat(-(-samples // value.shape[0]), *[1] * (value.ndim - 1))
+        if not value.is_floating_point():
+            return value
+        signal = input_statistics(value, auto)
+        noise = torch.randn(value.shape, generator=generator, dtype=torch.float64)
+        return (signal.mean + signal.std * noise).to(value.dtype).to(value.device)
+
+    return map_tensors(example_input, replace)
+
+
+def batch_first(model: nn.Module) -> bool:
+    """Is the leading input axis surely the batch? Not when an attention or recurrent module
+    reads its input sequence-first (``batch_first=False``, torch's default)."""
+    return all(
+        getattr(m, "batch_first", True)
+        for m in model.modules()
+        if isinstance(m, (nn.MultiheadAttention, nn.RNNBase))
+    )
+
+
+def propagate(
+    model: nn.Module,
+    graph: Graph,
+    example_input: Any,
+    auto: AutoOptions,
+    options: Options,
+    fixed: Fixed,
+) -> Analysis:
+    """Carry (mean, variance) through ``graph`` (an execution trace of ``model`` on
+    ``example_input``) and choose the weights auto sets. ``fixed(name)`` gives (mean, E[x^2])
+    of parameters the plan already settled (rules, skip, frozen, tied), or None."""
+    if graph.method != "execution":
+        raise ValueError("auto: needs an execution trace (pass example_input)")
+    return _Propagation(model, graph, example_input, auto, options, fixed).run()
