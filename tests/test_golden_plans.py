@@ -72,7 +72,13 @@ def _outcome(model_name: str, scheme: str) -> dict:
             return {"error": type(err).__name__}
         before = _digest(model)
         plan.apply(model)
-    return {"plan": json.loads(plan.to_json()), "values": _digest(model), "before": before}
+    text = hashlib.sha256(plan.to_json().encode()).hexdigest()  # key order included
+    return {
+        "plan": json.loads(plan.to_json()),
+        "text": text,
+        "values": _digest(model),
+        "before": before,
+    }
 
 
 def _recorded() -> dict:
@@ -88,7 +94,9 @@ def test_plan_and_values_are_as_recorded(scheme, model_name):
         assert now == recorded
         return
     assert now["plan"] == recorded["plan"]
+    assert now["text"] == recorded["text"]  # the same JSON, byte for byte
     assert now["values"] == recorded["values"]
+    assert now["before"] == recorded["before"]  # planning wrote nothing
 
 
 def test_every_scheme_is_recorded():

@@ -72,9 +72,7 @@ def plan(
     """
     chosen = get_scheme(scheme)
     frontend = frontend_for(model, "plan")
-    opts, extra, recorded = chosen.take(options)
-    if seed is not None:
-        recorded["seed"] = seed
+    opts, extra, recorded = chosen.take(options, seed)
     rules = frontend.check_rules(rules)
     skip = [skip] if isinstance(skip, str) else list(skip)
     model = frontend.unwrap(model)

@@ -181,7 +181,12 @@ def _calibrate(plan: Plan, s: Survey) -> Plan:
     if s.data is None:
         return dataclasses.replace(plan, pending_calibration=True)
     seed = 0 if s.seed is None else s.seed
-    return s.frontend.calibrate(s.model, plan, s.data, seed=seed, **s.extra.settings())
+    settings = s.extra.settings()
+    made = s.frontend.calibrate(s.model, plan, s.data, seed=seed, **settings)
+    # recorded: the pre-initialization's options, the seed, the calibration's settings
+    shared = {k: v for k, v in made.options.items() if k not in {*settings, "seed", "orthonormal"}}
+    made.options = {**shared, "seed": seed, **settings, "orthonormal": s.extra.orthonormal}
+    return made
 
 
 register_scheme(

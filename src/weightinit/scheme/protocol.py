@@ -272,19 +272,23 @@ class Scheme:
             )
         return needs
 
-    def take(self, options: dict[str, Any]) -> tuple[Options, Any, dict[str, Any]]:
-        """(shared options, own options, what the plan records of them) from keywords."""
+    def take(
+        self, options: dict[str, Any], seed: int | None = None
+    ) -> tuple[Options, Any, dict[str, Any]]:
+        """(shared options, own options, what the plan records) from keywords. The plan
+        records the options as given, in the order given, then the seed, then what the own
+        options' ``recorded()`` says instead of their raw values (if they have one)."""
         given = dict(options)
         extra = take_options(self.extra, given, self.name) if self.extra else None
         try:
             shared = Options.build(given, self.extra)
         except (TypeError, ValueError) as err:
             raise type(err)(f"scheme {self.name!r}: {err}") from None
-        recorded = dict(given)
-        if hasattr(extra, "recorded"):
-            recorded.update(extra.recorded())
-        else:
-            recorded.update((k, v) for k, v in options.items() if k not in given)
+        own = extra.recorded() if hasattr(extra, "recorded") else None
+        recorded = {k: v for k, v in options.items() if own is None or k in given}
+        if seed is not None:
+            recorded["seed"] = seed
+        recorded.update(own or {})
         return shared, extra, recorded
 
 
