@@ -31,5 +31,6 @@ def isolated_schemes(monkeypatch):
 
     names = copy.copy(registry._NAMES)
     names._by_key, names._labels = dict(names._by_key), list(names._labels)
+    names._seen = dict(names._seen)
     monkeypatch.setattr(registry, "_SCHEMES", dict(registry._SCHEMES))
     monkeypatch.setattr(registry, "_NAMES", names)

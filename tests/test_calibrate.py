@@ -30,6 +30,7 @@ def test_lsuv_planned_on_meta_then_calibrated_writes_what_one_call_writes():
     meta = _net().to("meta")
     analytic = wi.plan(meta, "lsuv", seed=3, target_var=4.0)
     assert analytic.pending_calibration and not analytic.calibration
+    assert "awaiting calibration on data: weightinit.calibrate(" in str(analytic)
     assert all(p.is_meta for p in meta.parameters())
     again = wi.Plan.from_json(analytic.to_json())  # e.g. planned on one machine, saved
     assert again.pending_calibration and again.options == analytic.options

@@ -123,3 +123,15 @@ def test_demo_quick_runs_and_writes_its_page(tmp_path, monkeypatch):
         assert list(report) == list(SCHEMES)
     for name in ("signal_relu.png", "signal_tanh.png", "report_relu.json", "report_tanh.json"):
         assert (tmp_path / "demo" / name).exists()
+
+
+def test_cli_output_into_a_closed_pipe_is_not_an_error():
+    """`weightinit schemes | head -1`: the reader goes away, the command ends quietly."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "weightinit", "schemes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert "BrokenPipeError" not in proc.stderr.read().decode()

@@ -26,6 +26,7 @@ class NameTable(Generic[T]):
         self.what, self.listing = what, listing
         self._by_key: dict[str, T] = {}
         self._labels: list[str] = []
+        self._seen: dict[str, T] = {}  # exact names already looked up
 
     def add(self, name: str, aliases: tuple[str, ...], value: T) -> None:
         """Register ``value`` under ``name`` and ``aliases``; a name taken twice is an error."""
@@ -43,8 +44,13 @@ class NameTable(Generic[T]):
         """The value called ``name``, or a ValueError that suggests close names."""
         if not isinstance(name, str):
             raise TypeError(f"a {self.what} name must be a string, got {type(name).__name__}")
+        value = self._seen.get(name)  # a plan looks the same few names up once per parameter
+        if value is not None:
+            return value
         value = self._by_key.get(key(name))
-        if value is None:
+        if value is not None:
+            self._seen[name] = value
+        else:
             close = difflib.get_close_matches(name.lower(), self._labels, n=4, cutoff=0.5)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(

@@ -139,7 +139,9 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     ``plan(model, "lsuv")`` without data gives the analytic plan (on the meta device too); this
     completes it once the model has storage, e.g. after ``model.to_empty(device=...)``. The
     plan's own options (its scheme's settings, the seed) are used. Returns the calibrated plan;
-    a plan whose scheme does not calibrate is returned as it is.
+    a plan whose scheme does not calibrate is returned as it is. Calibration runs the model, so
+    its buffers must hold their values: ``to_empty`` leaves them uninitialized too (running
+    statistics, a Transformer's rotary frequencies), so restore them first.
 
     Example:
         >>> import torch, weightinit as wi

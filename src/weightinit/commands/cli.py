@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -195,7 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     planning.add_argument("factory", help="path/to/file.py:factory, a function returning the model")
     planning.add_argument(
-        "--scheme", default="he", type=_scheme_name, help="a name from `weightinit schemes`; default: he"
+        "--scheme",
+        default="he",
+        type=_scheme_name,
+        help="a name from `weightinit schemes` (any case, aliases); default: he",
     )
     planning.add_argument(
         "--input-shape",
@@ -239,7 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="weightinit-demo", help="folder for figures and the page")
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # the reader went away (`weightinit plan ... | head`): not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (Python flushes stdout at exit)
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,9 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-__all__ = ["Geometry", "Layout", "LayoutLike", "fans", "geometry", "resolve_owner_layouts"]
+__all__ = [
+    "Geometry", "Layout", "LayoutLike", "fans", "geometry", "resolve_owner_layouts", "shape_geometry",
+]  # fmt: skip
 
 
 def _axes(value: int | tuple[int, ...] | list[int], name: str) -> tuple[int, ...]:
@@ -181,9 +183,13 @@ def _as_layout(layout: LayoutLike, ndim: int) -> Layout:
     )
 
 
-def geometry(tensor: torch.Tensor | tuple[int, ...], layout: LayoutLike = None) -> Geometry:
-    """Resolve ``layout`` against ``tensor``'s shape (or a shape), checking that they fit."""
-    shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else tuple(tensor)
+def geometry(tensor: torch.Tensor, layout: LayoutLike = None) -> Geometry:
+    """Resolve ``layout`` against ``tensor``'s shape, checking that they fit together."""
+    return shape_geometry(tuple(tensor.shape), layout)
+
+
+def shape_geometry(shape: tuple[int, ...], layout: LayoutLike = None) -> Geometry:
+    """:func:`geometry` of a tensor of this shape (no tensor needed)."""
     return _resolve(shape, _as_layout(layout, len(shape)))
 
 
@@ -247,8 +253,8 @@ def _resolve(shape: tuple[int, ...], lay: Layout) -> Geometry:
     )
 
 
-def fans(tensor: torch.Tensor | tuple[int, ...], layout: LayoutLike = None) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of ``tensor`` (or of a shape) under ``layout``.
+def fans(tensor: torch.Tensor, layout: LayoutLike = None) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of ``tensor`` under ``layout``.
 
     fan_in = (input units per block) x (receptive field size),
     fan_out = (output units per block) x (receptive field size), where a block is one group of a

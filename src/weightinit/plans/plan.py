@@ -116,9 +116,14 @@ class Plan:
         written = sum(r.init != SKIP for r in self.rows)
         how = f", activations from the {self.graph} trace" if self.graph else ""
         notes = "".join(f"\n  {key}: {_note_text(value)}" for key, value in self.notes.items())
+        pending = (
+            "\n  awaiting calibration on data: weightinit.calibrate(plan, model, data=batch)"
+            if self.pending_calibration
+            else ""
+        )
         return (
             f"Plan: scheme {self.scheme!r}{how}; {written} of {len(self.rows)} "
-            f"parameters initialized{notes}\n{table}"
+            f"parameters initialized{pending}{notes}\n{table}"
         )
 
     def to_json(self, **dump_kwargs: Any) -> str:

@@ -3,8 +3,9 @@
 A scheme is a named policy that turns a model into a :class:`~weightinit.Plan`, in four stages
 that :func:`weightinit.plan` runs in order for every scheme alike:
 
-1. **settle** (shared by every scheme, :mod:`weightinit.frontends.torch.settle`): user rules, ``skip=``,
-   frozen, tied and unknown parameters get their rows; the rest are the scheme's to choose.
+1. **settle** (shared by every scheme; the front end walks the parameters,
+   :mod:`weightinit.frontends.torch.settle`): user rules, ``skip=``, frozen, tied and unknown
+   parameters get their rows; the rest are the scheme's to choose.
 2. **survey** (optional): sees the whole model once, in a :class:`Survey`, and returns choices
    by parameter name: residual branches, depth, Transformer roles, a critical point, auto's
    propagated moments. What it finds goes into ``plan.notes`` (and ``plan.predictions``).
@@ -25,9 +26,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from weightinit.initializers.layout import Geometry, geometry
+from weightinit.initializers.layout import Geometry, shape_geometry
 from weightinit.understanding.graph import Follower, Graph
 from weightinit.understanding.knowledge import ParamInfo
 
@@ -53,8 +54,7 @@ GRAPH, EXAMPLE_INPUT, DATA = "graph", "example_input", "data"
 NEEDS = (GRAPH, EXAMPLE_INPUT, DATA)
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
     """An initializer from the catalog, its arguments and the reason for them."""
 
     init: str
@@ -62,8 +62,7 @@ class Choice:
     reason: str
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     """What a scheme sees of one parameter: a description, not the tensor or its module.
 
     ``name`` is its qualified name and ``plain`` the name of the weight it stands for (the
@@ -93,7 +92,7 @@ class Param:
     @property
     def geometry(self) -> Geometry:
         """Fans and block form under the parameter's layout."""
-        return geometry(self.shape, self.info.layout)
+        return shape_geometry(self.shape, self.info.layout)
 
     @property
     def fans(self) -> tuple[int, int]:

@@ -7,11 +7,10 @@ its :class:`~weightinit.Layout`, and PyTorch's own default initialization (what 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -51,8 +50,7 @@ class Kinds:
     SCALAR = "scalar"  # modules that declare their parameters (``weightinit_roles``)
 
 
-@dataclass(frozen=True)
-class ParamInfo:
+class ParamInfo(NamedTuple):
     """One parameter as the table sees it.
 
     ``torch_default`` is (initializer name, arguments, reason) reproducing ``reset_parameters``;
@@ -269,7 +267,7 @@ def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
         original = chain.original if hasattr(chain, "original") else chain.original1
         info = _lookup(owner, leaf, original)
         if info is not None and _is_weight_norm_scale(chain, index):
-            info = dataclasses.replace(info, norm_of=(tuple(original.shape), original.dtype))
+            info = info._replace(norm_of=(tuple(original.shape), original.dtype))
         return info
     owner, leaf = owner_of(module, param_name)
     param = owner._parameters.get(leaf)
@@ -299,7 +297,7 @@ def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | Non
         if found is not None:
             kind, rule = found
             info = rule(owner, leaf, param)
-            return None if info is None else dataclasses.replace(info, kind=kind)
+            return None if info is None else info._replace(kind=kind)
     return _by_class_name(owner, leaf, param)
 
 
@@ -342,7 +340,7 @@ def _named_norm(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo |
         return None
     kind = "ones" if info.role == Roles.NORM_SCALE else "zeros"
     why = f"{type(owner).__name__} (a norm by its name): {kind}"
-    return dataclasses.replace(info, torch_default=(kind, {}, why), kind=Kinds.NORM)
+    return info._replace(torch_default=(kind, {}, why), kind=Kinds.NORM)
 
 
 def layout_for(module: nn.Module, param_name: str) -> Layout:

@@ -110,5 +110,5 @@ class TorchFrontend:
         return gaussian_like(s.example_input, s.extra, samples)
 
     def calibrate(self, model: nn.Module, plan: Plan, data: Any, *, seed: int, **settings) -> Plan:
-        """LSUV sweeps on ``data`` (see :func:`~weightinit.frontends.torch.calibration.lsuv_plan`)."""
+        """LSUV sweeps on ``data``; see :func:`.calibration.lsuv_plan`."""
         return lsuv_plan(model, plan, data, seed=seed, **settings)[0]

@@ -10,7 +10,7 @@ import fnmatch
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -86,8 +86,7 @@ def _follower(table: dict[str, Follower], name: str) -> Follower | None:
     return table.get("")  # the model itself is the layer
 
 
-@dataclass(frozen=True)
-class Pending:
+class Pending(NamedTuple):
     """A parameter the scheme chooses for: its row's index, description, tensor, the layout
     its row uses (None: torch's fans) and its module's class name."""
 
