@@ -31,6 +31,11 @@ exact mean count over output positions, padding included). Between layers, every
 
 The plan records the predicted output (mean, std) of every weighted layer;
 ``weightinit.diagnose(model, x, plan=plan)`` shows them next to what it measures.
+
+This module holds the scheme: its options, the layer and recurrent rules, and the moment maps
+every framework shares (activations, dropout, pooling). Which op of a trace is which is the
+front end's knowledge: for torch, :mod:`weightinit.frontends.torch.propagation` walks the
+execution trace, applies these maps and measures the rest, called through ``Survey.frontend``.
 """
 
 from __future__ import annotations
