@@ -75,3 +75,13 @@ def test_auto_calibrates_later_as_it_does_in_one_call():
     later.apply(model)
     one_call.apply(reference)
     assert all(torch.equal(a, b) for a, b in zip(_values(model), _values(reference)))
+
+
+def test_a_calibrated_plan_is_not_calibrated_twice():
+    """Its gains were measured on the values it draws; calibrating again would compound them."""
+    for calibrated in (
+        wi.plan(_net(), "auto", example_input=X, seed=0),  # auto's sweep ran in plan
+        wi.plan(_net(), "lsuv", data=X, seed=0),
+    ):
+        with pytest.raises(ValueError, match="calibrated already"):
+            wi.calibrate(calibrated, _net(), data=X)

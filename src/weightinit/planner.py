@@ -139,7 +139,8 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     ``plan(model, "lsuv")`` without data gives the analytic plan (on the meta device too); this
     completes it once the model has storage, e.g. after ``model.to_empty(device=...)``. The
     plan's own options (its scheme's settings, the seed) are used. Returns the calibrated plan;
-    a plan whose scheme does not calibrate is returned as it is. Calibration runs the model, so
+    a plan whose scheme does not calibrate is returned as it is, one calibrated already is an
+    error (its gains were measured on what it draws). Calibration runs the model, so
     its buffers must hold their values: ``to_empty`` leaves them uninitialized too (running
     statistics, a Transformer's rotary frequencies), so restore them first.
 
@@ -160,6 +161,11 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     chosen = get_scheme(plan.scheme)
     if chosen.calibrate is None:
         return plan
+    if plan.calibration:
+        raise ValueError(
+            f"calibrate: this {plan.scheme!r} plan is calibrated already (plan.calibration); "
+            "make the plan again to calibrate it anew"
+        )
     frontend = frontend_for(model, "calibrate")
     opts, extra, _ = chosen.take({k: v for k, v in plan.options.items() if k != "seed"})
     model = frontend.unwrap(model)
