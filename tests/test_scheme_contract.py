@@ -44,6 +44,11 @@ def _built(scheme: str) -> tuple[nn.Module, torch.Tensor]:
     return model, x
 
 
+def _needs(scheme: str):
+    s = get_scheme(scheme)
+    return s.needs_for(*s.take({})[:2])
+
+
 def _inputs(scheme: str, x: torch.Tensor) -> dict:
     """What the scheme declares it needs, from its declaration."""
     needs = _needs(scheme)
@@ -88,11 +93,6 @@ def test_the_scheme_contract(scheme):
     assert all(torch.equal(one[k], two[k]) for k in one)
     written = [r.name for r in plan.rows if r.init != "skip"]
     assert any(not torch.equal(one[n], before[n]) for n in written if n in one)
-
-
-def _needs(scheme: str):
-    s = get_scheme(scheme)
-    return s.needs_for(*s.take({})[:2])
 
 
 @pytest.mark.parametrize("scheme", [s for s in BUILT_IN if EXAMPLE_INPUT not in _needs(s)])

@@ -5,22 +5,6 @@ estimates the input-output Jacobian spectrum; :class:`Report` renders the result
 (:mod:`weightinit.diagnostics.report`), :mod:`weightinit.diagnostics.figures` draws it.
 """
 
-from weightinit.diagnostics.report import (
-    THRESHOLDS,
-    Comparison,
-    LayerStats,
-    Report,
-    compare,
-    diagnose,
-    jacobian_singular_values,
-)
-
-__all__ = [
-    "THRESHOLDS",
-    "Comparison",
-    "LayerStats",
-    "Report",
-    "compare",
-    "diagnose",
-    "jacobian_singular_values",
-]
+# the public names, listed once, in report.__all__
+from weightinit.diagnostics.report import *
+from weightinit.diagnostics.report import __all__  # noqa: F401

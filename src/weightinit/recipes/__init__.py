@@ -8,6 +8,7 @@ criticality, SELU, LeCun tanh), ``recurrent`` (IRNN, unitary) and ``weight_struc
 (looks-linear, sparse, random walk).
 """
 
+from weightinit import _moved
 from weightinit.recipes.critical import CriticalPoint, critical_point, use_alpha_dropout
 from weightinit.recipes.recurrent import IRNNOptions
 from weightinit.recipes.residual import (
@@ -43,6 +44,4 @@ __all__ = [
 
 def __getattr__(name: str):
     """``weightinit.recipes.roles`` and ``.structured``, the old paths, as stand-ins."""
-    from weightinit import _moved
-
     return _moved.attribute(__name__, name)
