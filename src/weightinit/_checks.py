@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import torch
 
@@ -29,10 +30,33 @@ def subject(fn: str, name: str) -> str:
     return f"{fn}: `{name}`" if fn else f"option `{name}`"
 
 
+def is_number(value: object) -> bool:
+    """A real number: int, float or a numpy scalar such as ``np.float32(0.1)``; not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def is_integer(value: object) -> bool:
+    """An int or a numpy integer; not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def finite(fn: str, name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise ValueError(f"{subject(fn, name)} must be a finite number, got {value!r}")
     return float(value)
+
+
+def fits(fn: str, what: str, extent: float, dtype: torch.dtype) -> None:
+    """Raise ValueError unless values as large as ``extent`` are finite in ``dtype``."""
+    if not (dtype.is_floating_point or dtype.is_complex):
+        return
+    largest = torch.finfo(dtype).max
+    if not extent <= largest:  # also catches inf and nan
+        raise ValueError(
+            f"{fn}: {what} ({extent:.3g}) is beyond the largest {dtype} value "
+            f"({largest:.3g}): the values would overflow to inf; use a smaller scale or a "
+            "wider dtype"
+        )
 
 
 def positive(fn: str, name: str, value: float, *, allow_zero: bool = False) -> float:

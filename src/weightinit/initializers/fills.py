@@ -13,7 +13,15 @@ from typing import Literal
 
 import torch
 
-from weightinit._checks import check_tensor, choice, finite, nothing_to_fill, positive
+from weightinit._checks import (
+    check_tensor,
+    choice,
+    finite,
+    fits,
+    is_number,
+    nothing_to_fill,
+    positive,
+)
 from weightinit.initializers.catalog import register
 from weightinit.initializers.layout import Layout, LayoutLike, geometry
 
@@ -74,8 +82,45 @@ class Draw:
             return max(abs(self.low), abs(self.high))
         return None
 
-    def fill(self, tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fill ``tensor`` in place (a no-op on meta and empty tensors; recorded by capture)."""
+    @property
+    def reach(self) -> float:
+        """The largest magnitude drawing these values computes with: the bounds (and, for a
+        uniform, their distance, which torch computes), or 10 sigma from the mean, which a
+        normal draw passes with probability 1.5e-23."""
+        far = abs(self.mean) + 10 * self.sigma
+        if self.kind == "constant":
+            return abs(self.mean)
+        if self.kind == "uniform":
+            return max(abs(self.low), abs(self.high), self.high - self.low)
+        if self.kind == "truncated_normal":
+            lo = max(self.low, self.mean - 10 * self.sigma)
+            hi = min(self.high, self.mean + 10 * self.sigma)
+            return max(abs(lo), abs(hi))
+        return far
+
+    def fits(self, dtype: torch.dtype, fn: str) -> None:
+        """Raise ValueError if the values would overflow ``dtype`` (``fn`` names the caller)."""
+        if self.kind == "structured":
+            what = f"values of std {self.sigma:.3g}, at 10 std,"
+        elif self.kind == "constant":
+            what = "the constant"
+        elif self.kind == "uniform":
+            what = f"U({self.low:.3g}, {self.high:.3g}), its bounds or width,"
+        elif self.kind == "truncated_normal":
+            what = (
+                f"N({self.mean:.3g}, {self.sigma:.3g}^2) truncated to [{self.low:.3g}, "
+                f"{self.high:.3g}] (or at 10 std)"
+            )
+        else:
+            what = f"N({self.mean:.3g}, {self.sigma:.3g}^2), at 10 std from the mean,"
+        fits(fn, what, self.reach, dtype)
+
+    def fill(
+        self, tensor: torch.Tensor, generator: torch.Generator | None = None, *, fn: str
+    ) -> torch.Tensor:
+        """Fill ``tensor`` in place (a no-op on meta and empty tensors; recorded by capture),
+        after checking that the values fit its dtype (``fn`` names the initializer)."""
+        self.fits(tensor.dtype, fn)
         recorder = _captured.get()
         if recorder is not None:
             recorder.append(self)
@@ -99,11 +144,14 @@ class Draw:
 _captured: ContextVar[list[Draw] | None] = ContextVar("weightinit_captured", default=None)
 
 
-def report_std(std: float) -> None:
-    """For structured initializers: tell a running :func:`capture` the std they produce."""
+def report_std(std: float, tensor: torch.Tensor, fn: str) -> None:
+    """For structured initializers: check that values of this std fit ``tensor``'s dtype and
+    tell a running :func:`capture` the std they produce."""
+    draw = Draw("structured", sigma=std)
+    draw.fits(tensor.dtype, fn)
     recorder = _captured.get()
     if recorder is not None:
-        recorder.append(Draw("structured", sigma=std))
+        recorder.append(draw)
 
 
 def capture(
@@ -142,7 +190,7 @@ def zeros_(
         0.0
     """
     check_fill(tensor, "zeros_", layout, complex_ok=True)
-    return Draw("constant", 0.0).fill(tensor)
+    return Draw("constant", 0.0).fill(tensor, fn="zeros_")
 
 
 @register("ones", aliases=("one",), formula="W = 1", activations="norm scales", paper="-")
@@ -160,7 +208,7 @@ def ones_(
         [1.0, 1.0, 1.0, 1.0]
     """
     check_fill(tensor, "ones_", layout, complex_ok=True)
-    return Draw("constant", 1.0).fill(tensor)
+    return Draw("constant", 1.0).fill(tensor, fn="ones_")
 
 
 @register("constant", formula="W = val", activations="biases (e.g. 0.01 before ReLU)", paper="-")
@@ -187,7 +235,7 @@ def constant_(
         finite("constant_", "val", val)
     if isinstance(val, complex):
         return tensor if nothing_to_fill(tensor) else tensor.fill_(val)
-    return Draw("constant", float(val)).fill(tensor)
+    return Draw("constant", float(val)).fill(tensor, fn="constant_")
 
 
 @register(
@@ -262,7 +310,7 @@ def uniform_(
     a, b = finite("uniform_", "a", a), finite("uniform_", "b", b)
     if a > b:
         raise ValueError(f"uniform_: `a` must be <= `b`, got a={a}, b={b}")
-    return Draw("uniform", low=a, high=b).fill(tensor, generator)
+    return Draw("uniform", low=a, high=b).fill(tensor, generator, fn="uniform_")
 
 
 @register(
@@ -294,7 +342,7 @@ def normal_(
     check_fill(tensor, "normal_", layout)
     mean = finite("normal_", "mean", mean)
     std = positive("normal_", "std", std, allow_zero=True)
-    return Draw("normal", mean, std).fill(tensor, generator)
+    return Draw("normal", mean, std).fill(tensor, generator, fn="normal_")
 
 
 def _phi(x: float) -> float:
@@ -340,17 +388,31 @@ def _representable_within(lo: float, hi: float, dtype: torch.dtype) -> tuple[flo
     return low, high
 
 
+_REDRAWS = 8  # rounds of rejection before the rest is drawn by inverse CDF
+
+
 def _fill_by_rejection(flat, mean, sigma, lo, hi, mass, generator):
-    """Draw N(mean, sigma^2) once, then redraw only the elements that fell outside [lo, hi]."""
+    """Draw N(mean, sigma^2) once, then redraw only the elements that fell outside [lo, hi].
+
+    Each round oversamples by 1.2 / mass, so a round leaves elements undrawn only with tiny
+    probability; after ``_REDRAWS`` rounds (reached only if the dtype's rounding puts far
+    less mass inside than computed) the rest comes from the inverse CDF: the loop is bounded."""
     flat.normal_(mean, sigma, generator=generator)
     bad = torch.nonzero((flat < lo) | (flat > hi)).squeeze(1)
-    while bad.numel():
+    for _ in range(_REDRAWS):
+        if not bad.numel():
+            return
         n = bad.numel()
         draw = torch.empty(int(n / mass * 1.2) + 16, dtype=flat.dtype, device=flat.device)
         draw.normal_(mean, sigma, generator=generator)
         good = draw[(draw >= lo) & (draw <= hi)][:n]
         flat[bad[: good.numel()]] = good
         bad = bad[good.numel() :]
+    if bad.numel():
+        rest = torch.empty(bad.numel(), dtype=flat.dtype, device=flat.device)
+        za, zb = (lo - mean) / sigma, (hi - mean) / sigma
+        _fill_by_inverse_cdf(rest, mean, sigma, za, zb, generator)
+        flat[bad] = rest.clamp_(lo, hi)
 
 
 def _fill_by_inverse_cdf(flat, mean, sigma, za, zb, generator):
@@ -419,7 +481,7 @@ def trunc_normal_(
     std = positive(fn, "std", std)
     choice(fn, "bounds", bounds, ("std", "absolute"))
     for name, value in (("a", a), ("b", b)):
-        if not isinstance(value, (int, float)) or math.isnan(value):
+        if not is_number(value) or math.isnan(value):
             raise ValueError(f"{fn}: `{name}` must be a number (inf allowed), got {value!r}")
     if not a < b:
         raise ValueError(f"{fn}: `a` must be < `b`, got a={a}, b={b}")
@@ -435,7 +497,7 @@ def trunc_normal_(
     if _cdf(zb) - _cdf(za) <= 0:
         raise ValueError(f"{fn}: N({mean}, {sigma}^2) has no mass in [{lo}, {hi}]")
     _representable_within(lo, hi, tensor.dtype)  # raises if no value of the dtype fits
-    return Draw("truncated_normal", mean, sigma, lo, hi).fill(tensor, generator)
+    return Draw("truncated_normal", mean, sigma, lo, hi).fill(tensor, generator, fn=fn)
 
 
 def _truncated_fill(tensor, mean, sigma, lo, hi, generator) -> torch.Tensor:

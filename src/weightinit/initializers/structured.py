@@ -127,7 +127,7 @@ def orthogonal_(
     check_tensor(tensor, "orthogonal_")
     gain = finite("orthogonal_", "gain", gain)
     g = geometry(tensor, layout)
-    report_std(_orthogonal_std(g, gain))
+    report_std(_orthogonal_std(g, gain), tensor, "orthogonal_")
     if nothing_to_fill(tensor):
         return tensor
     return _orthogonal_blocks(tensor, g, gain, generator)
@@ -280,7 +280,7 @@ def sparse_(
             f"{fn}: `k`={k} exceeds the {g.fan_in} incoming weights per unit of this tensor; "
             f"pass k <= {g.fan_in}"
         )
-    report_std(std * math.sqrt(k / g.fan_in) if g.fan_in else 0.0)
+    report_std(std * math.sqrt(k / g.fan_in) if g.fan_in else 0.0, tensor, fn)
     if nothing_to_fill(tensor):
         return tensor
     units = g.num_blocks * g.n_out
@@ -375,7 +375,7 @@ def unitary_(
     check_tensor(tensor, "unitary_", complex_ok=True)
     gain = finite("unitary_", "gain", gain)
     g = geometry(tensor, layout)
-    report_std(_orthogonal_std(g, gain))
+    report_std(_orthogonal_std(g, gain), tensor, "unitary_")
     if nothing_to_fill(tensor):
         return tensor
     return _orthogonal_blocks(tensor, g, gain, generator)

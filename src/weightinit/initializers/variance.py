@@ -72,7 +72,7 @@ def _scaled(fn, tensor, scale, mode, distribution, layout, generator) -> torch.T
     g = geometry(tensor, layout)
     if nothing_to_fill(tensor) and _fan(g, mode) == 0:
         return tensor
-    return _draw(math.sqrt(scale / _fan(g, mode)), distribution).fill(tensor, generator)
+    return _draw(math.sqrt(scale / _fan(g, mode)), distribution).fill(tensor, generator, fn=fn)
 
 
 @register(
@@ -152,7 +152,7 @@ def packed_variance_scaling_(
     g = _packed_geometry(fn, tensor, layout, len(scales))
     fan = _fan(g, mode)
     stds = [math.sqrt(s / fan) if fan else 0.0 for s in scales]
-    report_std(math.sqrt(sum(s * s for s in stds) / len(stds)))  # the whole tensor's std
+    report_std(math.sqrt(sum(s * s for s in stds) / len(stds)), tensor, fn)  # whole tensor
     if nothing_to_fill(tensor):
         return tensor
     _draw(1.0, distribution).write(tensor, generator)
@@ -427,4 +427,4 @@ def random_walk_(
     if nothing_to_fill(tensor) and g.fan_in == 0:
         return tensor
     std = random_walk_gain(nonlinearity, g.fan_in) / math.sqrt(g.fan_in)
-    return _draw(std, distribution).fill(tensor, generator)
+    return _draw(std, distribution).fill(tensor, generator, fn=fn)

@@ -218,6 +218,8 @@ def row(
         bound,
         layout,
         padding,
+        shape=list(param.shape),
+        dtype=str(param.dtype).removeprefix("torch."),
     )
 
 
