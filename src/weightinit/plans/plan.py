@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -96,6 +97,15 @@ _PLAN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pending_calibration": (lambda v: isinstance(v, bool), "true or false"),
     "rows": (lambda v: isinstance(v, list), "a list of rows"),
 }
+
+
+def _json_value(value: Any) -> Any:
+    """What JSON cannot write: numpy and 0-d torch scalars (``std=np.float32(0.1)`` in a rule)
+    as the numbers they are; other objects a user gave as options (module types in a role
+    map) as text."""
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.ndim == 0):
+        return value.item()
+    return str(value)
 
 
 def _kind(value: Any) -> str:
@@ -260,8 +270,7 @@ class Plan:
         }
         if self.pending_calibration:
             data["pending_calibration"] = True
-        # options a user gave as objects (module types in a role map) are written as text
-        return json.dumps(data, **{"indent": 2, "default": str, **dump_kwargs})
+        return json.dumps(data, **{"indent": 2, "default": _json_value, **dump_kwargs})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Plan:
@@ -505,12 +514,15 @@ def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Te
             scratch[key] = torch.empty(t.numel(), dtype=t.dtype, device=t.device)
     for i, (target, value) in enumerate(zip(targets, values)):
         old = scratch[(target.device, target.dtype)][: target.numel()].view(target.shape)
-        old.copy_(target)
+        saved = False
         try:
+            old.copy_(target)
+            saved = True
             target.copy_(value)
             value.copy_(old)
         except BaseException as err:
-            _restore(target, old)
+            if saved:  # the target may be written: its old contents are in the scratch
+                _restore(target, old)
             for j in range(i):
                 _restore(targets[j], values[j])
             if not isinstance(err, Exception):
