@@ -14,6 +14,7 @@ Hypothesis runs derandomized (conftest): the same examples on every run.
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 import warnings
 
@@ -77,7 +78,7 @@ def mlp_specs(draw):
 def cnn_specs(draw):
     channels = [draw(st.sampled_from([4, 8])) for _ in range(draw(st.integers(1, 3)) + 1)]
     blocks = []
-    for c_in, c_out in zip(channels, channels[1:]):
+    for c_in, c_out in itertools.pairwise(channels):
         groups = draw(st.sampled_from([g for g in (1, 2, 4) if c_in % g == 0 and c_out % g == 0]))
         blocks.append(
             {
