@@ -7,17 +7,17 @@ once, then runs the operation named on the command line 3 more times ("none": no
 Per call, an operation costs (instructions of its run - instructions of the "none" run) / 3.
 To compare two source trees (e.g. before and after a change), run each under callgrind:
 
-    for op in none plan_he plan_lecun apply; do
+    for op in none plan_he plan_lecun apply apply_atomic; do
       PYTHONPATH=path/to/src valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         python benchmarks/instructions_plan_apply.py $op 2>&1 | grep Collected
     done
 
 About 4 minutes per run (most of it importing torch under valgrind). "plan_he" traces the model
 with torch.fx and plans "he"; "plan_lecun" plans without a trace (the planner alone);
-"apply" is ``plan.apply(model, atomic=False)``. The garbage collector is off for the measured
-calls: a full collection costs tens of millions of instructions and falls wherever the count of
-allocations since the last one says, so with it on, one collection more or less in a run, not
-the code, would decide the difference.
+"apply" is ``plan.apply(model, atomic=False)``, "apply_atomic" ``plan.apply(model)``. The
+garbage collector is off for the measured calls: a full collection costs tens of millions of
+instructions and falls wherever the count of allocations since the last one says, so with it
+on, one collection more or less in a run, not the code, would decide the difference.
 """
 
 import gc
@@ -28,7 +28,7 @@ from torch import nn
 
 import weightinit as wi
 
-OPERATIONS = ("none", "plan_he", "plan_lecun", "apply")
+OPERATIONS = ("none", "plan_he", "plan_lecun", "apply", "apply_atomic")
 
 
 def main() -> None:
@@ -50,6 +50,8 @@ def main() -> None:
             wi.plan(model, "lecun")
         elif op == "apply":
             plan.apply(model, generator=gen, atomic=False)
+        elif op == "apply_atomic":
+            plan.apply(model, generator=gen)
 
 
 if __name__ == "__main__":
