@@ -210,13 +210,16 @@ def test_a_registered_scheme_is_on_the_command_line(toy, tmp_path):
         "    return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), "
         "torch.nn.Linear(16, 3))\n"
     )
+    torch.save(torch.randn(32, 6), tmp_path / "batch.pt")  # the data its calibrate stage needs
     out = io.StringIO()
     with redirect_stdout(out):
         code = main(
             ["plan", f"{factory}:make", "--input-shape", "8,6", "--scheme", "TOY", "--json"]
+            + ["--data", str(tmp_path / "batch.pt")]
         )
     assert code == 0
-    assert json.loads(out.getvalue())["scheme"] == "toy_scheme"
+    planned = json.loads(out.getvalue())
+    assert planned["scheme"] == "toy_scheme" and "pending_calibration" not in planned
     with pytest.raises(SystemExit):
         main(["plan", f"{factory}:make", "--input-shape", "8,6", "--scheme", "toy_schem"])
 

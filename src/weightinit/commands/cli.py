@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import numpy as np
 import torch
 from torch import nn
 
 from weightinit._table import format_table
 from weightinit.initializers.catalog import catalog
 from weightinit.planner import plan
+from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT
 from weightinit.scheme.registry import get_scheme, schemes
 
-__all__ = ["load_factory", "main"]
+__all__ = ["UsageError", "load_factory", "main"]
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -76,6 +82,21 @@ def _scheme_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _scheme_names(text: str) -> list[str]:
+    """``torch,he,auto`` -> canonical names, each once."""
+    names = [_scheme_name(part.strip()) for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"name at least one scheme, e.g. torch,he,auto; got {text!r}"
+        )
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names {', '.join(map(repr, twice))} more than once: name each scheme once"
+        )
+    return names
+
+
 def _option(text: str) -> tuple[str, Any]:
     """``name=value``: the value read as JSON (numbers, true/false, null, lists, dicts), else
     as a string."""
@@ -90,52 +111,207 @@ def _option(text: str) -> tuple[str, Any]:
         return name, value
 
 
-def load_factory(spec: str) -> Callable[[], nn.Module]:
-    """``path/to/file.py:factory`` -> the callable ``factory`` defined in that file."""
-    path, sep, attr = spec.rpartition(":")
-    if not sep or not path or not attr:
-        raise SystemExit(f"weightinit: expected path/to/file.py:factory, got {spec!r}")
-    file = Path(path)
-    if not file.is_file():
-        raise SystemExit(f"weightinit: no such file {path!r}")
-    module_spec = importlib.util.spec_from_file_location(file.stem, file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise SystemExit(f"weightinit: {path} defines no callable {attr!r}")
-    return factory
-
-
 def _shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated sizes like 8,3,32,32, got {text!r}"
-        )
+        ) from None
     if not shape or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return shape
 
 
+def _high(text: str) -> int:
+    """``--input-int HIGH``: integers are drawn from [0, HIGH), so HIGH is at least 1."""
+    try:
+        high = int(text)
+    except ValueError:
+        high = 0
+    if high < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer (inputs are drawn from [0, HIGH), e.g. the "
+            f"vocabulary size), got {text!r}"
+        )
+    return high
+
+
+def _out_folder(text: str) -> Path:
+    """A folder the command can write its files into, checked before any work is done: the
+    folder (and any missing parents) is created, a file made and removed in it, and whatever
+    the check created is removed again."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder: name a folder")
+    created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(
+            f"cannot write into {text!r} ({err.strerror or err}): name a folder you can write to"
+        ) from None
+    finally:
+        for folder in created:
+            with contextlib.suppress(OSError):  # never made, or not empty: leave it
+                folder.rmdir()
+    return out
+
+
+class UsageError(Exception):
+    """A mistake in the command line or in the files it names: :func:`main` prints it on one
+    line and exits with status 2."""
+
+
+def load_factory(spec: str) -> Callable[[], nn.Module]:
+    """``path/to/file.py:factory`` -> the callable ``factory`` defined in that file, which
+    must take no arguments. Raises :class:`UsageError` naming what is wrong with ``spec``."""
+    path, sep, attr = spec.rpartition(":")
+    if not sep or not path or not attr:
+        raise UsageError(f"expected path/to/file.py:factory, got {spec!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no such file {path!r}")
+    module_spec = importlib.util.spec_from_file_location(file.stem, file)
+    if module_spec is None:
+        raise UsageError(f"{path!r} is not a Python file: name a .py file, e.g. model.py:{attr}")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as err:  # errors the code raises when it runs keep their traceback
+        raise UsageError(
+            f"syntax error in {err.filename}, line {err.lineno}: {err.msg}: fix the file"
+        ) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UsageError(f"{path} defines no callable {attr!r}")
+    try:
+        signature = inspect.signature(factory)
+    except ValueError:  # no signature to read (some builtins): calling it will tell
+        return factory
+    try:
+        signature.bind()
+    except TypeError:
+        raise UsageError(
+            f"{path}: {attr}{signature} takes arguments, and the command calls it with none: "
+            "name a function that builds the model without arguments"
+        ) from None
+    return factory
+
+
+def _random_input(shape: tuple[int, ...], high: int | None) -> torch.Tensor:
+    """Seeded input of ``shape``: integers in [0, high) when ``high`` is given, else randn."""
+    gen = torch.Generator().manual_seed(0)
+    if high is not None:
+        return torch.randint(0, high, shape, generator=gen)
+    return torch.randn(shape, generator=gen)
+
+
+def _load_data(path: str) -> torch.Tensor:
+    """``--data``: a tensor saved with ``torch.save`` (read with ``weights_only=True``, so
+    nothing in the file runs), or a ``.npy`` array."""
+    npy = path.endswith(".npy")
+    try:
+        if npy:
+            loaded = np.load(path, allow_pickle=False)
+        else:
+            with warnings.catch_warnings():  # a file pickled by other means warns, then fails
+                warnings.simplefilter("ignore")
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        raise UsageError(f"--data: cannot read {path!r}: {err.strerror or err}") from None
+    except Exception as err:  # noqa: BLE001  (a malformed file fails wherever the reader trips)
+        said = str(err).strip().split("\n")[0].split(". ")[0]
+        raise UsageError(
+            f"--data: {path!r} is not {'a .npy array' if npy else 'a tensor saved with torch.save'}"
+            f" ({type(err).__name__}: {said}); save one batch with torch.save(batch, path) or "
+            "numpy.save(path, array)"
+        ) from None
+    if isinstance(loaded, np.ndarray):
+        try:
+            loaded = torch.from_numpy(loaded)
+        except TypeError:
+            raise UsageError(
+                f"--data: {path!r} holds an array of {loaded.dtype}, not numbers: save a "
+                "numeric array"
+            ) from None
+    if not isinstance(loaded, torch.Tensor):
+        raise UsageError(
+            f"--data: {path!r} holds a {type(loaded).__name__}, not a tensor: save one batch "
+            "with torch.save(batch, path)"
+        )
+    return loaded
+
+
+@contextlib.contextmanager
+def _library_errors(command: str, inputs: str) -> Iterator[None]:
+    """The library's errors about what it was given (ValueError, TypeError) as UsageErrors;
+    a RuntimeError as one naming the ``inputs`` the model ran on (a shape that does not fit).
+    Anything else keeps its traceback."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from err
+    except RuntimeError as err:
+        if not inputs:  # the model ran on no input of the user's: not a usage error
+            raise
+        raise UsageError(
+            f"{command}: the model failed on {inputs}: {err}; pass an input the model takes"
+        ) from err
+
+
+def _described_inputs(args: argparse.Namespace, data: torch.Tensor | None = None) -> str:
+    """The inputs the command line gave, for errors: ``--input-shape 2,5 --input-int 50``."""
+    given = []
+    if args.input_shape:
+        shape = ",".join(map(str, args.input_shape))
+        high = f" --input-int {args.input_int}" if args.input_int is not None else ""
+        given.append(f"--input-shape {shape}{high}")
+    if data is not None:
+        given.append(f"--data {args.data} (a {data.dtype} tensor of shape {tuple(data.shape)})")
+    return " and ".join(given)
+
+
+# what the command line passes for a scheme's needs (the planner's example_input=, data=)
+_GIVEN_BY = {
+    EXAMPLE_INPUT: "--input-shape SIZES (or --data PATH)",
+    DATA: "--data PATH (a batch saved with torch.save, or a .npy array)",
+}
+
+
 def _plan(args: argparse.Namespace) -> int:
+    if args.input_int is not None and args.input_shape is None:
+        raise UsageError(
+            "plan: --input-int draws the inputs of --input-shape: pass --input-shape too"
+        )
+    chosen = get_scheme(args.scheme)
+    if args.data is not None and chosen.calibrate is None:
+        calibrating = [name for name in schemes() if get_scheme(name).calibrate is not None]
+        raise UsageError(
+            f"plan: --data is the batch a scheme calibrates on ({', '.join(calibrating)}); "
+            f"scheme {chosen.name!r} does not calibrate: leave --data out (--input-shape traces "
+            "a forward pass)"
+        )
+    with _library_errors("plan", ""):
+        needs = chosen.needs_for(*chosen.take(dict(args.option))[:2])
+    given = {EXAMPLE_INPUT: args.input_shape or args.data, DATA: args.data}
+    for need, why in needs.items():
+        if need in _GIVEN_BY and given[need] is None:
+            raise UsageError(f"plan: scheme {chosen.name!r} {why}: pass {_GIVEN_BY[need]}")
+    data = _load_data(args.data) if args.data is not None else None
     model = load_factory(args.factory)()
     if not isinstance(model, nn.Module):
-        raise SystemExit(
-            f"weightinit: {args.factory} returned {type(model).__name__}, not a module"
-        )
+        raise UsageError(f"{args.factory} returned {type(model).__name__}, not a torch.nn.Module")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if data is not None and data.is_floating_point() and dtype is not None:
+        data = data.to(dtype)  # numpy saves float64; the model has its own dtype
     example = None
     if args.input_shape:
-        gen = torch.Generator().manual_seed(0)
-        if args.input_int:
-            example = torch.randint(0, args.input_int, args.input_shape, generator=gen)
-        else:
-            example = torch.randn(args.input_shape, generator=gen)
-    try:
-        result = plan(model, args.scheme, example_input=example, **dict(args.option))
-    except (ValueError, TypeError) as err:
-        raise SystemExit(f"weightinit: {err}")
+        example = _random_input(args.input_shape, args.input_int)
+    with _library_errors("plan", _described_inputs(args, data)):
+        result = plan(model, args.scheme, example_input=example, data=data, **dict(args.option))
     print(result.to_json() if args.json else result)
     return 0
 
@@ -144,20 +320,10 @@ def _diagnose(args: argparse.Namespace) -> int:
     from weightinit.diagnostics.report import compare
 
     factory = load_factory(args.factory)
-    gen = torch.Generator().manual_seed(0)
-    if args.input_int:
-        inputs = torch.randint(0, args.input_int, args.input_shape, generator=gen)
-    else:
-        inputs = torch.randn(args.input_shape, generator=gen)
-    try:
-        schemes_ = [_scheme_name(s.strip()) for s in args.schemes.split(",") if s.strip()]
-    except argparse.ArgumentTypeError as err:
-        raise SystemExit(f"weightinit: --schemes: {err}")
-    try:
-        result = compare(factory, schemes_, inputs)
-    except (ValueError, TypeError) as err:
-        raise SystemExit(f"weightinit: {err}")
-    out = Path(args.out)
+    inputs = _random_input(args.input_shape, args.input_int)
+    with _library_errors("diagnose", _described_inputs(args)):
+        result = compare(factory, args.schemes, inputs)
+    out = args.out
     for name, report in result.items():
         print(f"== {name} ==\n{report}\n")
     result.plot(out / "signal.png", title=args.factory)
@@ -171,16 +337,27 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from weightinit.commands.demo import run
+    from weightinit.commands.demo import require_extra, run
 
+    try:
+        require_extra()
+    except ImportError as err:
+        raise UsageError(str(err)) from None
     run(args.out, quick=args.quick)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: ``weightinit plan: error: argument ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="weightinit", description="Initialize neural networks well."
-    )
+    """Run the command line; returns the exit status: 0, or 2 for a usage error (printed on
+    one line to stderr, nothing written)."""
+    parser = _Parser(prog="weightinit", description="Initialize neural networks well.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listing = commands.add_parser("list", help="print the catalog of initializers")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -207,7 +384,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="trace a forward pass on randn of this shape, e.g. 8,3,32,32",
     )
     planning.add_argument(
-        "--input-int", type=int, metavar="HIGH", help="draw integer inputs in [0, HIGH) (token ids)"
+        "--input-int",
+        type=_high,
+        metavar="HIGH",
+        help="draw the --input-shape inputs as integers in [0, HIGH) (token ids)",
+    )
+    planning.add_argument(
+        "--data",
+        metavar="PATH",
+        help="a batch for the schemes that calibrate on data (lsuv, auto): a tensor saved with "
+        "torch.save, or a .npy array; floating data is cast to the model's dtype",
     )
     planning.add_argument(
         "--option",
@@ -228,23 +414,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     diagnosing.add_argument("--input-shape", type=_shape, required=True, help="e.g. 64,40")
     diagnosing.add_argument(
-        "--input-int", type=int, metavar="HIGH", help="integer inputs in [0, HIGH)"
+        "--input-int", type=_high, metavar="HIGH", help="integer inputs in [0, HIGH)"
     )
     diagnosing.add_argument(
-        "--schemes", default="torch,he,auto", help="comma-separated, default torch,he,auto"
+        "--schemes",
+        default="torch,he,auto",
+        type=_scheme_names,
+        help="comma-separated, default torch,he,auto",
     )
-    diagnosing.add_argument("--out", default="weightinit-report", help="folder for PNG, HTML, JSON")
+    diagnosing.add_argument(
+        "--out", default="weightinit-report", type=_out_folder, help="folder for PNG, HTML, JSON"
+    )
     diagnosing.set_defaults(run=_diagnose)
     demo = commands.add_parser(
         "demo",
         help="deep MLPs on MNIST-1D: torch's default init vs weightinit's, diagnosed and trained",
     )
     demo.add_argument("--quick", action="store_true", help="small and short (seconds), for tests")
-    demo.add_argument("--out", default="weightinit-demo", help="folder for figures and the page")
+    demo.add_argument(
+        "--out", default="weightinit-demo", type=_out_folder, help="folder for figures and the page"
+    )
     demo.set_defaults(run=_demo)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except UsageError as err:
+        print(f"weightinit: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # the reader went away (`weightinit plan ... | head`): not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (Python flushes stdout at exit)
         return 0

@@ -10,6 +10,7 @@ user cache directory.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from collections.abc import Callable
@@ -26,9 +27,34 @@ from weightinit.diagnostics.report import Comparison, diagnose
 from weightinit.planner import init
 from weightinit.plans.plan import Plan
 
-__all__ = ["SCHEMES", "initialize", "load_mnist1d", "mlp", "run", "tensors", "train"]
+__all__ = [
+    "EXTRA",
+    "SCHEMES",
+    "initialize",
+    "load_mnist1d",
+    "mlp",
+    "require_extra",
+    "run",
+    "tensors",
+    "train",
+]
 
 SCHEMES = ("torch", "he", "auto", "lsuv")  # compared in this order, in the table and the figures
+EXTRA = ("matplotlib", "mnist1d", "rich")  # the modules of pyproject.toml's `demo` extra
+INSTALL = 'pip install "weightinit[demo]"'
+
+
+def require_extra() -> None:
+    """Raise ImportError, naming the missing modules and :data:`INSTALL`, unless every module
+    of the ``demo`` extra imports; the command line calls it before any work is done."""
+    missing = []
+    for name in EXTRA:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ImportError(f"the demo needs {', '.join(missing)} (the demo extra): {INSTALL}")
 
 
 def cache_dir() -> Path:
@@ -47,9 +73,7 @@ def load_mnist1d() -> dict[str, np.ndarray]:
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as err:  # pragma: no cover - the extra is part of the README's command
-        raise ImportError(
-            "the demo needs mnist1d: pip install -c constraints.txt 'weightinit[demo]'"
-        ) from err
+        raise ImportError(f"the demo needs mnist1d: {INSTALL}") from err
     raw = make_dataset(get_dataset_args())
     data = {k: np.asarray(raw[k]) for k in ("x", "y", "x_test", "y_test")}
     path.parent.mkdir(parents=True, exist_ok=True)
