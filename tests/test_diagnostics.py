@@ -1,6 +1,7 @@
 """Diagnostics against known answers, and the promise that diagnosing changes nothing."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -115,7 +116,7 @@ def test_a_module_called_twice_gives_two_rows():
         def forward(self, x):
             return self.lin(torch.relu(self.lin(x)))
 
-    report = wi.diagnose(Twice(), torch.randn(4, 8))
+    report = wi.diagnose(Twice(), torch.randn(8, 8))
     assert [layer.name for layer in report.layers] == ["lin", "lin"]
 
 
@@ -199,6 +200,114 @@ def test_parametrized_layers_are_diagnosed_as_themselves():
     from torch.nn.utils import parametrizations as P
 
     net = nn.Sequential(P.weight_norm(nn.Linear(8, 8)), nn.ReLU(), P.spectral_norm(nn.Linear(8, 2)))
-    report = wi.diagnose(net, torch.randn(4, 8))
+    report = wi.diagnose(net, torch.randn(8, 8))
     assert [layer.name for layer in report.layers] == ["0", "2"]
     assert report.layers[0].activation == "relu"
+
+
+def diagonal(values: torch.Tensor) -> nn.Module:
+    """A layer whose Jacobian is diag(values): its singular values are |values|."""
+    layer = nn.Linear(len(values), len(values), bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.diag(values))
+    return nn.Sequential(layer)
+
+
+@pytest.mark.parametrize("exact_limit", [4096, 0])
+def test_json_carries_the_jacobian_summary_the_report_prints(exact_limit):
+    """Oracle: the singular values of diag(d) are |d|. Rademacher probes v give
+    |J v|^2 = sum d_i^2 exactly for a diagonal J, so the estimated mean square is exact too."""
+    import json
+
+    d = torch.linspace(0.5, 2.0, 16)
+    report = wi.diagnose(diagonal(d), torch.randn(8, 16), exact_limit=exact_limit)
+    summary = json.loads(report.to_json())["jacobian_summary"]
+    assert summary["how"] == report.jacobian == ("exact" if exact_limit else "estimated")
+    assert summary["mean_square"] == pytest.approx(d.double().pow(2).mean().item(), rel=1e-6)
+    if exact_limit:
+        assert summary["max"] == pytest.approx(2.0, rel=1e-6)
+        assert summary["min"] == pytest.approx(0.5, rel=1e-6)
+    line = (
+        f"Jacobian singular values ({summary['how']}): max {summary['max']:.3g}, "
+        f"mean-square {summary['mean_square']:.3g}, min {summary['min']:.3g}"
+    )
+    assert line in str(report)
+    assert json.loads(wi.Comparison(net=report).to_json())["net"]["jacobian_summary"] == summary
+
+
+def test_no_jacobian_no_summary():
+    import json
+
+    net = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 2))
+    report = wi.diagnose(net, torch.randint(0, 10, (8, 3)))
+    assert report.singular_values == [] and json.loads(report.to_json())["jacobian_summary"] is None
+    assert "Jacobian" not in str(report)
+
+
+def test_an_integer_parameter_is_left_alone():
+    net = mlp(2, 8, nn.ReLU)
+    steps = nn.Parameter(torch.arange(3), requires_grad=False)
+    net[0].register_parameter("steps", steps)
+    report = wi.diagnose(net, torch.randn(16, 8))
+    assert [layer.name for layer in report.layers] == ["0", "2", "4"]
+    assert net[0].steps is steps and torch.equal(steps, torch.arange(3))
+    assert not steps.requires_grad and steps.grad is None
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_a_healthy_relu_unit_looks_dead_on_a_small_batch_at_rate_two_to_the_minus_n(batch):
+    """The reasoning behind DEAD_MIN_SAMPLES: a first-layer unit with symmetric pre-activations
+    is never positive on n nearly orthogonal inputs with probability 2^-n. 4096 units: the
+    fraction is within 5 binomial standard errors of 2^-n (plus the inputs' small overlaps,
+    |cos| ~ 1/sqrt(1024), which move an orthant probability by about |cos| / (2 pi))."""
+    gen = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Linear(1024, 4096, bias=False), nn.ReLU(), nn.Linear(4096, 1))
+    wi.init(net, "he", seed=0)
+    x = torch.randn(batch, 1024, generator=gen)
+    with pytest.warns(UserWarning, match=f"at least {wi.diagnostics.DEAD_MIN_SAMPLES} inputs"):
+        report = wi.diagnose(net, x, exact_limit=0, probes=1)
+    p, units = 2.0**-batch, 4096
+    tolerance = 5 * math.sqrt(p * (1 - p) / units) + batch**2 / math.sqrt(1024) / (2 * math.pi)
+    assert abs(report.layers[0].dead - p) < tolerance
+
+
+def test_a_healthy_he_relu_mlp_is_not_called_dead_from_min_samples_on():
+    net = mlp(4, 256, nn.ReLU)
+    wi.init(net, "he", seed=0)
+    x = torch.randn(
+        wi.diagnostics.DEAD_MIN_SAMPLES, 256, generator=torch.Generator().manual_seed(0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = wi.diagnose(net, x)
+    assert report.verdict == "healthy"
+    # the first layer at rate 2^-8 (5 binomial standard errors over 256 units); deeper layers
+    # more (their values over the batch are correlated), far below the verdict's 1/2
+    p = 2.0**-wi.diagnostics.DEAD_MIN_SAMPLES
+    assert report.layers[0].dead < p + 5 * math.sqrt(p / 256)
+    with pytest.warns(UserWarning, match=r"measured on 1 value\(s\) per unit .* \(50% here\)"):
+        wi.diagnose(net, x[:1])
+
+
+def test_dead_units_are_the_features_of_a_sequence_and_the_channels_of_a_conv():
+    """Half the units get a bias of -1000 (dead), half +1000 (alive): 50% dead, whatever the
+    number of positions."""
+    signs = torch.tensor([-1.0, 1.0]).repeat_interleave(4)
+    lin = nn.Linear(8, 8)
+    conv = nn.Conv1d(3, 8, 1)
+    for layer in (lin, conv):
+        with torch.no_grad():
+            layer.weight.mul_(1e-3)
+            layer.bias.copy_(1e3 * signs)
+    sequence = wi.diagnose(nn.Sequential(lin, nn.ReLU(), nn.Linear(8, 1)), torch.randn(8, 10, 8))
+    assert sequence.layers[0].dead == 0.5
+    channels = wi.diagnose(
+        nn.Sequential(conv, nn.ReLU(), nn.Conv1d(8, 1, 1)), torch.randn(8, 3, 10)
+    )
+    assert channels.layers[0].dead == 0.5
+
+
+@pytest.mark.parametrize("seed", ["0", 1.5, -1])
+def test_diagnose_names_a_bad_seed(seed):
+    with pytest.raises((TypeError, ValueError), match=r"^diagnose: `seed` must be"):
+        wi.diagnose(mlp(2, 8, nn.ReLU), torch.randn(8, 8), seed=seed)

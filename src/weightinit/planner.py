@@ -4,6 +4,7 @@ plan and write in one call."""
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from weightinit._checks import is_integer
 from weightinit.frontends import frontend_for
-from weightinit.frontends.torch.settle import RuleKey, RuleValue
+from weightinit.frontends.torch.settle import RuleKey, RuleValue, Settled
 from weightinit.plans.plan import Plan
 from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT, GRAPH, Choice, Param, Scheme, Survey
 from weightinit.scheme.registry import get_scheme
@@ -53,12 +55,15 @@ def plan(
         rules: per-parameter overrides, by name glob (``"*.head.weight"``) or module type,
             to an initializer name or a ``(name, kwargs)`` pair; also how parameters of
             modules weightinit does not know get initialized.
-        skip: name globs of parameters to leave untouched.
+        skip: name globs of parameters to leave untouched (``fnmatch``, against the names
+            of ``model.named_parameters()``); a glob that matches no parameter is warned
+            about, with the names close to it.
         strict: raise instead of warning when a parameter has no rule and no known module.
         include_frozen: also initialize parameters with ``requires_grad=False``.
         data: a batch for data-dependent schemes ("lsuv", and "auto"'s sweep).
-        seed: recorded as the default seed of :meth:`Plan.apply`; data-dependent schemes draw
-            their pre-initialization with it (default 0) and their plans only apply with it.
+        seed: an int in [0, 2**64) (numpy integers too), recorded as the default seed of
+            :meth:`Plan.apply`; data-dependent schemes draw their pre-initialization with it
+            (default 0) and their plans only apply with it.
         **options: scheme options, see :class:`weightinit.scheme.protocol.Options`
             (``distribution``, ``mode``, ``bias``, ``relu_bias``, ``forget_bias``,
             ``recurrent``, ``embedding_std``, ``norm_scale``) and each scheme's own.
@@ -72,9 +77,10 @@ def plan(
     """
     chosen = get_scheme(scheme)
     frontend = frontend_for(model, "plan")
+    seed = check_seed(seed, "plan")
     opts, extra, recorded = chosen.take(options, seed)
     rules = frontend.check_rules(rules)
-    skip = [skip] if isinstance(skip, str) else list(skip)
+    skip = _check_skip(skip)
     model = frontend.unwrap(model)
     needs = chosen.needs_for(opts, extra)
     if EXAMPLE_INPUT in needs and example_input is None:
@@ -91,6 +97,7 @@ def plan(
         model, graph, rules=rules, skip=skip, include_frozen=include_frozen,
         own_fans=chosen.own_fans,
     )  # fmt: skip
+    _report_skip(settled, skip, chosen.name)
     survey = Survey(
         model, graph, opts, extra, settled.params, example_input,
         settled=settled.moments, data=data, seed=seed, frontend=frontend,
@@ -118,6 +125,65 @@ def plan(
     if chosen.calibrate is None:
         return made
     return chosen.calibrate(made, survey)
+
+
+def check_seed(seed: object, where: str) -> int | None:
+    """``seed`` as an int, or None. Python and numpy integers in torch's seed range
+    [0, 2**64) are seeds; a bool, float, str or negative number is an error naming ``where``
+    (the public function)."""
+    if seed is None:
+        return None
+    if not is_integer(seed):
+        raise TypeError(
+            f"{where}: `seed` must be an int (or None), got {seed!r} of type "
+            f"{type(seed).__name__}; pass e.g. seed=0"
+        )
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{where}: `seed` must be in [0, 2**64), got {seed}; pass e.g. seed=0")
+    return int(seed)
+
+
+def _check_skip(skip: Iterable[str]) -> list[str]:
+    """``skip=`` as a list of name globs (a single glob may be given as a str)."""
+    if isinstance(skip, str):
+        return [skip]
+    try:
+        globs = list(skip)
+    except TypeError:
+        globs = [skip]
+    bad = [g for g in globs if not isinstance(g, str)]
+    if bad:
+        raise TypeError(
+            f"plan: `skip` takes parameter name globs (str), got {bad[0]!r}; pass e.g. "
+            "skip=['*.bias', 'head.*']"
+        )
+    return globs
+
+
+def _report_skip(settled: Settled, skip: list[str], scheme: str) -> None:
+    """Warn about ``skip=`` globs that match no parameter (a typo skips nothing) and about
+    globs that leave the scheme nothing to initialize."""
+    names = [r.name for r in settled.rows if r is not None] + [p.name for p in settled.params]
+    for glob in settled.skip_unmatched:
+        close = difflib.get_close_matches(glob, names, n=3, cutoff=0.6)
+        if close:
+            hint = f"did you mean {', '.join(map(repr, close))}?"
+        elif names:
+            hint = f"the parameters are named like {', '.join(map(repr, names[:3]))}"
+        else:
+            hint = "the model has no parameters"
+
+        warnings.warn(
+            f"plan: skip glob {glob!r} matches no parameter, so it skips nothing; {hint}",
+            stacklevel=3,
+        )
+    if settled.skipped and not settled.pending:
+        warnings.warn(
+            f"plan: skip={skip!r} covers every parameter scheme {scheme!r} would initialize "
+            f"({settled.skipped} skipped), so the scheme initializes none; narrow the globs "
+            "if that is not what you meant",
+            stacklevel=3,
+        )
 
 
 def _report_unknown(unknown: list[str], strict: bool) -> None:

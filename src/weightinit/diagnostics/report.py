@@ -3,7 +3,8 @@
 ``diagnose(model, inputs)`` runs one forward and one backward pass with hooks on every weighted
 layer and measures, per call and in execution order: the output's mean and std, its std relative
 to the first layer's, the fraction of dead units (before a ReLU-family activation: units that are
-never positive over the batch) and of saturated outputs (after tanh/sigmoid-like activations:
+never positive over the batch, which needs a batch of at least :data:`DEAD_MIN_SAMPLES`) and of
+saturated outputs (after tanh/sigmoid-like activations:
 within 1% of their bounds), the std of the gradient with respect to the layer's output and
 weight, and the weight-gradient-to-weight norm ratio; for recurrent layers also the std of the
 gates' pre-activations (W_ih x_t + W_hh h_{t-1} + b, what their weights scale: the hidden state
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,13 +32,15 @@ from torch.nn.utils import parametrize
 
 from weightinit._table import format_table
 from weightinit.diagnostics import figures
-from weightinit.planner import init
+from weightinit.frontends import frontend_for
+from weightinit.planner import check_seed, init
 from weightinit.plans.plan import Plan
 from weightinit.understanding.graph import followers, trace
-from weightinit.understanding.knowledge import Roles, describe, unwrap
+from weightinit.understanding.knowledge import Kinds, Roles, describe
 from weightinit.understanding.recurrent import recurrent_preactivations
 
 __all__ = [
+    "DEAD_MIN_SAMPLES",
     "THRESHOLDS",
     "Comparison",
     "LayerStats",
@@ -58,7 +62,22 @@ THRESHOLDS = {
     "vanishing": "last layer's output std < 1e-3 x the first's, or first layer's output-gradient "
     "std < 1e-3 x the last's",
 }
+#: The fewest values per unit (batch x positions) the dead fractions are measured on without a
+#: warning. A unit counts as dead when it is not positive on any of its n values. A healthy
+#: ReLU unit whose pre-activation is symmetric about 0 and independent across the values (the
+#: first layer, on independent inputs) is not positive on all n with probability 2^-n, the
+#: fraction of healthy units reported dead: half of them for a batch of 1, and then the verdict
+#: "dead" (more than half, on average) half of the time. n = 8 brings that to 2^-8 < 0.4%,
+#: under the whole percent the table shows. Deeper units take positively correlated values
+#: over a batch (a He ReLU net's second layer: correlation 1/pi), which makes the rate fall
+#: more slowly, 6% at n = 8 and 2% at 16 there, but from n = 8 on it stays far below the
+#: verdict's one half (11% even at correlation 1/2). The saturated fraction counts single
+#: outputs, not units over the batch: it is unbiased on any batch.
+DEAD_MIN_SAMPLES = 8
 _DEAD_FAMILY = {"relu", "relu6"}
+#: layers whose output indexes its units on the last axis, (..., features); others (conv) on
+#: axis 1, (batch, channels, ...)
+_FEATURES_LAST = {Kinds.LINEAR, Kinds.BILINEAR, Kinds.RECURRENT, Kinds.ATTENTION, Kinds.EMBEDDING}
 _BOUNDS = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "hardtanh": (-1.0, 1.0),
            "lecun_tanh": (-1.7159, 1.7159), "softsign": (-1.0, 1.0)}  # fmt: skip
 
@@ -113,7 +132,7 @@ class Report:
         gates = any(l.gate_std is not None for l in self.layers)
         head = ("layer", "module", "then", "mean", "std", *(("predicted",) if predicted else ()),
                 *(("gates std",) if gates else ()), "std/first", "dead", "sat.", "grad std",
-                "dW std", "|dW|/|W|")
+                "dW std", "|dW|/|W|")  # fmt: skip
         table = format_table(
             head,
             [
@@ -125,11 +144,11 @@ class Report:
                 for l in self.layers
             ],
         )  # fmt: skip
-        sv = self.singular_values
+        js = self.jacobian_summary
         summary = (
-            f"Jacobian singular values ({self.jacobian}): max {max(sv):.3g}, "
-            f"mean-square {sum(s * s for s in sv) / len(sv):.3g}, min {min(sv):.3g}\n"
-            if sv
+            f"Jacobian singular values ({js['how']}): max {js['max']:.3g}, "
+            f"mean-square {js['mean_square']:.3g}, min {js['min']:.3g}\n"
+            if js
             else ""
         )
         flags = f" ({', '.join(self.flags)})" if self.flags else ""
@@ -138,8 +157,38 @@ class Report:
             f"(inputs {self.input_cosine:.3f}); loss: {self.loss}\nverdict: {self.verdict}{flags}"
         )
 
+    @property
+    def jacobian_summary(self) -> dict[str, Any] | None:
+        """The Jacobian's singular values as the printed report sums them up: ``max``,
+        ``mean_square`` (the mean of sigma^2, whose target is 1), ``min`` and ``how`` ("exact"
+        or "estimated"); None when there is no Jacobian (inputs that are not floating point).
+        Estimated values are [max, root mean square, min] (see
+        :func:`jacobian_singular_values`), so the mean square is the middle one squared."""
+        sv = self.singular_values
+        if not sv:
+            return None
+        if self.jacobian == "estimated":
+            mean_square = sv[1] ** 2
+        else:
+            mean_square = sum(s * s for s in sv) / len(sv)
+        return {"how": self.jacobian, "max": max(sv), "mean_square": mean_square, "min": min(sv)}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, and the Jacobian summary the printed report shows."""
+        return {**asdict(self), "jacobian_summary": self.jacobian_summary}
+
     def to_json(self, **dump_kwargs: Any) -> str:
-        return json.dumps(asdict(self), **{"indent": 2, **dump_kwargs})
+        """The report as JSON: every field of :meth:`as_dict`.
+
+        Example:
+            >>> import json, torch, weightinit
+            >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4, bias=False))
+            >>> _ = torch.nn.init.eye_(net[0].weight)
+            >>> data = json.loads(weightinit.diagnose(net, torch.randn(8, 4)).to_json())
+            >>> {k: round(v, 6) if k != "how" else v for k, v in data["jacobian_summary"].items()}
+            {'how': 'exact', 'max': 1.0, 'mean_square': 1.0, 'min': 1.0}
+        """
+        return json.dumps(self.as_dict(), **{"indent": 2, **dump_kwargs})
 
 
 def _write(path: str | Path, text: str) -> Path:
@@ -167,7 +216,7 @@ class Comparison(dict):
         return _write(path, figures.page(self, title, samples=self._samples()))
 
     def to_json(self, **dump_kwargs: Any) -> str:
-        return json.dumps({k: asdict(v) for k, v in self.items()}, **{"indent": 2, **dump_kwargs})
+        return json.dumps({k: v.as_dict() for k, v in self.items()}, **{"indent": 2, **dump_kwargs})
 
 
 def compare(
@@ -203,13 +252,13 @@ def _weighted_modules(model: nn.Module, layers: list[str] | None) -> dict[nn.Mod
     for name, module in model.named_modules():
         if isinstance(module, parametrize.ParametrizationList):
             continue  # weight_norm etc.: the layer that owns the parametrization is diagnosed
-        direct = [k for k, v in module._parameters.items() if v is not None]
+        direct = [k for k, v in module._parameters.items() if v is not None and _trainable(v)]
         roles = {getattr(describe(module, k), "role", None) for k in direct}
-        if parametrize.is_parametrized(module) or (
+        weighted = parametrize.is_parametrized(module) or (
             direct and (roles & {Roles.WEIGHT, Roles.RECURRENT, Roles.EMBEDDING} or None in roles)
-        ):
-            if layers is None or name in layers:
-                found[module] = name
+        )
+        if weighted and (layers is None or name in layers):
+            found[module] = name
     if layers is not None:
         missing = sorted(set(layers) - set(found.values()))
         if missing:
@@ -225,10 +274,25 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-def _unit_fraction_dead(h: torch.Tensor) -> float:
-    """Units (features, channels) never positive over the batch and positions."""
-    units = h.transpose(0, 1).reshape(h.shape[1], -1) if h.ndim > 1 else h.reshape(1, -1)
-    return (units.max(dim=1).values <= 0).float().mean().item()
+def _trainable(p: torch.Tensor) -> bool:
+    """Can ``p`` have a gradient? (floating point or complex; not an integer counter)"""
+    return p.is_floating_point() or p.is_complex()
+
+
+def _unit_axis(module: nn.Module) -> int:
+    """The axis of ``module``'s output that indexes its units (see ``_FEATURES_LAST``)."""
+    for name, _ in module.named_parameters():
+        info = describe(module, name)
+        if info is not None:
+            return -1 if info.kind in _FEATURES_LAST else 1
+    return 1
+
+
+def _unit_fraction_dead(h: torch.Tensor, axis: int) -> tuple[float, int]:
+    """The fraction of units (features, channels: ``axis``) never positive over the batch and
+    positions, and the number of values each unit had."""
+    units = h.movedim(axis, 0).reshape(h.shape[axis], -1) if h.ndim > 1 else h.reshape(1, -1)
+    return (units.max(dim=1).values <= 0).float().mean().item(), units.shape[1]
 
 
 def diagnose(
@@ -260,6 +324,9 @@ def diagnose(
     With ``plan`` (an "auto" plan, which predicts every weighted layer's output), each layer's
     first call also shows the predicted std, next to the measured one.
 
+    A warning says when a unit had fewer than :data:`DEAD_MIN_SAMPLES` values to be judged
+    dead on (a batch too small): its dead fraction, and a "dead" verdict, overstate dead units.
+
     Example:
         >>> import torch, weightinit
         >>> net = torch.nn.Sequential(*[torch.nn.Linear(32, 32) for _ in range(20)])
@@ -268,7 +335,8 @@ def diagnose(
         >>> report.verdict, round(min(report.singular_values), 4), round(max(report.singular_values), 4)
         ('healthy', 1.0, 1.0)
     """
-    model = unwrap(model)
+    model = frontend_for(model, "diagnose").unwrap(model)
+    seed = check_seed(seed, "diagnose")
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     for i, a in enumerate(args):
         if isinstance(a, torch.Tensor) and a.is_floating_point() and not torch.isfinite(a).all():
@@ -309,7 +377,8 @@ def diagnose(
 
     try:
         for p in params:
-            p.requires_grad_(True)
+            if _trainable(p):  # an integer parameter (a step counter) cannot require grad
+                p.requires_grad_(True)
             p.grad = None
         for module in weighted:
             handles.append(module.register_forward_hook(hook))
@@ -339,7 +408,7 @@ def diagnose(
                 loss.backward()
             for handle in handles:  # the Jacobian's extra passes are not layer calls
                 handle.remove()
-            layer_stats = _layer_stats(records, weighted, follow)
+            layer_stats, fewest = _layer_stats(records, weighted, follow)
             if plan is not None:
                 _add_predictions(layer_stats, plan)
             samples = _samples(records, weighted, follow)
@@ -356,6 +425,14 @@ def diagnose(
         with torch.no_grad():
             for buffer, value in saved["buffers"].items():
                 buffer.copy_(value)
+    if fewest < DEAD_MIN_SAMPLES:
+        warnings.warn(
+            f"diagnose: the dead-unit fractions are measured on {fewest} value(s) per unit "
+            f"(the batch, times positions); a healthy ReLU unit is never positive on n values "
+            f"with probability 2^-n ({2.0**-fewest:.0%} here), so they overstate dead units, "
+            f"and so may the verdict: pass a batch of at least {DEAD_MIN_SAMPLES} inputs",
+            stacklevel=2,
+        )
     verdict, flags = _verdict(layer_stats, out_cos, in_cos)
     return Report(layer_stats, verdict, flags, sv, how, out_cos, in_cos, loss_text, samples=samples)
 
@@ -390,8 +467,11 @@ def _add_predictions(layers: list[LayerStats], plan: Plan) -> None:
             seen.add(layer.name)
 
 
-def _layer_stats(records, weighted, follow) -> list[LayerStats]:
+def _layer_stats(records, weighted, follow) -> tuple[list[LayerStats], float]:
+    """Each call's statistics, and the fewest values a dead fraction was measured on (inf
+    when none was)."""
     stats: list[LayerStats] = []
+    fewest = math.inf
     first_std = None
     for record in records:
         module, out = record["module"], record["output"].detach()
@@ -402,7 +482,8 @@ def _layer_stats(records, weighted, follow) -> list[LayerStats]:
         first_std = std if first_std is None else first_std
         dead = saturated = None
         if act is not None and act.name in _DEAD_FAMILY and out.ndim > 0:
-            dead = _unit_fraction_dead(out)
+            dead, values = _unit_fraction_dead(out, _unit_axis(module))
+            fewest = min(fewest, values)
         if act is not None and act.name in _BOUNDS:
             lo, hi = _BOUNDS[act.name]
             a = act.fn(out.float())
@@ -431,7 +512,7 @@ def _layer_stats(records, weighted, follow) -> list[LayerStats]:
                 else None,
             )
         )
-    return stats
+    return stats, fewest
 
 
 def _weight_of(module: nn.Module) -> torch.Tensor:

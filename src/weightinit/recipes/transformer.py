@@ -407,6 +407,8 @@ class _Preset:
         return Choice(choice.init, choice.args, f"no Transformer role: {choice.reason}")
 
     def survey(self, s: Survey) -> dict[str, Choice]:
+        if not s.params:  # skip=, rules= or frozen left nothing (the planner says so)
+            return {}
         found = transformer_roles(s.model, s.extra.roles, [p.name for p in s.params])
         ctx = _Context(
             self.name, s.model, s.extra, found, layer_counts(found), _d_model(s, found), s.options
@@ -414,10 +416,18 @@ class _Preset:
         s.notes["roles"] = role_counts(found)
         s.notes["layers"] = ctx.layers
         if set(s.notes["roles"]) <= {"none"}:
+            chosen = {p.name for p in s.params}
+            others = [n for n, _ in s.model.named_parameters() if n not in chosen]
+            left_out = transformer_roles(s.model, s.extra.roles, others)
+            with_role = [name for name, r in left_out.items() if r.role is not None]
             message = (
-                f"{self.name}: no parameter of {type(s.model).__name__} has a Transformer role "
-                "(embedding, qkv, attn_out, mlp_in, mlp_out, head, norm); name your modules' "
-                "roles with roles={'name_glob': 'role'}"
+                f"{self.name}: skip=, rules= or requires_grad=False leave out every parameter "
+                f"of {type(s.model).__name__} that has a Transformer role ({with_role[0]!r}, "
+                "...), so the preset has no roles to work with"
+                if with_role
+                else f"{self.name}: no parameter of {type(s.model).__name__} has a Transformer "
+                "role (embedding, qkv, attn_out, mlp_in, mlp_out, head, norm); name your "
+                "modules' roles with roles={'name_glob': 'role'}"
             )
             if self.name == "t-fixup":  # nothing of the recipe would be left
                 raise ValueError(message)
@@ -543,7 +553,7 @@ for _preset in _PRESETS:
             _preset.name,
             _preset.description,
             _preset.choose,
-                survey=_preset.survey,
+            survey=_preset.survey,
             extra=_preset.extra,
         )
     )

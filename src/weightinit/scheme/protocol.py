@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from weightinit._checks import finite, positive
 from weightinit.initializers.layout import Geometry, shape_geometry
 from weightinit.understanding.graph import Follower, Graph
 from weightinit.understanding.knowledge import ParamInfo
@@ -130,8 +131,9 @@ class Options:
 
     @classmethod
     def build(cls, options: dict[str, Any], extra: type | None = None) -> Options:
-        """The shared options from keywords; ``extra``: the scheme's own options dataclass,
-        already taken out, named in the error for unknown keywords."""
+        """The shared options from keywords, each value checked here, where it is taken (an
+        error names the option, not the initializer it would reach); ``extra``: the scheme's
+        own options dataclass, already taken out, named in the error for unknown keywords."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - names)
         if unknown:
@@ -150,6 +152,13 @@ class Options:
             if value not in allowed:
                 shown = ", ".join(repr(a) for a in allowed if a is not None)
                 raise ValueError(f"option `{name}` must be one of {shown}, got {value!r}")
+        for name in ("bias", "norm_scale"):
+            finite("", name, getattr(opts, name))
+        for name in ("relu_bias", "forget_bias"):  # None: no bias of their own
+            if getattr(opts, name) is not None:
+                finite("", name, getattr(opts, name))
+        if opts.embedding_std is not None:
+            positive("", "embedding_std", opts.embedding_std, allow_zero=True)
         return opts
 
 

@@ -44,10 +44,29 @@ def register_scheme(scheme: Scheme) -> Scheme:
 
 def get_scheme(name: str | Scheme) -> Scheme:
     """The scheme called ``name`` (any case, ``-``/``_`` ignored, aliases); a
-    :class:`~weightinit.scheme.protocol.Scheme` is returned unchanged."""
+    :class:`~weightinit.scheme.protocol.Scheme` is returned unchanged. An unknown name is a
+    ValueError with the close matches and every registered scheme.
+
+    Example:
+        >>> from weightinit.scheme.registry import get_scheme
+        >>> get_scheme("Kaiming").name
+        'he'
+        >>> get_scheme("lsvu")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown scheme 'lsvu'. Did you mean 'lsuv'... The schemes: he, orthogonal, ..., lsuv, auto...
+    """
     if isinstance(name, Scheme):
         return name
-    return _NAMES.get(name)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"`scheme` must be a scheme's name (a str, see weightinit.schemes()) or a "
+            f"weightinit.Scheme, got {type(name).__name__}"
+        )
+    try:
+        return _NAMES.get(name)
+    except ValueError as err:
+        raise ValueError(f"{err} The schemes: {', '.join(_SCHEMES)}.") from None
 
 
 def schemes() -> dict[str, str]:

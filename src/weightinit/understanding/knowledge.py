@@ -14,10 +14,11 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from weightinit.initializers.layout import Layout, fans, resolve_owner_layouts
 
-__all__ = ["Kinds", "ParamInfo", "Roles", "describe", "layout_for", "owner_of", "unwrap"]
+__all__ = ["Kinds", "ParamInfo", "Roles", "describe", "layout_for", "owner_of", "stored", "unwrap"]
 
 
 class Roles:
@@ -84,7 +85,7 @@ def _torch_fan_in(param: torch.Tensor) -> int:
 
 
 def _linear_like(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo | None:
-    weight = module.weight
+    weight = stored(module, "weight")
     bound = 1 / math.sqrt(_torch_fan_in(weight)) if weight.numel() else 0.0
     why = f"1/sqrt({_torch_fan_in(weight) if weight.numel() else 0})"
     if name == "weight":
@@ -134,7 +135,7 @@ def _recurrent(module: nn.Module, name: str, param: torch.Tensor) -> ParamInfo |
     default = _uniform(1 / math.sqrt(hidden), f"1/sqrt({hidden})")
     if kind == "weight_hr":  # LSTM projection (proj_size): a plain (proj, hidden) matrix
         return ParamInfo(Roles.PROJECTION, Layout(), default)
-    weight_ih = getattr(module, "weight_ih" + (suffix if isinstance(module, nn.RNNBase) else ""))
+    weight_ih = stored(module, "weight_ih" + (suffix if isinstance(module, nn.RNNBase) else ""))
     blocks = weight_ih.shape[0] // hidden
     gates = {4: "ifgo", 3: "rzn"}.get(blocks, "h")
     inner = getattr(module, "nonlinearity", None)  # RNN and RNNCell: "tanh" or "relu"
@@ -255,6 +256,18 @@ def parametrized(module: nn.Module, param_name: str) -> tuple[nn.Module, str, st
     return owner, name, index
 
 
+def stored(module: nn.Module, name: str) -> torch.Tensor:
+    """``module``'s tensor ``name`` as it is stored, without computing it: behind a
+    parametrization, the original (weight_norm's v), of the parametrized tensor's shape under
+    weight_norm, spectral_norm and orthogonal. Reading a parametrized ``module.weight`` runs
+    the parametrization, and spectral_norm's power iteration (in train mode) changes its
+    ``_u``/``_v`` buffers: describing a model must not."""
+    if parametrize.is_parametrized(module, name):
+        chain = module.parametrizations[name]
+        return chain.original if hasattr(chain, "original") else chain.original1
+    return getattr(module, name)
+
+
 def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
     """The table's :class:`ParamInfo` for ``module``'s parameter ``param_name`` (dotted names
     allowed), or None when the owning module type is not in the table. The tensors behind a
@@ -263,10 +276,9 @@ def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
     found = parametrized(module, param_name)
     if found is not None:
         owner, leaf, index = found
-        chain = owner.parametrizations[leaf]
-        original = chain.original if hasattr(chain, "original") else chain.original1
+        original = stored(owner, leaf)
         info = _lookup(owner, leaf, original)
-        if info is not None and _is_weight_norm_scale(chain, index):
+        if info is not None and _is_weight_norm_scale(owner.parametrizations[leaf], index):
             info = info._replace(norm_of=(tuple(original.shape), original.dtype))
         return info
     owner, leaf = owner_of(module, param_name)
@@ -277,7 +289,7 @@ def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
             f"{type(owner).__name__} has no parameter {leaf!r}; its parameters are {known}"
         )
     if isinstance(param, nn.parameter.UninitializedParameter):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 (the parameter's state is at fault, not its type)
             f"{param_name!r} of {type(owner).__name__} is not materialized yet (a lazy module): "
             "run one forward pass on an example input first"
         )

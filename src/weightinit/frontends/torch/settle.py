@@ -7,6 +7,7 @@ the padding row, weight_norm's g).
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,12 +102,16 @@ class Pending(NamedTuple):
 class Settled:
     """The outcome of *settle*: the rows so far (None where the scheme chooses), the
     parameters it chooses for (with their row index and tensor), the moments of the values
-    it does not choose (plain name -> (mean, E[x^2])), and parameters nobody knows."""
+    it does not choose (plain name -> (mean, E[x^2])), parameters nobody knows, and the
+    ``skip=`` globs: those that matched no parameter name, and how many parameters the
+    others left out."""
 
     rows: list[Row | None] = field(default_factory=list)
     pending: list[Pending] = field(default_factory=list)
     moments: dict[str, tuple[float, float]] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+    skip_unmatched: list[str] = field(default_factory=list)
+    skipped: int = 0
 
     @property
     def params(self) -> list[Param]:
@@ -127,7 +132,9 @@ def settle(
     rows; every other parameter is described for the scheme to choose."""
     out = Settled()
     seen: dict[int, str] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
+    named = list(model.named_parameters(remove_duplicate=False))
+    out.skip_unmatched = [s for s in skip if not any(fnmatch.fnmatchcase(n, s) for n, _ in named)]
+    for name, param in named:
         found = parametrized(model, name)
         owner, leaf = (found[0], found[1]) if found else owner_of(model, name)
         plain = name.rsplit("parametrizations.", 1)[0] + leaf if found else name
@@ -141,6 +148,7 @@ def settle(
         kept = None
         if pattern is not None:
             kept = Row(name, module, "-", SKIP, reason=f"matches skip {pattern!r}")
+            out.skipped += 1
         elif not param.requires_grad and not include_frozen:
             kept = Row(name, module, "-", SKIP, reason="frozen (requires_grad=False)")
         if kept is not None:
@@ -157,7 +165,7 @@ def settle(
         layout = info.layout if info is not None and own_fans else None
         if choice is not None:
             role = info.role if info else "custom"
-            made = row(name, module, role, choice, param, layout, info)
+            made = _rule_row(name, module, role, choice, param, layout, info)
             out.moments[plain] = (0.0, (made.std or 0.0) ** 2)  # zero-mean draws
             if choice.init in ("constant", "ones", "zeros"):
                 value = {"ones": 1.0, "zeros": 0.0}.get(choice.init, choice.args.get("val"))
@@ -179,6 +187,32 @@ def settle(
         out.pending.append(Pending(len(out.rows), described, param, layout, module))
         out.rows.append(None)
     return out
+
+
+def _rule_row(
+    name: str,
+    module: str,
+    role: str,
+    choice: Choice,
+    param: torch.Tensor,
+    layout: Layout | None,
+    info: ParamInfo | None,
+) -> Row:
+    """The row of a user rule; its arguments are checked here, on a meta tensor of the
+    parameter's shape, and an error names the rule and the parameter."""
+    try:
+        return row(name, module, role, choice, param, layout, info)
+    except (TypeError, ValueError) as err:
+        init = get(choice.init)
+        takes = [  # after the tensor; every initializer also takes layout= and generator=
+            str(p.replace(annotation=inspect.Parameter.empty))
+            for p in list(inspect.signature(init).parameters.values())[1:]
+            if p.name not in ("layout", "generator")
+        ]
+        raise type(err)(
+            f"plan: {choice.reason} for parameter {name!r}: {err}; {init.__name__} takes "
+            f"{', '.join(takes) or 'no arguments'}"
+        ) from None
 
 
 def _moments_of(param: torch.Tensor) -> tuple[float, float]:
