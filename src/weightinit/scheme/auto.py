@@ -26,8 +26,15 @@ exact mean count over output positions, padding included). Between layers, every
   traced key count and mask); the output projection restores the target;
 - recurrent layers: see :func:`recurrent_rule`;
 - flatten, reshape, permute, indexing: pass-through;
+- comparisons, argmax, ``.item()`` and other statistics computed for Python control flow: no
+  signal (a bool or integer result carries none; what reaches no layer is not propagated);
 - anything else is *measured*: run on Gaussian inputs with the current statistics (fixed seed,
-  state restored), and the plan's reason column says so.
+  state restored), additive-mask entries of its inputs kept, non-finite outputs left out, and
+  the plan's reason column says so.
+
+A model on the meta device gets its analytic plan without memory (an op measured there runs on
+a CPU stand-in, tensors without values taken as zeros); the stabilizing sweep then awaits the
+weights (``pending_calibration``).
 
 The plan records the predicted output (mean, std) of every weighted layer;
 ``weightinit.diagnose(model, x, plan=plan)`` shows them next to what it measures.
@@ -308,9 +315,20 @@ def _survey(s: Survey) -> dict[str, Choice]:
 
 def _calibrate(plan: Plan, s: Survey) -> Plan:
     """One stabilizing sweep: on ``data``, or on a Gaussian stand-in for the input with its
-    statistics (data-free; see :meth:`~weightinit.frontends.torch.TorchFrontend.stand_in`)."""
+    statistics (data-free; see :meth:`~weightinit.frontends.torch.TorchFrontend.stand_in`).
+
+    The sweep runs the model, so it needs the weights in memory: on the meta device, without
+    ``data``, the plan is the analytic one, awaiting calibration (as "lsuv"'s), which
+    :func:`weightinit.calibrate` completes once the model is materialized."""
     if s.data is None and not s.extra.stabilize:
         return plan
+    if s.data is None and s.frontend.on_meta_device(plan, s.model):
+        return dataclasses.replace(plan, pending_calibration=True)
+    if s.data is None and s.example_input is None:
+        raise ValueError(
+            "calibrate: scheme 'auto' runs its stabilizing sweep on a Gaussian stand-in for "
+            "the input: pass example_input=batch (or data=batch)"
+        )
     batch = s.data if s.data is not None else s.frontend.stand_in(s)
     seed = 0 if s.seed is None else s.seed
     return s.frontend.calibrate(

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from weightinit.initializers.activations import Activation, activation
 
-__all__ = ["Follower", "Graph", "Node", "followers", "trace"]
+__all__ = ["Follower", "Graph", "ModelError", "Node", "followers", "live", "shapes", "trace"]
 
 
 @dataclass
@@ -135,17 +135,36 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return leaves(value, torch.Tensor)
 
 
+class ModelError(ValueError, RuntimeError):
+    """The model raised on the input it was traced on; the message names the innermost module
+    that was running and the shapes of its inputs. A ValueError (the input does not fit the
+    model), and a RuntimeError for callers that catch torch's own errors."""
+
+
+def shapes(value: Any) -> str:
+    """The shapes of the tensors in ``value``, for messages: "shape (4, 7)", "shapes (4, 7),
+    (4,)", "no tensor"."""
+    found = [str(tuple(t.shape)) for t in _tensors(value)]
+    if not found:
+        return "no tensor"
+    return f"shape{'s' if len(found) > 1 else ''} {', '.join(found)}"
+
+
 def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
     graph = Graph([], "execution")
     recorder = _Recorder(graph)
     names = {id(m): n for n, m in model.named_modules()}
     handles = []
+    running: list[tuple[nn.Module, Any]] = []  # the modules being called, innermost last
 
     def pre(module, args, kwargs):
+        running.append((module, (args, kwargs)))
         if is_atomic(module):
             recorder.depth += 1
 
     def post(module, args, kwargs, output):
+        while running and running.pop()[0] is not module:
+            pass  # calls that raised and were caught inside the forward pass
         if not is_atomic(module):
             return
         recorder.depth -= 1
@@ -161,10 +180,20 @@ def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
         handles.append(module.register_forward_hook(post, with_kwargs=True))
     inputs = example_input if isinstance(example_input, tuple) else (example_input,)
     try:
-        root = graph.add(Node("input", None, "input", []))
+        root = graph.add(Node("input", None, "input", [], inputs))
         recorder.mark(inputs, root)
-        with recorder, torch.no_grad():
-            output = model(*inputs)
+        try:
+            with recorder, torch.no_grad():
+                output = model(*inputs)
+        except (RuntimeError, TypeError, IndexError, AssertionError) as err:
+            if not running:
+                raise ModelError(f"the model failed before any of its modules ran: {err}") from err
+            module, args = running[-1]
+            name = names[id(module)]
+            layer = f"layer {name!r}" if name else "the model"
+            raise ModelError(
+                f"{layer} ({type(module).__name__}) failed on its input of {shapes(args)}: {err}"
+            ) from err
         inputs_of_output, _, _ = recorder.sources((output,), {})
         graph.add(Node("function", None, "the output", inputs_of_output))
     finally:
@@ -227,8 +256,13 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
     ``torch.fx`` symbolic trace. Hooks are removed, and train/eval mode, buffers (BatchNorm
     running statistics) and the global RNG state restored either way.
 
+    A model on the meta device is traced on meta copies of ``example_input`` (the graph's
+    tensors have shapes, no values); the input node's ``args`` hold the tensors the model ran
+    on.
+
     Raises ValueError when the model cannot be traced without an input (Python control flow
-    on tensor values): pass ``example_input``.
+    on tensor values): pass ``example_input``; and :class:`ModelError` (a ValueError) when the
+    model fails on ``example_input``, naming the module that failed and its input's shape.
     """
     if is_atomic(model) and example_input is None:  # a single layer: nothing follows it
         graph = Graph([], "fx")
@@ -239,6 +273,9 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
     buffers = {}  # the trace runs forward: BatchNorm would update its running statistics
     try:
         if example_input is not None:
+            if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+                # a model without storage runs on meta copies of the input: shapes, no values
+                example_input = map_tensors(example_input, lambda t: t.to("meta"))
             buffers = {b: b.clone() for b in model.buffers()}
             with torch.random.fork_rng(devices=[]):  # dropout in the trace draws from it
                 return _execution_trace(model, example_input)
@@ -346,9 +383,14 @@ def _is_elementwise(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
             x2 = x.clone()
             x2[1, 2, 3] += 0.5
             y2 = fn(x2)
-    except Exception:  # not callable on a plain float tensor: not an activation we can use
+    # not callable on a plain float tensor (or a meta module): not an activation we can use
+    except (RuntimeError, TypeError, ValueError, IndexError, AssertionError):
         return False
-    if not isinstance(y, torch.Tensor) or y.shape != x.shape or not torch.isfinite(y).all():
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        return False
+    if not (y.is_floating_point() or y.is_complex()):
+        return False  # comparisons (bool), argsort (int): statistics for control flow
+    if not torch.isfinite(y).all():
         return False
     changed = (y != y2).nonzero().tolist()
     return changed in ([], [[1, 2, 3]])
@@ -412,33 +454,35 @@ def _param(node: Node, name: str) -> float | None:
 def followers(graph: Graph) -> dict[str, Follower]:
     """For every module node, what follows it (first use wins when a module is called twice)."""
     result: dict[str, Follower] = {}
+    alive = live(graph)
     for node in graph.nodes:
         if node.kind == "module" and node.name not in result:
-            result[node.name] = _follow(graph, node)
+            result[node.name] = _follow(graph, node, alive)
     return result
 
 
-def _live(graph: Graph, index: int, memo: dict[int, bool]) -> bool:
-    """Does this node's value reach the output or a layer with parameters?"""
-    if index not in memo:
-        memo[index] = False  # (graphs are acyclic; this only guards the recursion)
+def live(graph: Graph) -> list[bool]:
+    """Per node: does its value reach the output or a layer with parameters? Not so for
+    statistics computed for Python control flow (``if h.mean() > 0:``, ``.item()``) and for
+    outputs nobody uses (``out, _ = lstm(x)``)."""
+    alive = [False] * len(graph.nodes)
+    for index in reversed(range(len(graph.nodes))):  # every user comes after what it uses
         node = graph.nodes[index]
-        memo[index] = (
+        alive[index] = (
             node.name == "the output"
             or (node.kind == "module" and any(True for _ in node.target.parameters()))
-            or any(_live(graph, u, memo) for u in node.users)
+            or any(alive[u] for u in node.users)
         )
-    return memo[index]
+    return alive
 
 
-def _follow(graph: Graph, start: Node) -> Follower:
-    live: dict[int, bool] = {}
+def _follow(graph: Graph, start: Node, alive: list[bool]) -> Follower:
     via: list[str] = []
     node = start
     while True:
         # uses that lead nowhere are not branches: ``out, _ = lstm(x)``, or ``h.mean() > 0``
         # computed for Python control flow
-        users = [u for u in node.users if _live(graph, u, live)]
+        users = [u for u in node.users if alive[u]]
         if not users:
             return Follower(None, tuple(via), "the output")
         if len(users) > 1:

@@ -29,7 +29,7 @@ from weightinit.frontends.torch.settle import (
 from weightinit.plans.plan import SKIP, Plan, Row
 from weightinit.scheme.auto import Analysis
 from weightinit.scheme.protocol import Choice, Param, Survey
-from weightinit.understanding.graph import Graph, followers, trace
+from weightinit.understanding.graph import Graph, ModelError, followers, shapes, trace
 from weightinit.understanding.knowledge import unwrap
 
 __all__ = ["TorchFrontend"]
@@ -51,13 +51,30 @@ class TorchFrontend:
 
     def trace(self, model: nn.Module, example_input: Any, data: Any) -> Graph:
         """The model's graph: on ``example_input``; else torch.fx, falling back to a forward
-        pass on ``data`` when fx cannot trace the model (Python control flow)."""
-        if example_input is not None or data is None:
-            return trace(model, example_input)
+        pass on ``data`` when fx cannot trace the model (Python control flow). A batch the
+        model fails on is a ValueError naming the layer that failed and its input's shape."""
+        given = "example_input" if example_input is not None or data is None else "data"
         try:
-            return trace(model)
-        except ValueError:
-            return trace(model, data)
+            if given == "example_input":
+                return trace(model, example_input)
+            try:
+                return trace(model)
+            except ValueError:  # fx cannot trace it
+                return trace(model, data)
+        except ModelError as err:
+            batch = example_input if given == "example_input" else data
+            meta = any(p.is_meta for p in model.parameters())
+            raise ValueError(
+                f"plan: the model failed on `{given}` of {shapes(batch)}: {err}; pass "
+                f"{given}= a batch the model accepts"
+                + (
+                    " (on the meta device tensors have shapes but no values: a forward pass "
+                    "that reads them, e.g. `if mask.all():`, needs the model materialized "
+                    "first, model.to_empty(device='cpu'))"
+                    if meta
+                    else ""
+                )
+            ) from err
 
     def settle(
         self,
@@ -110,5 +127,16 @@ class TorchFrontend:
         return gaussian_like(s.example_input, s.extra, samples)
 
     def calibrate(self, model: nn.Module, plan: Plan, data: Any, *, seed: int, **settings) -> Plan:
-        """LSUV sweeps on ``data``; see :func:`.calibration.lsuv_plan`."""
+        """LSUV sweeps on ``data``; see :func:`.calibration.lsuv_plan`. They run the model,
+        so a model on the meta device is an error that says what to do instead."""
+        meta = self.on_meta_device(plan, model)
+        if meta:
+            raise ValueError(
+                f"{plan.scheme}: calibrating runs the model, but {meta[0]!r} is on the meta "
+                "device and has no storage. Either plan without data= now (the analytic plan, "
+                "awaiting calibration) and, once the model is materialized "
+                "(model.to_empty(device='cpu'), buffers restored), complete it with "
+                "weightinit.calibrate(plan, model, data=batch) before plan.apply(model); or "
+                "materialize the model first and plan with data="
+            )
         return lsuv_plan(model, plan, data, seed=seed, **settings)[0]

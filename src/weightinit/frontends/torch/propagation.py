@@ -2,6 +2,11 @@
 trace, one map per op family (torch functions, methods and ``torch.nn`` modules), anything else
 measured on Gaussian input; and the Gaussian stand-in batch of the stabilizing sweep.
 
+Statistics are taken over a tensor's finite entries, additive attention masks left out
+(:data:`MASKED`), and a non-finite signal is an error, never passed on. On the meta device the
+trace has shapes and no values: the maps need none, and a measured op runs on CPU stand-ins
+(:meth:`_Propagation._gaussian_args`, :meth:`_Propagation._stand_in`).
+
 The rules (:class:`~weightinit.scheme.auto.AutoOptions`, the layer and recurrent rules, the
 moment maps of activations, dropout and pooling) are the scheme's, in
 :mod:`weightinit.scheme.auto`; this module knows which torch op is which.
@@ -9,6 +14,7 @@ moment maps of activations, dropout and pooling) are the scheme's, in
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 from typing import Any
@@ -33,7 +39,7 @@ from weightinit.scheme.auto import (
     through_maximum,
 )
 from weightinit.scheme.protocol import Choice, Options
-from weightinit.understanding.graph import Graph, Node, _classify, leaves, map_tensors
+from weightinit.understanding.graph import Graph, Node, _classify, leaves, live, map_tensors
 from weightinit.understanding.knowledge import describe
 
 __all__ = ["STABILIZING_SAMPLES", "batch_first", "gaussian_like", "input_statistics", "propagate"]
@@ -75,9 +81,43 @@ def _member(func: Any, group: set) -> bool:
         return False
 
 
-def _tensor_stats(t: torch.Tensor) -> Signal:
-    t = t.detach().double()
-    return Signal(float(t.mean()), float(t.var(unbiased=False))) if t.numel() else Signal(0, 0)
+#: additive attention masks: an entry at or below MASKED times the root mean square of the
+#: tensor's other entries (at least 1), or -inf, masks its position. After a softmax it weighs
+#: exactly 0, e^-1000 underflowing even in float64; masks use -inf, the dtype's minimum, -1e9
+#: or -1e4.
+MASKED = -1e3
+
+
+def _masked(t: torch.Tensor) -> torch.Tensor | None:
+    """Where floating-point ``t`` holds additive-mask entries (see :data:`MASKED`); None when
+    it holds none (or has no values: the meta device)."""
+    if t.is_meta or not t.is_floating_point():
+        return None
+    x = t.detach()
+    low = x <= MASKED
+    if not low.any():
+        return None
+    rest = x[~low & torch.isfinite(x)].double()
+    scale = max(1.0, float(rest.square().mean().sqrt())) if rest.numel() else 1.0
+    low = x <= MASKED * scale
+    return low if low.any() else None
+
+
+def _tensor_stats(t: torch.Tensor) -> Signal | None:
+    """(mean, variance) of the entries that carry signal: finite, not additive-mask entries
+    (an all-masked or empty tensor is the zero signal); None without values (meta) or when
+    none is finite."""
+    if t.is_meta:
+        return None
+    x = t.detach().double()
+    keep = torch.isfinite(x)
+    masked = _masked(t)
+    if masked is not None:
+        keep &= ~masked
+    if not keep.any():
+        return Signal(0.0, 0.0) if masked is not None or not x.numel() else None
+    x = x[keep]
+    return Signal(float(x.mean()), float(x.var(unbiased=False)))
 
 
 def _window(dims: Any, ndim: int) -> int:
@@ -108,14 +148,27 @@ class _Propagation:
         self.current_notes: tuple[str, ...] = ()
         self.example_input = example_input
         self.generator = torch.Generator().manual_seed(0)
+        # the user's input tensors and their names, also by the ids of the meta copies the
+        # trace of a meta model ran on
+        self.given = _named_inputs(example_input)
+        traced = leaves(graph.nodes[0].args, torch.Tensor) if graph.nodes else []
+        for copied, given in zip(traced, leaves(example_input, torch.Tensor)):
+            self.given.setdefault(id(copied), self.given[id(given)])
+        self.alive = live(graph)
 
     # --- driver ---
 
     def run(self) -> Analysis:
-        for node in self.graph.nodes:
+        for index, node in enumerate(self.graph.nodes):
             notes = tuple(dict.fromkeys(n for i in node.inputs for n in self.notes[i]))
             self.current_notes = notes
-            signal = self._map(node)
+            # statistics for Python control flow (``if h.mean() > 0:``) reach no layer
+            signal = self._map(node) if self.alive[index] else None
+            if signal is not None and not (math.isfinite(signal.mean) and signal.var < math.inf):
+                raise ValueError(
+                    f"auto: the signal after {_called(node)} is not finite (mean {signal.mean}, "
+                    f"variance {signal.var}); give the layers after it rules=, or skip them"
+                )
             self.signals.append(signal)
             self.notes.append(self.current_notes)
         return self.analysis
@@ -128,7 +181,7 @@ class _Propagation:
         if src is not None and self.graph.nodes[src].kind == "input":
             tensor = leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
             return self._input_stats(tensor)
-        if src is None:
+        if src is None:  # made outside the trace; on the meta device it has no values
             tensor = leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
             return _tensor_stats(tensor) if tensor.is_floating_point() else None
         return self.signals[src]
@@ -150,18 +203,20 @@ class _Propagation:
         """The first floating-point input's statistics (each input is measured on its own
         where it is used)."""
         floats = [t for t in leaves(self.example_input, torch.Tensor) if t.is_floating_point()]
-        return self._input_stats(floats[0]) if floats else None
-
-    def _input_stats(self, tensor: torch.Tensor) -> Signal | None:
-        if not tensor.is_floating_point():
+        if not floats:
             return None
-        found = input_statistics(tensor, self.auto)
+        found = self._input_stats(floats[0])
         if found.var == 0 and found.mean == 0:
             raise ValueError(
-                "auto: `example_input` is all zeros, so it says nothing about the signal; pass "
-                "a representative batch, or input_mean=/input_std="
+                f"auto: {self.given[id(floats[0])][1]} is all zeros, so it says nothing about "
+                "the signal; pass a representative batch, or input_mean=/input_std="
             )
         return found
+
+    def _input_stats(self, tensor: torch.Tensor) -> Signal | None:
+        """The statistics of an input tensor (the user's, not the meta copy traced)."""
+        given, name = self.given.get(id(tensor), (tensor, "`example_input`"))
+        return input_statistics(given, self.auto, name) if given.is_floating_point() else None
 
     # --- modules ---
 
@@ -206,9 +261,11 @@ class _Propagation:
             and not m.training
             and m.track_running_stats
         ):
-            # eval mode normalizes with the running statistics, not the batch's
-            mean = float(m.running_mean.double().mean())
-            var = float(m.running_var.double().mean()) + m.eps
+            # eval mode normalizes with the running statistics, not the batch's (on the meta
+            # device they have no values: torch's reset ones, mean 0 and variance 1)
+            meta = m.running_mean.is_meta
+            mean = 0.0 if meta else float(m.running_mean.double().mean())
+            var = (1.0 if meta else float(m.running_var.double().mean())) + m.eps
             y_mean = (x.mean - mean) / math.sqrt(var) * scale + shift
             return Signal(y_mean, x.var / var * scale**2, x.shared)
         return Signal(shift, scale * scale, x.shared)
@@ -415,10 +472,11 @@ class _Propagation:
         """The mean number of inputs each output of a conv sums, padding and stride included:
         the conv of an all-ones input with all-ones weights, averaged."""
         x = leaves([*node.args], torch.Tensor)[0]
-        ones = torch.ones_like(x, dtype=m.weight.dtype)
-        params = {"weight": torch.ones_like(m.weight)}
+        dtype = m.weight.dtype  # on the CPU: the model may be on the meta device
+        ones = torch.ones(x.shape, dtype=dtype)
+        params = {"weight": torch.ones(m.weight.shape, dtype=dtype)}
         if m.bias is not None:
-            params["bias"] = torch.zeros_like(m.bias)
+            params["bias"] = torch.zeros(m.bias.shape, dtype=dtype)
         with torch.no_grad():
             out = torch.func.functional_call(m, params, (ones,))
         return float(out.double().mean())
@@ -475,6 +533,8 @@ class _Propagation:
         else:
             length, keys = query.shape[0], key.shape[0]
         mask = node.kwargs.get("attn_mask", args[5] if len(node.args) > 5 else None)
+        if mask is not None and mask.is_meta:
+            mask = None  # no values on the meta device: taken as no mask
         if mask is None and node.kwargs.get("is_causal", False):
             mask = torch.ones(length, keys, dtype=torch.bool).triu(1)
         samples = max(4, 2**18 // max(length * keys, 1))
@@ -549,7 +609,9 @@ class _Propagation:
             if param is None:
                 continue
             fixed = self.fixed(self._param_name(m, leaf))
-            if fixed is not None:
+            if fixed is not None and param.is_meta:  # no values: the mean the plan settled
+                values = [fixed[0]] * len(gates)
+            elif fixed is not None:
                 values = param.detach().double().reshape(len(gates), -1).mean(1).tolist()
             else:
                 first = leaf.startswith("bias_ih")
@@ -563,23 +625,45 @@ class _Propagation:
     # --- measuring what has no map ---
 
     def _gaussian_args(self, node: Node):
+        """The node's arguments with every traced signal replaced by Gaussian noise of its
+        statistics (additive-mask entries kept). On the meta device everything is a CPU
+        stand-in: tensors without values are zeros (False)."""
         index = iter(range(len(node.sources)))
 
         def replace(value: torch.Tensor) -> torch.Tensor:
             k = next(index)
             s = self._input(node, k) if node.sources[k] is not None else None
             if s is None or not value.is_floating_point():
-                return value
+                return torch.zeros(value.shape, dtype=value.dtype) if value.is_meta else value
             noise = torch.randn(value.shape, generator=self.generator, dtype=torch.float64)
-            return (s.mean + s.std * noise).to(value.dtype).to(value.device)
+            return _keep_masked(value, (s.mean + s.std * noise).to(value.dtype))
 
         return map_tensors(tuple(node.args), replace), map_tensors(dict(node.kwargs), replace)
+
+    def _stand_in(self, module: nn.Module) -> nn.Module:
+        """A CPU copy of a module on the meta device, to measure it: each parameter mean +-
+        std with random signs, from the moments the plan settled for it (settle takes a meta
+        parameter's as mean 0, E[x^2] 1; the signs make E[x^2] exact for mean 0), buffers
+        zeros. Its own generator: the measurements after it draw what they draw on the CPU."""
+        copied = copy.deepcopy(module).to_empty(device="cpu")
+        prefix = f"{self.names[module]}." if self.names[module] else ""
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, param in copied.named_parameters():
+                mean, second = self.fixed(prefix + name) or (0.0, 1.0)
+                signs = torch.randint(0, 2, param.shape, generator=generator) * 2 - 1
+                param.copy_(mean + math.sqrt(max(second - mean * mean, 0.0)) * signs)
+            for buffer in copied.buffers():
+                buffer.zero_()
+        return copied
 
     def _measure_output(self, node: Node) -> torch.Tensor | None:
         args, kwargs = self._gaussian_args(node)
         target = node.target
         buffers = {}
         if isinstance(target, nn.Module):
+            if any(t.is_meta for t in [*target.parameters(), *target.buffers()]):
+                target = self._stand_in(target)
             buffers = {b: b.clone() for b in target.buffers()}
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -596,8 +680,26 @@ class _Propagation:
         out = self._measure_output(node)
         if out is None:
             return None
+        found = _tensor_stats(out)
+        if found is None:
+            given = ", ".join(
+                f"mean {s.mean:.3g}, std {s.std:.3g}" if s is not None else "as traced"
+                for s in (self._input(node, k) for k in range(len(node.sources)))
+            )
+            raise ValueError(
+                f"auto: {_called(node)} gives no finite value on Gaussian input ({given}), "
+                "so its output statistics cannot be measured; give the layers after it "
+                "rules=, or skip them"
+            )
         self.current_notes = (*self.current_notes, note)
-        return _tensor_stats(out)
+        return found
+
+
+def _called(node: Node) -> str:
+    """A node for the errors: "layer 'blocks.0.norm' (LayerNorm)", "scaled_dot_product_attention"."""
+    if node.kind == "module":
+        return f"layer {node.name!r} ({type(node.target).__name__})"
+    return node.name
 
 
 def _is_layer(m: nn.Module) -> bool:
@@ -626,12 +728,31 @@ def _spatial(m: nn.Module) -> int:
 STABILIZING_SAMPLES = 1024
 
 
-def input_statistics(tensor: torch.Tensor, auto: AutoOptions) -> Signal:
-    """An input's (mean, variance): measured, or as the options give them."""
-    measured = _tensor_stats(tensor)
-    mean = measured.mean if auto.input_mean is None else float(auto.input_mean)
-    var = measured.var if auto.input_std is None else float(auto.input_std) ** 2
-    return Signal(mean, var)
+def input_statistics(
+    tensor: torch.Tensor, auto: AutoOptions, where: str = "`example_input`"
+) -> Signal:
+    """An input's (mean, variance): as the options give them, else measured on its finite
+    entries (-inf and additive-mask entries, :data:`MASKED`, are masks, not signal). ``where``
+    names the tensor in the errors: NaN or +inf in it, or no values (the meta device)."""
+    mean, var = auto.input_mean, None if auto.input_std is None else float(auto.input_std) ** 2
+    if mean is None or var is None:
+        if tensor.is_meta:
+            raise ValueError(
+                f"auto: {where} is on the meta device, so it has no values to measure; pass a "
+                "real batch (on the CPU; the model may stay on the meta device), or give its "
+                "statistics with input_mean= and input_std="
+            )
+        bad = torch.isnan(tensor) | torch.isposinf(tensor)
+        if bad.any():
+            raise ValueError(
+                f"auto: {where} contains {int(bad.sum())} NaN or +inf value(s) (first at index "
+                f"{tuple(bad.nonzero()[0].tolist())}), so its statistics are undefined; pass a "
+                "finite batch, or give them with input_mean= and input_std="
+            )
+        measured = _tensor_stats(tensor)
+        mean = measured.mean if mean is None else mean
+        var = measured.var if var is None else var
+    return Signal(float(mean), var)
 
 
 def gaussian_like(
@@ -655,16 +776,39 @@ def gaussian_like(
     """
     generator = torch.Generator().manual_seed(seed)
 
+    names = _named_inputs(example_input)
+
     def replace(value: torch.Tensor) -> torch.Tensor:
+        name = names[id(value)][1]
         if samples and value.ndim > 1 and value.shape[0] < samples:
             value = value.repeat(-(-samples // value.shape[0]), *[1] * (value.ndim - 1))
         if not value.is_floating_point():
             return value
-        signal = input_statistics(value, auto)
+        signal = input_statistics(value, auto, name)
         noise = torch.randn(value.shape, generator=generator, dtype=torch.float64)
-        return (signal.mean + signal.std * noise).to(value.dtype).to(value.device)
+        return _keep_masked(value, (signal.mean + signal.std * noise).to(value.dtype))
 
     return map_tensors(example_input, replace)
+
+
+def _named_inputs(example_input: Any) -> dict[int, tuple[torch.Tensor, str]]:
+    """The tensors of ``example_input`` by id, each with its name in the errors."""
+    given = leaves(example_input, torch.Tensor)
+    one = len(given) < 2
+    return {
+        id(t): (t, "`example_input`" if one else f"tensor {k} of `example_input`")
+        for k, t in enumerate(given)
+    }
+
+
+def _keep_masked(value: torch.Tensor, stand_in: torch.Tensor) -> torch.Tensor:
+    """``stand_in`` (on the CPU) for ``value``, on ``value``'s device, with ``value``'s additive
+    mask entries kept: a mask is structure, not signal. On the meta device: the CPU stand-in."""
+    if value.is_meta:
+        return stand_in
+    masked = _masked(value)
+    stand_in = stand_in.to(value.device)
+    return stand_in if masked is None else torch.where(masked, value, stand_in)
 
 
 def batch_first(model: nn.Module) -> bool:
