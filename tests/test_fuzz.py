@@ -276,7 +276,8 @@ def test_init_succeeds_cleanly_or_fails_clearly_with_the_model_untouched(spec, s
         assert torch.equal(params[name].detach(), before[name]), f"skipped {name} was written"
 
 
-# faults are injected into these tensor methods, the ways apply writes and computes values
+# faults are injected into these tensor methods, Draw.write and torch._foreach_copy_: the ways
+# apply writes and computes values
 FAULTABLE = ("copy_", "normal_", "uniform_", "zero_", "fill_", "mul_", "add_", "__setitem__")
 
 
@@ -309,6 +310,7 @@ def test_a_fault_anywhere_in_an_atomic_apply_leaves_the_model_bit_identical(spec
         for method in FAULTABLE:
             patch.setattr(torch.Tensor, method, faulty(method))
         patch.setattr(Draw, "write", _counted(Draw.write, calls))
+        patch.setattr(torch, "_foreach_copy_", _counted(torch._foreach_copy_, calls))
         plan.apply(copy.deepcopy(model))  # count the calls of one successful apply
         total = calls["n"]
         assume(total > 0)
@@ -319,11 +321,11 @@ def test_a_fault_anywhere_in_an_atomic_apply_leaves_the_model_bit_identical(spec
     assert_unchanged(model, before)
 
 
-def _counted(write, calls):
-    def call(self, tensor, generator=None):
+def _counted(fn, calls):
+    def call(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == calls["fail_at"]:
             raise RuntimeError("injected fault")
-        return write(self, tensor, generator)
+        return fn(*args, **kwargs)
 
     return call

@@ -418,7 +418,9 @@ def test_apply_checks_per_channel_scales_and_changes_nothing_on_error():
     data = json.loads(p.to_json())
     data["rows"][2]["scale"] = [1.0, 2.0, 3.0]  # 2.weight has 8 output channels
     before = snapshot(model)
-    with pytest.raises(ValueError, match=r"'2.weight': `scale`: 3 per-unit values .* 8 output units"):
+    with pytest.raises(
+        ValueError, match=r"'2.weight': `scale`: 3 per-unit values .* 8 output units"
+    ):
         wi.Plan.from_json(json.dumps(data)).apply(model)
     assert_unchanged(model, before)
 

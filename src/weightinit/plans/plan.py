@@ -436,7 +436,8 @@ class Plan:
                     )
                     if not atomic:
                         value = param.copy_(value)
-                rescale_(value, row.scale, row.shift, row.layout)
+                if row.scale is not None or row.shift is not None:
+                    rescale_(value, row.scale, row.shift, row.layout)
                 for index in row.zero_rows:
                     value[index] = 0
                 values.append(value)
@@ -448,10 +449,11 @@ class Plan:
 def _check_target(row: Row, param: torch.Tensor | None) -> None:
     """Raise ValueError, naming the parameter, unless ``row`` can be written into ``param``."""
     where = f"apply: {row.name!r}"
-    try:
-        row.check()
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}") from None
+    if not _plain(row, param):
+        try:
+            row.check()
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     if param is None:
         raise ValueError(
             f"apply: the model has no parameter {row.name!r}; was this plan made for another model?"
@@ -472,10 +474,10 @@ def _check_target(row: Row, param: torch.Tensor | None) -> None:
             f"{where}: the plan was made for shape {tuple(row.shape)} but the model's parameter "
             f"has shape {tuple(param.shape)}; make the plan again for this model"
         )
-    if row.dtype is not None and row.dtype != _dtype_name(param.dtype):
+    if row.dtype is not None and row.dtype != dtype_name(param.dtype):
         raise ValueError(
             f"{where}: the plan was made for dtype {row.dtype} but the model's parameter is "
-            f"{_dtype_name(param.dtype)}; make the plan again for this model"
+            f"{dtype_name(param.dtype)}; make the plan again for this model"
         )
     rows = param.shape[0] if param.ndim else 0
     for index in row.zero_rows:
@@ -493,45 +495,119 @@ def _check_target(row: Row, param: torch.Tensor | None) -> None:
                 raise ValueError(f"{where}: `{name}`: {err}") from None
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+def _plain(row: Row, param: torch.Tensor | None) -> bool:
+    """True for a row whose written fields have the plain types the planner gives them, with
+    the parameter's shape: a fast accept, so that only other rows pay for :meth:`Row.check`,
+    which names the field at fault."""
+    return (
+        param is not None
+        and (row.shape is None or (type(row.shape) is list and row.shape == list(param.shape)))
+        and type(row.name) is str
+        and type(row.init) is str
+        and type(row.args) is dict
+        and (row.layout is None or type(row.layout) is Layout)
+        and type(row.zero_rows) is list
+        and all(type(i) is int for i in row.zero_rows)
+        and _plain_units(row.scale)
+        and _plain_units(row.shift)
+        and (row.dtype is None or type(row.dtype) is str)
+    )
+
+
+def _plain_units(values: Any) -> bool:
+    if values is None:
+        return True
+    if type(values) is float:
+        return math.isfinite(values)
+    return type(values) is list and all(type(v) is float and math.isfinite(v) for v in values)
+
+
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``, as rows record it."""
+    if dtype not in _DTYPE_NAMES:
+        _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return _DTYPE_NAMES[dtype]
+
+
+_SCRATCH = 1 << 20  # elements of scratch at least: small parameters are exchanged in batches
 
 
 @torch.no_grad()
 def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
     """Copy ``values[i]`` into ``targets[i]`` for every i, all or nothing.
 
-    Each target's old contents go to a scratch buffer (one per device and dtype, the size of
-    the largest target), the value is copied in, and the old contents are moved into the
-    value's memory, which is spare from then on. If writing a target fails, it is restored
-    from the scratch and every target written before it from its value's memory, and the
-    error names the target. Memory: the values (one copy of the parameters, computed anyway)
-    plus the scratch buffers."""
-    scratch: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-    for t in targets:
-        key = (t.device, t.dtype)
-        if key not in scratch or scratch[key].numel() < t.numel():
-            scratch[key] = torch.empty(t.numel(), dtype=t.dtype, device=t.device)
-    for i, (target, value) in enumerate(zip(targets, values)):
-        old = scratch[(target.device, target.dtype)][: target.numel()].view(target.shape)
-        saved = False
+    Targets are exchanged in batches through a scratch buffer (one per device and dtype, the
+    size of the largest target or 2^20 elements if more): the batch's old contents go to the
+    scratch, the values are copied in, and the old contents move into the values' memory,
+    which is spare from then on. If a write fails, the batch is restored from the scratch and
+    every target written before it from its value's memory; the error names the target that
+    refuses to be written. Memory: the values (one copy of the parameters, computed anyway)
+    plus the scratch."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, t in enumerate(targets):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    done: list[int] = []
+    for (device, dtype), members in groups.items():
+        sizes = [targets[i].numel() for i in members]
+        scratch = torch.empty(
+            max(max(sizes), min(sum(sizes), _SCRATCH)), dtype=dtype, device=device
+        )
+        for batch, used in _batches(members, sizes, scratch.numel()):
+            writing = [targets[i] for i in batch]
+            flats = scratch[: sum(used)].split(used)
+            olds = [flat.view(t.shape) for flat, t in zip(flats, writing)]
+            saved = False
+            try:
+                torch._foreach_copy_(olds, writing)
+                saved = True
+                torch._foreach_copy_(writing, [values[i] for i in batch])
+                torch._foreach_copy_([values[i] for i in batch], olds)
+            except BaseException as err:
+                if saved:  # the batch may be written: its old contents are in the scratch
+                    for target, old in zip(writing, olds):
+                        _restore(target, old)
+                for i in reversed(done):
+                    _restore(targets[i], values[i])
+                if not isinstance(err, Exception):
+                    raise  # an interrupt: every parameter is restored; let it through as it is
+                culprit = _refusing(writing, [names[i] for i in batch])
+                what = f"writing {culprit!r}" if culprit else "writing the parameters"
+                raise _with_context(
+                    err,
+                    f"apply: {what} failed ({err}); every parameter was restored to what it was "
+                    "before apply",
+                ) from err
+            done.extend(batch)
+
+
+def _batches(members: list[int], sizes: list[int], room: int):
+    """Consecutive runs of ``members`` whose sizes add up to at most ``room``, with the sizes."""
+    batch: list[int] = []
+    used: list[int] = []
+    total = 0
+    for i, n in zip(members, sizes):
+        if batch and total + n > room:
+            yield batch, used
+            batch, used, total = [], [], 0
+        batch.append(i)
+        used.append(n)
+        total += n
+    if batch:
+        yield batch, used
+
+
+def _refusing(targets: list[torch.Tensor], names: list[str]) -> str | None:
+    """The name of the first target that refuses an in-place copy of its own contents (which
+    changes nothing), if one does."""
+    for target, name in zip(targets, names):
         try:
-            old.copy_(target)
-            saved = True
-            target.copy_(value)
-            value.copy_(old)
-        except BaseException as err:
-            if saved:  # the target may be written: its old contents are in the scratch
-                _restore(target, old)
-            for j in range(i):
-                _restore(targets[j], values[j])
-            if not isinstance(err, Exception):
-                raise  # an interrupt: every parameter is restored; let it through as it is
-            raise _with_context(
-                err,
-                f"apply: writing {names[i]!r} failed ({err}); every parameter was restored to "
-                "what it was before apply",
-            ) from err
+            target.copy_(target.detach().clone())
+        except Exception:  # noqa: BLE001 (whatever it raises, it refuses the write)
+            return name
+    return None
 
 
 def _restore(target: torch.Tensor, old: torch.Tensor) -> None:
@@ -605,7 +681,7 @@ def _with_context(err: Exception, message: str) -> Exception:
     """``err`` with ``message``, as the same exception type where it takes a message."""
     try:
         new = type(err)(message)
-    except Exception:  # an exception type with its own constructor
+    except Exception:  # noqa: BLE001 (an exception type with its own constructor)
         new = RuntimeError(message)
     new.__cause__ = err
     return new

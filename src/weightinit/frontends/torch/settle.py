@@ -19,7 +19,7 @@ from torch import nn
 from weightinit.initializers.catalog import get
 from weightinit.initializers.fills import capture
 from weightinit.initializers.layout import Layout
-from weightinit.plans.plan import SKIP, Row, row_fans
+from weightinit.plans.plan import SKIP, Row, dtype_name, row_fans
 from weightinit.scheme.protocol import Choice, Param
 from weightinit.understanding.graph import Follower
 from weightinit.understanding.knowledge import ParamInfo, describe, owner_of, parametrized
@@ -180,7 +180,7 @@ def settle(
             module=plain.rsplit(".", 1)[0] if "." in plain else "",
             kind=info.kind,
             shape=shape,
-            dtype=str(dtype).removeprefix("torch."),
+            dtype=dtype_name(dtype),
             info=info,
             follower=_follower(followers, plain),
         )
@@ -253,7 +253,7 @@ def row(
         layout,
         padding,
         shape=list(param.shape),
-        dtype=str(param.dtype).removeprefix("torch."),
+        dtype=dtype_name(param.dtype),
     )
 
 
