@@ -439,3 +439,18 @@ def test_a_meta_model_whose_forward_reads_values_says_so():
         model = ReadsValues()
     with pytest.raises(ValueError, match=r"the model \(ReadsValues\) failed .*to_empty"):
         wi.plan(model, "he", example_input=torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("wrap", ["spectral_norm", "weight_norm"])
+def test_auto_plans_the_tensors_behind_a_parametrization(wrap):
+    from torch.nn.utils import parametrizations
+
+    torch.manual_seed(0)
+    first = getattr(parametrizations, wrap)(nn.Linear(16, 16))
+    model = nn.Sequential(first, nn.ReLU(), nn.Linear(16, 2))
+    x = torch.randn(256, 16, generator=torch.Generator().manual_seed(1))
+    p = wi.init(model, "auto", example_input=x, seed=0)
+    behind = [r for r in p.rows if ".parametrizations.weight.original" in r.name]
+    assert behind and all(r.init != "skip" for r in behind)
+    if wrap == "weight_norm":  # the effective weight is what auto chose: unit output variance
+        assert 0.8 < model[0](x).std().item() < 1.25

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import weightinit as wi
+from weightinit import zoo
 from weightinit.commands.demo import load_mnist1d, tensors
 from weightinit.recipes import (
     FixupBias,
@@ -751,3 +752,18 @@ def test_zero_partial_identity_keeps_the_rank_hadamard_breaks_it():
     assert _feature_rank(False, 0) == _feature_rank(False, 30) == 12
     assert _feature_rank(True, 0) == 16
     assert _feature_rank(True, 30) > 16
+
+
+@pytest.mark.parametrize("add", ["add_fixup_scalars", "add_residual_gains"])
+def test_scalars_are_made_where_the_module_lives(add):
+    """On a meta model the scalars are meta too (a dry run stays a dry run); in float64, float64."""
+    from weightinit import recipes
+
+    model, x = zoo.residual_mlp(4, width=8)
+    model = model.to("meta")
+    getattr(recipes, add)(model, example_input=x.to("meta"))
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    model, x = zoo.residual_mlp(4, width=8)
+    model = model.double()
+    getattr(recipes, add)(model, example_input=x.double())
+    assert {p.dtype for p in model.parameters()} == {torch.float64}

@@ -73,3 +73,19 @@ def choice(fn: str, name: str, value: str, options: tuple[str, ...]) -> str:
             f"{subject(fn, name)} must be one of {', '.join(map(repr, options))}, got {value!r}"
         )
     return value
+
+
+def check_seed(seed: object, where: str) -> int | None:
+    """``seed`` as an int, or None. Python and numpy integers in torch's seed range
+    [0, 2**64) are seeds; a bool, float, str or negative number is an error naming ``where``
+    (the public function)."""
+    if seed is None:
+        return None
+    if not is_integer(seed):
+        raise TypeError(
+            f"{where}: `seed` must be an int (or None), got {seed!r} of type "
+            f"{type(seed).__name__}; pass e.g. seed=0"
+        )
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{where}: `seed` must be in [0, 2**64), got {seed}; pass e.g. seed=0")
+    return int(seed)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from weightinit._checks import is_integer
+from weightinit._checks import check_seed
 from weightinit.frontends import frontend_for
 from weightinit.frontends.torch.settle import RuleKey, RuleValue, Settled
 from weightinit.plans.plan import Plan
@@ -125,22 +125,6 @@ def plan(
     if chosen.calibrate is None:
         return made
     return chosen.calibrate(made, survey)
-
-
-def check_seed(seed: object, where: str) -> int | None:
-    """``seed`` as an int, or None. Python and numpy integers in torch's seed range
-    [0, 2**64) are seeds; a bool, float, str or negative number is an error naming ``where``
-    (the public function)."""
-    if seed is None:
-        return None
-    if not is_integer(seed):
-        raise TypeError(
-            f"{where}: `seed` must be an int (or None), got {seed!r} of type "
-            f"{type(seed).__name__}; pass e.g. seed=0"
-        )
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"{where}: `seed` must be in [0, 2**64), got {seed}; pass e.g. seed=0")
-    return int(seed)
 
 
 def _check_skip(skip: Iterable[str]) -> list[str]:

@@ -30,10 +30,11 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.utils import parametrize
 
+from weightinit._checks import check_seed
 from weightinit._table import format_table
 from weightinit.diagnostics import figures
 from weightinit.frontends import frontend_for
-from weightinit.planner import check_seed, init
+from weightinit.planner import init
 from weightinit.plans.plan import Plan
 from weightinit.understanding.graph import followers, trace
 from weightinit.understanding.knowledge import Kinds, Roles, describe

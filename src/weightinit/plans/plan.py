@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from weightinit._checks import is_integer, is_number
+from weightinit._checks import check_seed, is_integer, is_number
 from weightinit._table import format_table
 from weightinit.initializers.catalog import get
 from weightinit.initializers.fills import Draw, capture
 from weightinit.initializers.layout import Layout, geometry
-from weightinit.understanding.knowledge import unwrap
+from weightinit.understanding.knowledge import refresh_after_write, unwrap
 
 __all__ = ["Plan", "Row", "rescale_"]
 
@@ -360,6 +360,12 @@ class Plan:
         """
         if seed is not None and generator is not None:
             raise ValueError("apply: pass `seed` or `generator`, not both")
+        seed = check_seed(seed, "apply")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"apply: `generator` must be a torch.Generator, got {type(generator).__name__}; "
+                "pass seed= for a private one"
+            )
         if self.pending_calibration:
             raise ValueError(
                 f"apply: this {self.scheme!r} plan awaits calibration on data: pass data=batch "
@@ -410,6 +416,7 @@ class Plan:
         ):
             values = [computed[row.name].to(param.device, param.dtype) for row, param, _ in checked]
             _commit([row.name for row, _, _ in checked], [p for _, p, _ in checked], values)
+            refresh_after_write(model, [row.name for row, _, _ in checked])
             return self
         generators: dict[torch.device, torch.Generator | None] = {}
 
@@ -443,6 +450,7 @@ class Plan:
                 values.append(value)
         if atomic:  # commit once every value exists
             _commit([row.name for row, _, _ in checked], [p for _, p, _ in checked], values)
+        refresh_after_write(model, [row.name for row, _, _ in checked])
         return self
 
 

@@ -134,6 +134,13 @@ def _scaffold(model: nn.Module, changes: dict[str, tuple], fn: str, instead: str
             )
         targets.append((parent, leaf, modules[name], before, after))
     for parent, leaf, module, before, after in targets:
+        like = next(
+            (t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None
+        )
+        if like is not None:  # the scalars live where the module does (the meta device too)
+            for scalar in (before, *after):
+                if scalar is not None:
+                    scalar.to(device=like.device, dtype=like.dtype)
         setattr(parent, leaf, Scaffold(module, before, after))
 
 

@@ -40,7 +40,7 @@ from weightinit.scheme.auto import (
 )
 from weightinit.scheme.protocol import Choice, Options
 from weightinit.understanding.graph import Graph, Node, _classify, leaves, live, map_tensors
-from weightinit.understanding.knowledge import describe
+from weightinit.understanding.knowledge import describe, stored, stored_name
 
 __all__ = ["STABILIZING_SAMPLES", "batch_first", "gaussian_like", "input_statistics", "propagate"]
 
@@ -418,8 +418,8 @@ class _Propagation:
         known = self.seen.setdefault(module, {})
         if leaf in known:  # second use of a shared layer: keep the first choice
             return known[leaf]
-        param = module._parameters[leaf]
-        info = describe(self.model, name)
+        param = stored(module, leaf)
+        info = describe(module, stored_name(module, leaf))
         self.analysis.choices[name] = self._choice(param, info.layout, w2, reason)
         known[leaf] = w2
         return w2
@@ -591,8 +591,8 @@ class _Propagation:
         name = self._param_name(m, leaf)
         if self.fixed(name) is not None or leaf in self.seen.setdefault(m, {}):
             return
-        param = m._parameters[leaf]
-        layout = describe(self.model, name).layout
+        param = stored(m, leaf)
+        layout = describe(m, stored_name(m, leaf)).layout
         if self.options.recurrent == "scheme":
             self.analysis.choices[name] = self._choice(param, layout, gain2 / param.shape[1], why)
         else:
