@@ -53,9 +53,8 @@ def fits(fn: str, what: str, extent: float, dtype: torch.dtype) -> None:
     largest = torch.finfo(dtype).max
     if not extent <= largest:  # also catches inf and nan
         raise ValueError(
-            f"{fn}: {what} ({extent:.3g}) is beyond the largest {dtype} value "
-            f"({largest:.3g}): the values would overflow to inf; use a smaller scale or a "
-            "wider dtype"
+            f"{fn}: the values ({what}) reach {extent:.3g}, beyond the largest {dtype} value "
+            f"({largest:.3g}), and would overflow to inf; use a smaller scale or a wider dtype"
         )
 
 

@@ -101,18 +101,18 @@ class Draw:
     def fits(self, dtype: torch.dtype, fn: str) -> None:
         """Raise ValueError if the values would overflow ``dtype`` (``fn`` names the caller)."""
         if self.kind == "structured":
-            what = f"values of std {self.sigma:.3g}, at 10 std,"
+            what = f"std {self.sigma:.3g}, counted to 10 std"
         elif self.kind == "constant":
-            what = "the constant"
+            what = f"the constant {self.mean:.3g}"
         elif self.kind == "uniform":
-            what = f"U({self.low:.3g}, {self.high:.3g}), its bounds or width,"
+            what = f"U({self.low:.3g}, {self.high:.3g}), bounds and width"
         elif self.kind == "truncated_normal":
             what = (
                 f"N({self.mean:.3g}, {self.sigma:.3g}^2) truncated to [{self.low:.3g}, "
-                f"{self.high:.3g}] (or at 10 std)"
+                f"{self.high:.3g}], counted to 10 std"
             )
         else:
-            what = f"N({self.mean:.3g}, {self.sigma:.3g}^2), at 10 std from the mean,"
+            what = f"N({self.mean:.3g}, {self.sigma:.3g}^2), counted to 10 std"
         fits(fn, what, self.reach, dtype)
 
     def fill(

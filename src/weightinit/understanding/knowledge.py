@@ -306,6 +306,8 @@ def refresh_after_write(model: nn.Module, written: Iterable[str]) -> None:
     Networks").
     """
     for name in written:
+        if "parametrizations." not in name and not name.endswith("_orig"):
+            continue  # neither form of spectral_norm: nothing to refresh (the common case)
         found = parametrized(model, name)
         if found is not None:
             owner, leaf, _ = found
