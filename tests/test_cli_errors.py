@@ -372,3 +372,15 @@ def test_the_demo_checks_every_module_of_its_extra():
         if re.search(r"""extra\s*==\s*["']demo["']""", requirement)
     ]
     assert sorted(EXTRA) == sorted(demo)
+
+
+def test_diagnose_without_matplotlib_says_how_to_install_it_before_any_work(
+    zoo, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    out = tmp_path / "report"
+    code, stdout, err = run(
+        ["diagnose", f"{zoo}:mlp", "--input-shape", "16,4", "--out", out], capsys
+    )
+    assert_usage_error(code, err, "matplotlib", 'pip install "weightinit[demo]"')
+    assert stdout == "" and not (zoo.parent / "built").exists()

@@ -319,6 +319,12 @@ def _plan(args: argparse.Namespace) -> int:
 def _diagnose(args: argparse.Namespace) -> int:
     from weightinit.diagnostics.report import compare
 
+    try:
+        import matplotlib  # noqa: F401  (the figures need it: checked before any work)
+    except ImportError:
+        raise UsageError(
+            'diagnose draws its figures with matplotlib: pip install "weightinit[demo]"'
+        ) from None
     factory = load_factory(args.factory)
     inputs = _random_input(args.input_shape, args.input_int)
     with _library_errors("diagnose", _described_inputs(args)):
