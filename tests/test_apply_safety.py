@@ -369,3 +369,36 @@ def test_a_rule_for_the_older_spectral_norm_refreshes_it_too():
         model[0](torch.zeros(1, 64))  # the hook computes the weight before each forward
     sigma = torch.linalg.matrix_norm(model[0].weight.detach(), 2).item()
     assert 1.0 - 1e-5 <= sigma < 1.1
+
+
+def test_a_fault_at_any_copy_leaves_large_parameters_bit_identical(monkeypatch):
+    """Parameters too large to share a batch go through the reused scratch buffer: fail each
+    copy of their commit in turn."""
+    from weightinit.plans import plan as plans
+
+    monkeypatch.setattr(plans, "_BATCH", 8)  # every parameter is "large"
+    model = mlp()
+    p = wi.plan(model, "he")
+    real_copy, real_foreach_copy = torch.Tensor.copy_, torch._foreach_copy_
+    calls = {"n": 0, "fail_at": None}
+
+    def fault():
+        calls["n"] += 1
+        if calls["n"] == calls["fail_at"]:
+            raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(
+        torch.Tensor, "copy_", lambda s, src, nb=False: (fault(), real_copy(s, src, nb))[1]
+    )
+    monkeypatch.setattr(
+        torch, "_foreach_copy_", lambda t, s, nb=False: (fault(), real_foreach_copy(t, s, nb))[1]
+    )
+    p.apply(mlp(), seed=1)
+    total = calls["n"]
+    assert total >= 3 * len(p)  # save, write and keep, per parameter
+    before = snapshot(model)
+    for n in range(1, total + 1):
+        calls.update(n=0, fail_at=n)
+        with pytest.raises(RuntimeError, match="injected fault"):
+            p.apply(model, seed=1)
+        assert_unchanged(model, before)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from weightinit._checks import check_seed, is_integer, is_number
 from weightinit._table import format_table
@@ -547,48 +548,43 @@ _BATCH = 1 << 20  # elements: small parameters are exchanged this many at a time
 def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
     """Copy ``values[i]`` into ``targets[i]`` for every i, all or nothing.
 
-    Targets are exchanged in batches: the batch's old contents go to scratch memory, the
-    values are copied in, and the old contents take the values' place in ``values`` (which
-    this function owns): a fresh scratch tensor replaces its value, whose memory is freed; the
-    one reused buffer is copied into the value's memory. If a write fails, the batch is
-    restored from the scratch and every target written before it from ``values``; the error
-    names the target that refuses to be written. Memory: the values (one copy of the
-    parameters, computed anyway) plus the scratch: a buffer the size of the largest parameter,
-    reused by every parameter too large to share a batch (one per device and dtype), and up to
-    2^20 elements for a batch of small ones (fresh tensors: a view into a buffer costs 4-7 us
-    to make here, an allocation about 1 us).
+    Targets are written in batches, each batch's old contents saved first: small parameters
+    (up to 2^20 elements a batch) into one flat tensor, in one call, whose batch's values are
+    then released; a parameter too large to share a batch into a scratch buffer the size of
+    the largest parameter (one per device and dtype, reused), then moved into its value's
+    memory, which is spare once written. If a write fails, the batch is restored from what
+    was saved, and so is every batch written before it; the error names the target that
+    refuses to be written. Memory: the values (one copy of the parameters, computed anyway)
+    plus the scratch buffer and one batch. ``values`` is consumed.
     """
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, t in enumerate(targets):
         groups.setdefault((t.device, t.dtype), []).append(i)
-    done: list[int] = []
+    done: list[tuple[list[int], torch.Tensor | None]] = []  # (batch, its saved contents)
     for (device, dtype), members in groups.items():
         sizes = [targets[i].numel() for i in members]
         scratch: torch.Tensor | None = None
         for batch in _batches(members, sizes, _BATCH):
             writing = [targets[i] for i in batch]
-            if len(batch) > 1:
-                olds = [torch.empty_like(t) for t in writing]
-            else:
-                if scratch is None:
-                    scratch = torch.empty(max(sizes), dtype=dtype, device=device)
-                olds = [scratch[: writing[0].numel()].view(writing[0].shape)]
-            saved = False
+            flat = old = None
             try:
-                torch._foreach_copy_(olds, writing)
-                saved = True
-                torch._foreach_copy_(writing, [values[i] for i in batch])
                 if len(batch) > 1:
-                    for i, old in zip(batch, olds):
-                        values[i] = old
+                    flat = _flatten_dense_tensors(writing)
                 else:
-                    values[batch[0]].copy_(olds[0])  # the reused buffer: keep it in the value
+                    if scratch is None:
+                        scratch = torch.empty(max(sizes), dtype=dtype, device=device)
+                    buffer = scratch[: writing[0].numel()].view(writing[0].shape)
+                    buffer.copy_(writing[0])
+                    old = buffer  # saved: from here on the target may be written
+                torch._foreach_copy_(writing, [values[i] for i in batch])
+                if old is not None:
+                    values[batch[0]].copy_(old)  # the reused buffer: keep it in the value
             except BaseException as err:
-                if saved:  # the batch may be written: its old contents are in the scratch
-                    for target, old in zip(writing, olds):
-                        _restore(target, old)
-                for i in reversed(done):
-                    _restore(targets[i], values[i])
+                if flat is not None or old is not None:  # the batch may be written: restore it
+                    saved = _unflatten_dense_tensors(flat, writing) if old is None else [old]
+                    for target, before in zip(writing, saved):
+                        _restore(target, before)
+                _roll_back(done, targets, values)
                 if not isinstance(err, Exception):
                     raise  # an interrupt: every parameter is restored; let it through as it is
                 culprit = _refusing(writing, [names[i] for i in batch])
@@ -598,7 +594,23 @@ def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Te
                     f"apply: {what} failed ({err}); every parameter was restored to what it was "
                     "before apply",
                 ) from err
-            done.extend(batch)
+            if flat is not None:
+                for i in batch:
+                    values[i] = flat  # the value's memory is released; its old contents: flat
+            done.append((batch, flat))
+
+
+def _roll_back(
+    done: list[tuple[list[int], torch.Tensor | None]],
+    targets: list[torch.Tensor],
+    values: list[torch.Tensor],
+) -> None:
+    """Restore every written batch: from its flat save, or from its value's memory."""
+    for batch, flat in reversed(done):
+        writing = [targets[i] for i in batch]
+        olds = _unflatten_dense_tensors(flat, writing) if flat is not None else [values[batch[0]]]
+        for target, old in zip(writing, olds):
+            _restore(target, old)
 
 
 def _batches(members: list[int], sizes: list[int], room: int):
