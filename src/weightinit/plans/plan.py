@@ -347,9 +347,9 @@ class Plan:
 
         With ``atomic=True`` (the default) every new value is then computed into fresh memory
         and committed only when all exist, all or nothing: each parameter's old contents are
-        exchanged into the memory its new value came from (through one scratch buffer the size
-        of the largest parameter), so that if writing any parameter fails, every parameter
-        written before it is restored. The model is exactly as it was after any error. That
+        saved before it is written (small ones together in one flat tensor, a large one in
+        the memory of the value written before it, or in one scratch buffer), so that if
+        writing any parameter fails, every parameter written before it is restored. The model is exactly as it was after any error. That
         needs as much free memory as the parameters and, on large models, about twice the time
         of the fills themselves. ``atomic=False`` writes in place instead, at the speed of raw
         fills: the same values for the same seed, and bad rows still fail before anything is
@@ -549,13 +549,14 @@ def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Te
     """Copy ``values[i]`` into ``targets[i]`` for every i, all or nothing.
 
     Targets are written in batches, each batch's old contents saved first: small parameters
-    (up to 2^20 elements a batch) into one flat tensor, in one call, whose batch's values are
-    then released; a parameter too large to share a batch into a scratch buffer the size of
-    the largest parameter (one per device and dtype, reused), then moved into its value's
-    memory, which is spare once written. If a write fails, the batch is restored from what
-    was saved, and so is every batch written before it; the error names the target that
-    refuses to be written. Memory: the values (one copy of the parameters, computed anyway)
-    plus the scratch buffer and one batch. ``values`` is consumed.
+    (up to 2^20 elements a batch) into one flat tensor, in one call; larger ones one at a
+    time, largest first, into spare memory: a scratch buffer the size of the largest at
+    first, then the memory of the value written before it, spare once written and at least as
+    large (two passes over each large parameter: save, write). What was saved takes the written values' place
+    in ``values`` (which this consumes), so their memory is released. If a write fails, the
+    batch is restored from what was saved, and so is every batch written before it; the error
+    names the target that refuses to be written. Memory: the values (one copy of the
+    parameters, computed anyway) plus one scratch buffer and one batch.
     """
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, t in enumerate(targets):
@@ -563,22 +564,21 @@ def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Te
     done: list[tuple[list[int], torch.Tensor | None]] = []  # (batch, its saved contents)
     for (device, dtype), members in groups.items():
         sizes = [targets[i].numel() for i in members]
-        scratch: torch.Tensor | None = None
-        for batch in _batches(members, sizes, _BATCH):
+        spare: torch.Tensor | None = None  # flat memory nothing needs any more
+        for batch in _batches(members, sizes, _BATCH):  # the large ones first, largest first
             writing = [targets[i] for i in batch]
             flat = old = None
             try:
-                if len(batch) > 1:
+                target = writing[0]
+                if target.numel() <= _BATCH:
                     flat = _flatten_dense_tensors(writing)
                 else:
-                    if scratch is None:
-                        scratch = torch.empty(max(sizes), dtype=dtype, device=device)
-                    buffer = scratch[: writing[0].numel()].view(writing[0].shape)
-                    buffer.copy_(writing[0])
+                    if spare is None or spare.numel() < target.numel():  # the largest: the first
+                        spare = torch.empty(target.numel(), dtype=dtype, device=device)
+                    buffer = spare[: target.numel()].view(target.shape)
+                    buffer.copy_(target)
                     old = buffer  # saved: from here on the target may be written
                 torch._foreach_copy_(writing, [values[i] for i in batch])
-                if old is not None:
-                    values[batch[0]].copy_(old)  # the reused buffer: keep it in the value
             except BaseException as err:
                 if flat is not None or old is not None:  # the batch may be written: restore it
                     saved = _unflatten_dense_tensors(flat, writing) if old is None else [old]
@@ -597,6 +597,10 @@ def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Te
             if flat is not None:
                 for i in batch:
                     values[i] = flat  # the value's memory is released; its old contents: flat
+            else:
+                written = values[batch[0]]
+                values[batch[0]] = old
+                spare = written.view(-1) if written.is_contiguous() else None
             done.append((batch, flat))
 
 
@@ -614,11 +618,15 @@ def _roll_back(
 
 
 def _batches(members: list[int], sizes: list[int], room: int):
-    """Consecutive runs of ``members`` whose sizes add up to at most ``room`` (a member larger
-    than ``room`` is a run of its own)."""
+    """Members larger than ``room`` one by one, largest first, then runs of the others, in
+    order, whose sizes add up to at most ``room``."""
+    for n, i in sorted(((n, i) for i, n in zip(members, sizes) if n > room), reverse=True):
+        yield [i]
     batch: list[int] = []
     total = 0
     for i, n in zip(members, sizes):
+        if n > room:
+            continue
         if batch and total + n > room:
             yield batch
             batch, total = [], 0
