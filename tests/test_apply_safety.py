@@ -69,11 +69,8 @@ def test_a_write_that_fails_midway_restores_every_parameter_written_before_it():
     assert_unchanged(model, before)
 
 
-def test_a_fault_at_any_copy_of_the_commit_leaves_the_model_bit_identical(monkeypatch):
-    """Fail the n-th copy (one tensor or a batch) for every n an apply makes: each time, the
-    model comes back as it was. (The rollback copies after the fault are allowed to run.)"""
-    model = mlp()
-    p = wi.plan(model, "orthogonal", example_input=torch.randn(2, 4))  # structured: copies too
+def fail_copies(monkeypatch) -> dict:
+    """Count every copy (one tensor or a batch); fail the one numbered ``calls["fail_at"]``."""
     real_copy, real_foreach_copy = torch.Tensor.copy_, torch._foreach_copy_
     calls = {"n": 0, "fail_at": None}
 
@@ -92,9 +89,33 @@ def test_a_fault_at_any_copy_of_the_commit_leaves_the_model_bit_identical(monkey
 
     monkeypatch.setattr(torch.Tensor, "copy_", copy_)
     monkeypatch.setattr(torch, "_foreach_copy_", foreach_copy_)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("scheme", "batch", "least"),
+    [
+        ("orthogonal", None, 3),  # small parameters: one batch (structured fills copy too)
+        ("he", 4, 11),  # all but the last bias "large": save and write each, one batch write
+    ],
+)
+def test_a_fault_at_any_copy_of_apply_leaves_the_model_bit_identical(
+    monkeypatch, scheme, batch, least
+):
+    """Fail the n-th copy for every n an apply makes: each time, the model comes back as it
+    was (the rollback's own copies after the fault run). Small parameters are saved in one
+    flat tensor; large ones in spare memory (a scratch buffer, then the memory of the value
+    written before)."""
+    from weightinit.plans import plan as plans
+
+    if batch is not None:
+        monkeypatch.setattr(plans, "_BATCH", batch)
+    model = mlp()
+    p = wi.plan(model, scheme, example_input=torch.randn(2, 4))
+    calls = fail_copies(monkeypatch)
     p.apply(mlp(), seed=1)  # count the copies of one successful apply
     total = calls["n"]
-    assert total >= 3  # save, write and exchange at least
+    assert total >= least
     before = snapshot(model)
     for n in range(1, total + 1):
         calls.update(n=0, fail_at=n)
@@ -107,7 +128,7 @@ def test_a_fault_at_any_copy_of_the_commit_leaves_the_model_bit_identical(monkey
     monkeypatch.undo()
     p.apply(reference, seed=1)
     for a, b in zip(model.parameters(), reference.parameters()):
-        assert torch.equal(a, b)  # the exchange writes exactly the values a plain apply writes
+        assert torch.equal(a, b)  # the commit writes exactly the values a plain apply writes
 
 
 def test_a_calibrated_plan_commits_its_values_once_and_then_draws_the_same_again():
@@ -369,36 +390,3 @@ def test_a_rule_for_the_older_spectral_norm_refreshes_it_too():
         model[0](torch.zeros(1, 64))  # the hook computes the weight before each forward
     sigma = torch.linalg.matrix_norm(model[0].weight.detach(), 2).item()
     assert 1.0 - 1e-5 <= sigma < 1.1
-
-
-def test_a_fault_at_any_copy_leaves_large_parameters_bit_identical(monkeypatch):
-    """Parameters too large to share a batch are saved in spare memory (a scratch buffer, then
-    the memory of the value written before): fail each copy of their commit in turn."""
-    from weightinit.plans import plan as plans
-
-    monkeypatch.setattr(plans, "_BATCH", 4)  # all but the last bias (2 elements) are "large"
-    model = mlp()
-    p = wi.plan(model, "he")
-    real_copy, real_foreach_copy = torch.Tensor.copy_, torch._foreach_copy_
-    calls = {"n": 0, "fail_at": None}
-
-    def fault():
-        calls["n"] += 1
-        if calls["n"] == calls["fail_at"]:
-            raise RuntimeError("injected fault")
-
-    monkeypatch.setattr(
-        torch.Tensor, "copy_", lambda s, src, nb=False: (fault(), real_copy(s, src, nb))[1]
-    )
-    monkeypatch.setattr(
-        torch, "_foreach_copy_", lambda t, s, nb=False: (fault(), real_foreach_copy(t, s, nb))[1]
-    )
-    p.apply(mlp(), seed=1)
-    total = calls["n"]
-    assert total >= 2 * (len(p) - 1) + 1  # save and write per large one, one batched write
-    before = snapshot(model)
-    for n in range(1, total + 1):
-        calls.update(n=0, fail_at=n)
-        with pytest.raises(RuntimeError, match="injected fault"):
-            p.apply(model, seed=1)
-        assert_unchanged(model, before)

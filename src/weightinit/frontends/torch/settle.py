@@ -165,7 +165,10 @@ def settle(
         layout = info.layout if info is not None and own_fans else None
         if choice is not None:
             role = info.role if info else "custom"
-            made = _rule_row(name, module, role, choice, param, layout, info)
+            try:
+                made = row(name, module, role, choice, param, layout, info)
+            except (TypeError, ValueError) as err:
+                raise _rule_error(err, choice, name) from None
             out.moments[plain] = (0.0, (made.std or 0.0) ** 2)  # zero-mean draws
             if choice.init in ("constant", "ones", "zeros"):
                 value = {"ones": 1.0, "zeros": 0.0}.get(choice.init, choice.args.get("val"))
@@ -189,30 +192,20 @@ def settle(
     return out
 
 
-def _rule_row(
-    name: str,
-    module: str,
-    role: str,
-    choice: Choice,
-    param: torch.Tensor,
-    layout: Layout | None,
-    info: ParamInfo | None,
-) -> Row:
-    """The row of a user rule; its arguments are checked here, on a meta tensor of the
-    parameter's shape, and an error names the rule and the parameter."""
-    try:
-        return row(name, module, role, choice, param, layout, info)
-    except (TypeError, ValueError) as err:
-        init = get(choice.init)
-        takes = [  # after the tensor; every initializer also takes layout= and generator=
-            str(p.replace(annotation=inspect.Parameter.empty))
-            for p in list(inspect.signature(init).parameters.values())[1:]
-            if p.name not in ("layout", "generator")
-        ]
-        raise type(err)(
-            f"plan: {choice.reason} for parameter {name!r}: {err}; {init.__name__} takes "
-            f"{', '.join(takes) or 'no arguments'}"
-        ) from None
+def _rule_error(err: Exception, choice: Choice, name: str) -> Exception:
+    """``err`` from a user rule's arguments, checked on a meta tensor of the parameter's
+    shape, as the same exception type naming the rule, the parameter and what the
+    initializer takes."""
+    init = get(choice.init)
+    takes = [  # after the tensor; every initializer also takes layout= and generator=
+        str(p.replace(annotation=inspect.Parameter.empty))
+        for p in list(inspect.signature(init).parameters.values())[1:]
+        if p.name not in ("layout", "generator")
+    ]
+    return type(err)(
+        f"plan: {choice.reason} for parameter {name!r}: {err}; {init.__name__} takes "
+        f"{', '.join(takes) or 'no arguments'}"
+    )
 
 
 def _moments_of(param: torch.Tensor) -> tuple[float, float]:
