@@ -42,7 +42,8 @@ def plan(
     std, and the reason, e.g. "followed by tanh: gain 1.593". Activation-aware schemes ("he",
     "orthogonal") trace the model to find the activation after each layer: with torch.fx, or
     by running ``example_input`` (else ``data``) through it (needed when the forward has
-    Python control flow).
+    Python control flow); given neither, a model fx cannot trace that carries its own
+    ``dummy_inputs`` (Hugging Face models do) is run on those, as ``plan.notes`` says.
 
     Every scheme runs the same stages (:mod:`weightinit.scheme.protocol`): settle (rules,
     skip, frozen, tied, unknown), survey (the whole model), choose (each parameter), calibrate
@@ -102,6 +103,8 @@ def plan(
         model, graph, opts, extra, settled.params, example_input,
         settled=settled.moments, data=data, seed=seed, frontend=frontend,
     )  # fmt: skip
+    if graph is not None and graph.traced_on:  # no input given: the model's own dummy inputs
+        survey.notes["example_input"] = graph.traced_on
     surveyed = chosen.survey(survey) if chosen.survey is not None else {}
 
     def choose(p: Param) -> Choice:

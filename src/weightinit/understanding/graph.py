@@ -51,6 +51,8 @@ class Node:
 class Graph:
     nodes: list[Node]
     method: str  # "fx" or "execution"
+    # what an execution trace ran on when the user gave no input (for the plan's notes)
+    traced_on: str = ""
 
     def add(self, node: Node) -> int:
         self.nodes.append(node)
@@ -150,7 +152,7 @@ def shapes(value: Any) -> str:
     return f"shape{'s' if len(found) > 1 else ''} {', '.join(found)}"
 
 
-def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
+def _execution_trace(model: nn.Module, example_input: Any, keywords: bool) -> Graph:
     graph = Graph([], "execution")
     recorder = _Recorder(graph)
     names = {id(m): n for n, m in model.named_modules()}
@@ -178,13 +180,17 @@ def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(module.register_forward_hook(post, with_kwargs=True))
-    inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+    if keywords:
+        inputs, named = (), dict(example_input)
+    else:
+        inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+        named = {}
     try:
-        root = graph.add(Node("input", None, "input", [], inputs))
-        recorder.mark(inputs, root)
+        root = graph.add(Node("input", None, "input", [], (*inputs, *named.values()), named))
+        recorder.mark((inputs, named), root)
         try:
             with recorder, torch.no_grad():
-                output = model(*inputs)
+                output = model(*inputs, **named)
         except (RuntimeError, TypeError, IndexError, AssertionError) as err:
             if not running:
                 raise ModelError(f"the model failed before any of its modules ran: {err}") from err
@@ -251,9 +257,11 @@ def _fx_nodes(value: Any) -> list[torch.fx.Node]:
     return leaves(value, torch.fx.Node)
 
 
-def trace(model: nn.Module, example_input: Any = None) -> Graph:
+def trace(model: nn.Module, example_input: Any = None, *, keywords: bool = False) -> Graph:
     """The model's call graph: an execution trace on ``example_input`` when given, else a
-    ``torch.fx`` symbolic trace. Hooks are removed, and train/eval mode, buffers (BatchNorm
+    ``torch.fx`` symbolic trace. A tuple is the positional arguments, anything else the one
+    argument; with ``keywords=True`` a dict is the keyword arguments (``model(**example_input)``,
+    as for a Hugging Face model's ``dummy_inputs``). Hooks are removed, and train/eval mode, buffers (BatchNorm
     running statistics) and the global RNG state restored either way.
 
     A model on the meta device is traced on meta copies of ``example_input`` (the graph's
@@ -264,6 +272,11 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
     on tensor values): pass ``example_input``; and :class:`ModelError` (a ValueError) when the
     model fails on ``example_input``, naming the module that failed and its input's shape.
     """
+    if keywords and not isinstance(example_input, dict):
+        raise TypeError(
+            f"trace: keywords=True takes a dict of keyword arguments, got "
+            f"{type(example_input).__name__}"
+        )
     if is_atomic(model) and example_input is None:  # a single layer: nothing follows it
         graph = Graph([], "fx")
         root = graph.add(Node("input", None, "input", []))
@@ -278,7 +291,7 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
                 example_input = map_tensors(example_input, lambda t: t.to("meta"))
             buffers = {b: b.clone() for b in model.buffers()}
             with torch.random.fork_rng(devices=[]):  # dropout in the trace draws from it
-                return _execution_trace(model, example_input)
+                return _execution_trace(model, example_input, keywords)
         try:
             return _fx_trace(model)
         except Exception as err:  # fx raises many kinds of errors on untraceable code

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from weightinit.frontends.torch.calibration import lsuv_plan
@@ -29,7 +30,14 @@ from weightinit.frontends.torch.settle import (
 from weightinit.plans.plan import SKIP, Plan, Row
 from weightinit.scheme.auto import Analysis
 from weightinit.scheme.protocol import Choice, Param, Survey
-from weightinit.understanding.graph import Graph, ModelError, followers, shapes, trace
+from weightinit.understanding.graph import (
+    Graph,
+    ModelError,
+    followers,
+    map_tensors,
+    shapes,
+    trace,
+)
 from weightinit.understanding.knowledge import unwrap
 
 __all__ = ["TorchFrontend"]
@@ -51,22 +59,36 @@ class TorchFrontend:
 
     def trace(self, model: nn.Module, example_input: Any, data: Any) -> Graph:
         """The model's graph: on ``example_input``; else torch.fx, falling back to a forward
-        pass on ``data`` when fx cannot trace the model (Python control flow). A batch the
-        model fails on is a ValueError naming the layer that failed and its input's shape."""
-        given = "example_input" if example_input is not None or data is None else "data"
+        pass when fx cannot trace the model (Python control flow): on ``data``, or, with
+        neither, on the model's own ``dummy_inputs`` (Hugging Face models carry them; a dict
+        is keyword arguments), which ``Graph.traced_on`` then records for the plan's notes. A
+        batch the model fails on is a ValueError naming the layer that failed and its input's
+        shape."""
+        given, batch = "example_input", example_input
         try:
-            if given == "example_input":
+            if example_input is not None:
                 return trace(model, example_input)
             try:
                 return trace(model)
-            except ValueError:  # fx cannot trace it
-                return trace(model, data)
+            except ValueError as err:  # fx cannot trace it
+                if data is not None:
+                    given, batch = "data", data
+                    return trace(model, data)
+                given, batch = "dummy_inputs", _dummy_inputs(model, err)
+                if batch is None:
+                    raise
+                graph = trace(model, batch, keywords=isinstance(batch, dict))
+                graph.traced_on = f"the model's dummy_inputs ({_described(batch)})"
+                return graph
         except ModelError as err:
-            batch = example_input if given == "example_input" else data
             meta = any(p.is_meta for p in model.parameters())
+            fix = (
+                "pass example_input= a batch the model accepts"
+                if given == "dummy_inputs"
+                else f"pass {given}= a batch the model accepts"
+            )
             raise ValueError(
-                f"plan: the model failed on `{given}` of {shapes(batch)}: {err}; pass "
-                f"{given}= a batch the model accepts"
+                f"plan: the model failed on `{given}` of {shapes(batch)}: {err}; {fix}"
                 + (
                     " (on the meta device tensors have shapes but no values: a forward pass "
                     "that reads them, e.g. `if mask.all():`, needs the model materialized "
@@ -140,3 +162,37 @@ class TorchFrontend:
                 "materialize the model first and plan with data="
             )
         return lsuv_plan(model, plan, data, seed=seed, **settings)[0]
+
+
+def _dummy_inputs(model: nn.Module, err: ValueError) -> Any:
+    """The model's own ``dummy_inputs`` (a tensor, a tuple of positional arguments or a dict
+    of keyword arguments), on the device of its parameters; None when it has none."""
+    dummy = getattr(model, "dummy_inputs", None)
+    if dummy is None:
+        return None
+    if isinstance(dummy, Mapping):
+        bad = next((k for k in dummy if not isinstance(k, str)), None)
+        if not dummy or bad is not None:
+            what = "an empty mapping" if not dummy else f"a mapping keyed by {bad!r}"
+            raise TypeError(
+                f"plan: {err}; the model's `dummy_inputs` is {what}, not one of keyword "
+                "argument names, so it cannot stand in"
+            ) from err
+        dummy = dict(dummy)
+    elif not isinstance(dummy, (torch.Tensor, tuple)):
+        raise TypeError(
+            f"plan: {err}; the model's `dummy_inputs` is a {type(dummy).__name__}, not a "
+            "tensor, a tuple of positional arguments or a dict of keyword arguments, so it "
+            "cannot stand in"
+        ) from err
+    device = next((p.device for p in model.parameters() if not p.is_meta), None)
+    if device is not None:
+        dummy = map_tensors(dummy, lambda t: t.to(device))
+    return dummy
+
+
+def _described(dummy: Any) -> str:
+    """``input_ids: shape (3, 5)``, or the shapes of positional inputs."""
+    if isinstance(dummy, dict):
+        return ", ".join(f"{k}: {shapes(v)}" for k, v in dummy.items())
+    return shapes(dummy)

@@ -134,10 +134,11 @@ def settle(
     seen: dict[int, str] = {}
     named = list(model.named_parameters(remove_duplicate=False))
     out.skip_unmatched = [s for s in skip if not any(fnmatch.fnmatchcase(n, s) for n, _ in named)]
+    names: dict[int, list[str]] = {}  # every name of each tensor, tied ones have several
     for name, param in named:
-        found = parametrized(model, name)
-        owner, leaf = (found[0], found[1]) if found else owner_of(model, name)
-        plain = name.rsplit("parametrizations.", 1)[0] + leaf if found else name
+        names.setdefault(id(param), []).append(name)
+    for name, param in named:
+        owner, leaf, plain = _where(model, name)
         module = type(owner).__name__
         if id(param) in seen:
             reason = f"tied to {seen[id(param)]}: skipped"
@@ -157,6 +158,15 @@ def settle(
             continue
         info = describe(model, name)
         choice = _match_rule(rules, name, owner)
+        if choice is None and info is None:
+            # a tied parameter whose first name's module is unknown (BERT's
+            # `cls.predictions.bias`, also `cls.predictions.decoder.bias`): described from
+            # the first of its other names whose module is known; the row keeps this name
+            other = next((n for n in names[id(param)][1:] if describe(model, n)), None)
+            if other is not None:
+                info = describe(model, other)
+                owner, leaf, plain = _where(model, other)
+                module = type(owner).__name__
         if choice is None and info is None:
             out.unknown.append(name)
             out.rows.append(Row(name, module, "unknown", SKIP, reason="unknown module, no rule"))
@@ -190,6 +200,16 @@ def settle(
         out.pending.append(Pending(len(out.rows), described, param, layout, module))
         out.rows.append(None)
     return out
+
+
+def _where(model: nn.Module, name: str) -> tuple[nn.Module, str, str]:
+    """The module that holds parameter ``name``, its attribute there, and the plain name of
+    the weight it stands for (behind a parametrization, the parametrized weight's name)."""
+    found = parametrized(model, name)
+    if not found:
+        owner, leaf = owner_of(model, name)
+        return owner, leaf, name
+    return found[0], found[1], name.rsplit("parametrizations.", 1)[0] + found[1]
 
 
 def _rule_error(err: Exception, choice: Choice, name: str) -> Exception:
