@@ -68,7 +68,9 @@ class Param(NamedTuple):
 
     ``name`` is its qualified name and ``plain`` the name of the weight it stands for (the
     same, except for the tensors behind a parametrization: ``lin.parametrizations.weight.
-    original`` is ``lin.weight``). ``module`` is the qualified name of the layer that holds it,
+    original`` is ``lin.weight``; and for a tied tensor whose first name has no known module,
+    described from another of its names: HF BERT's ``cls.predictions.bias`` is
+    ``cls.predictions.decoder.bias``). ``module`` is the qualified name of the layer that holds it,
     ``kind`` that layer's :class:`~weightinit.understanding.knowledge.Kinds` ("linear",
     "conv", "attention", "recurrent", ...). ``info`` is the module knowledge (role, layout,
     the framework's default, gates, padding row) and ``follower`` what follows the layer
