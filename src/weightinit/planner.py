@@ -14,7 +14,7 @@ from torch import nn
 
 from weightinit._checks import check_seed
 from weightinit.frontends import frontend_for
-from weightinit.frontends.torch.settle import RuleKey, RuleValue, Settled
+from weightinit.frontends.torch.settle import Loaded, RuleKey, RuleValue, Settled
 from weightinit.plans.plan import Plan
 from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT, GRAPH, Choice, Param, Scheme, Survey
 from weightinit.scheme.registry import get_scheme
@@ -33,6 +33,8 @@ def plan(
     include_frozen: bool = False,
     data: Any = None,
     seed: int | None = None,
+    missing_keys: Any = None,
+    loaded: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> Plan:
     """What ``scheme`` would write to every parameter of ``model``, and why. Writes nothing.
@@ -62,6 +64,13 @@ def plan(
         strict: raise instead of warning when a parameter has no rule and no known module.
         include_frozen: also initialize parameters with ``requires_grad=False``.
         data: a batch for data-dependent schemes ("lsuv", and "auto"'s sweep).
+        missing_keys: initialize only what a checkpoint did not provide: the missing keys
+            that ``model.load_state_dict(state, strict=False)`` returns (its result, or the
+            list), or Hugging Face's ``output_loading_info=True`` dict; every other parameter
+            gets a "loaded: kept" row. A tied tensor is kept when any of its names was loaded.
+            Hugging Face's ``_is_hf_initialized`` markers are not read: transformers 5 sets
+            them on every module of a model just built from a config.
+        loaded: the same from the other side: the state dict that was loaded (its keys).
         seed: an int in [0, 2**64) (numpy integers too), recorded as the default seed of
             :meth:`Plan.apply`; data-dependent schemes draw their pre-initialization with it
             (default 0) and their plans only apply with it.
@@ -96,7 +105,7 @@ def plan(
 
     settled = frontend.settle(
         model, graph, rules=rules, skip=skip, include_frozen=include_frozen,
-        own_fans=chosen.own_fans,
+        own_fans=chosen.own_fans, loaded=_checkpoint(missing_keys, loaded),
     )  # fmt: skip
     _report_skip(settled, skip, chosen.name)
     survey = Survey(
@@ -128,6 +137,45 @@ def plan(
     if chosen.calibrate is None:
         return made
     return chosen.calibrate(made, survey)
+
+
+def _checkpoint(missing_keys: Any, loaded: Mapping[str, Any] | None) -> Loaded | None:
+    """What a checkpoint provided, from ``missing_keys=`` (a list of names, the result of
+    ``load_state_dict(strict=False)``, or Hugging Face's loading-info dict) or ``loaded=`` (a
+    state dict)."""
+    if missing_keys is not None and loaded is not None:
+        raise ValueError(
+            "plan: pass `missing_keys` (what the checkpoint lacked) or `loaded` (the state dict "
+            "it loaded), not both"
+        )
+    if loaded is not None:
+        if not isinstance(loaded, Mapping):
+            raise TypeError(
+                f"plan: `loaded` must be the state dict that was loaded (a mapping of names to "
+                f"tensors), got {type(loaded).__name__}"
+            )
+        return Loaded(frozenset(map(str, loaded)), missing=False, source="in `loaded`")
+    if missing_keys is None:
+        return None
+    if isinstance(missing_keys, Mapping):  # Hugging Face's output_loading_info=True
+        if "missing_keys" not in missing_keys:
+            raise TypeError(
+                "plan: `missing_keys` as a mapping must be Hugging Face's loading info, with a "
+                f"'missing_keys' entry; got keys {sorted(missing_keys)[:4]}"
+            )
+        missing_keys = missing_keys["missing_keys"]
+    missing_keys = getattr(missing_keys, "missing_keys", missing_keys)  # load_state_dict's result
+    if not isinstance(missing_keys, str):
+        try:
+            missing_keys = list(missing_keys)
+        except TypeError:
+            pass
+    if not isinstance(missing_keys, list) or not all(isinstance(k, str) for k in missing_keys):
+        raise TypeError(
+            "plan: `missing_keys` must be the names a checkpoint lacked (a list of str, or what "
+            "load_state_dict(..., strict=False) returns)"
+        )
+    return Loaded(frozenset(missing_keys), missing=True, source="not in `missing_keys`")
 
 
 def _check_skip(skip: Iterable[str]) -> list[str]:

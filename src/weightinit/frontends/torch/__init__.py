@@ -19,6 +19,7 @@ from weightinit.frontends.torch.propagation import (
     propagate,
 )
 from weightinit.frontends.torch.settle import (
+    Loaded,
     RuleKey,
     RuleValue,
     Settled,
@@ -107,12 +108,13 @@ class TorchFrontend:
         skip: Iterable[str],
         include_frozen: bool,
         own_fans: bool,
+        loaded: Loaded | None = None,
     ) -> Settled:
         """The shared settle stage over the model's parameters (see :func:`settle`)."""
         table = followers(graph) if graph is not None else {}
         return settle(
             model, rules=rules, skip=skip, include_frozen=include_frozen, followers=table,
-            own_fans=own_fans,
+            own_fans=own_fans, loaded=loaded,
         )  # fmt: skip
 
     def rows(self, settled: Settled, choose: Callable[[Param], Choice]) -> list[Row]:

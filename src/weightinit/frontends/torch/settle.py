@@ -6,6 +6,7 @@ the padding row, weight_norm's g).
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import inspect
 import math
@@ -126,10 +127,12 @@ def settle(
     include_frozen: bool,
     followers: dict[str, Follower],
     own_fans: bool,
+    loaded: Loaded | None = None,
 ) -> Settled:
-    """The shared first stage of every scheme: tied parameters once, then ``skip=`` globs,
-    frozen parameters, parameters of unknown modules with no rule, and user rules get their
-    rows; every other parameter is described for the scheme to choose."""
+    """The shared first stage of every scheme: tied parameters once, then parameters a
+    checkpoint provided (``loaded``), ``skip=`` globs, frozen parameters, parameters of
+    unknown modules with no rule, and user rules get their rows; every other parameter is
+    described for the scheme to choose."""
     out = Settled()
     seen: dict[int, str] = {}
     named = list(model.named_parameters(remove_duplicate=False))
@@ -137,6 +140,7 @@ def settle(
     names: dict[int, list[str]] = {}  # every name of each tensor, tied ones have several
     for name, param in named:
         names.setdefault(id(param), []).append(name)
+    provided = _provided(model, names, loaded) if loaded is not None else set()
     for name, param in named:
         owner, leaf, plain = _where(model, name)
         module = type(owner).__name__
@@ -147,7 +151,9 @@ def settle(
         seen[id(param)] = name
         pattern = next((s for s in skip if fnmatch.fnmatchcase(name, s)), None)
         kept = None
-        if pattern is not None:
+        if id(param) in provided:
+            kept = Row(name, module, "-", SKIP, reason=f"loaded: kept ({loaded.source})")
+        elif pattern is not None:
             kept = Row(name, module, "-", SKIP, reason=f"matches skip {pattern!r}")
             out.skipped += 1
         elif not param.requires_grad and not include_frozen:
@@ -210,6 +216,43 @@ def _where(model: nn.Module, name: str) -> tuple[nn.Module, str, str]:
         owner, leaf = owner_of(model, name)
         return owner, leaf, name
     return found[0], found[1], name.rsplit("parametrizations.", 1)[0] + found[1]
+
+
+class Loaded(NamedTuple):
+    """What a checkpoint provided: the names it left missing (``missing=True``: from
+    ``load_state_dict(..., strict=False)`` or Hugging Face's loading info), or the names it
+    holds (a state dict); ``source`` words it for the plan's rows."""
+
+    keys: frozenset[str]
+    missing: bool
+    source: str
+
+
+def _provided(model: nn.Module, names: dict[int, list[str]], loaded: Loaded) -> set[int]:
+    """The ids of the parameters the checkpoint provided. A tied tensor is provided when any
+    of its names is. Missing keys that name no parameter or buffer, or a state dict that
+    names no parameter, are errors: the checkpoint was made for another model (or under a
+    wrapper's prefix)."""
+    params = {n for tied in names.values() for n in tied}
+    if loaded.missing:
+        known = params | {n for n, _ in model.named_buffers(remove_duplicate=False)}
+        strange = sorted(loaded.keys - known)
+        if strange:
+            close = difflib.get_close_matches(strange[0], sorted(params), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"plan: `missing_keys` names {strange[0]!r}, which is no parameter or buffer of "
+                f"the model{hint} Pass the missing keys of a checkpoint loaded into this model "
+                "(the names load_state_dict reported)"
+            )
+        return {i for i, tied in names.items() if not all(n in loaded.keys for n in tied)}
+    if params and not params & loaded.keys:
+        raise ValueError(
+            "plan: `loaded` holds none of the model's parameter names (it has e.g. "
+            f"{sorted(loaded.keys)[:2]}, the model {sorted(params)[:2]}); pass the state dict "
+            "loaded into this model, with the same prefixes"
+        )
+    return {i for i, tied in names.items() if any(n in loaded.keys for n in tied)}
 
 
 def _rule_error(err: Exception, choice: Choice, name: str) -> Exception:
