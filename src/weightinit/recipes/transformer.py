@@ -26,7 +26,8 @@ Every scheme here first finds each parameter's Transformer role and block (see
 - ``"vit_jax"``: ViT (Dosovitskiy et al. 2021) as in google-research/vision_transformer (and
   timm's ``init_weights_vit_jax``): Xavier-uniform Linear weights (q, k, v each its own
   matrix), MLP biases N(0, 1e-6^2), other biases 0, a zero head (bias ``head_bias``),
-  LeCun-normal (truncated) patch embedding, position embeddings N(0, 0.02^2).
+  LeCun-normal (truncated) patch embedding, position embeddings N(0, 0.02^2) (raw ``pos_embed``
+  tables too), class token 0 (``self.param('cls', nn.initializers.zeros, ...)``).
 - ``"t-fixup"``: Huang, Perez, Ba & Volkovs 2020, "Improving Transformer Optimization Through
   Better Initialization" (layer6ai-labs/T-Fixup): Xavier weights; in the encoder v, the
   attention output and the MLP weights times 0.67 N^(-1/4); in the decoder (blocks with
@@ -34,7 +35,11 @@ Every scheme here first finds each parameter's Transformer role and block (see
   times (9N)^(-1/4); token embeddings N(0, d^-1) times (9N)^(-1/4). Trains without LayerNorm
   and without learning-rate warm-up.
 
-Parameters without a Transformer role get the preset's default, named in the reason.
+Parameters without a Transformer role get the preset's default, named in the reason. Raw
+parameters known by their conventional names (see ``understanding/knowledge.py``): a raw
+position table has the role ``position_embedding`` and takes the preset's rule for it; tokens,
+layer scales, relative position bias tables and CLIP's logit scale keep their reference
+initialization (``_Preset.raw``; "vit_jax" zeroes the class token).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from weightinit._checks import finite
 from weightinit.scheme.classic import classic, constant_choice, scaled
 from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
 from weightinit.scheme.registry import register_scheme
-from weightinit.understanding.knowledge import Roles
+from weightinit.understanding.knowledge import Kinds, Roles
 from weightinit.understanding.roles import (
     ROLES,
     TransformerRole,
@@ -381,6 +386,23 @@ def _zero_bias(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     return Choice("zeros", {}, f"{_what(r)} bias: 0")
 
 
+def _raw_default(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    """A raw parameter known by its name (a token, a layer scale, Swin's relative position
+    bias table, CLIP's logit scale): its reference code's own initialization."""
+    return Choice(*p.info.torch_default)
+
+
+_CLASS_TOKENS = ("cls_token", "class_token")
+
+
+def _vit_jax_raw(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    # google-research/vision_transformer models_vit.py VisionTransformer:
+    # cls = self.param('cls', nn.initializers.zeros, (1, 1, c))
+    if p.info.role == Roles.TOKEN and p.leaf in _CLASS_TOKENS:
+        return Choice("zeros", {}, "class token: 0; ViT (JAX) self.param('cls', zeros)")
+    return _raw_default(p, r, ctx)
+
+
 @dataclass(frozen=True)
 class _Preset:
     name: str
@@ -388,13 +410,18 @@ class _Preset:
     extra: type
     weight: Callable[[Param, TransformerRole, _Context], Choice]
     bias: Callable[[Param, TransformerRole, _Context], Choice] = _zero_bias
+    raw: Callable[[Param, TransformerRole, _Context], Choice] = _raw_default
     notes: Callable[[_Context], dict] = lambda ctx: {}
     uses_depth: bool = False  # scales residual outputs by the depth or the block index
 
     def decide(self, p: Param, r: TransformerRole, ctx: _Context) -> Choice:
         role = p.info.role
-        if role in (Roles.WEIGHT, Roles.EMBEDDING):
+        # raw parameters known by name: a Transformer role (a raw pos_embed's
+        # "position_embedding", or one given with roles=) takes the preset's rule for it
+        if role in (Roles.WEIGHT, Roles.EMBEDDING) or (p.kind == Kinds.RAW and r.role):
             return self.weight(p, r, ctx)
+        if p.kind == Kinds.RAW:
+            return self.raw(p, r, ctx)
         if role == Roles.BIAS:
             return self.bias(p, r, ctx)
         if role == Roles.NORM_SCALE:
@@ -536,6 +563,7 @@ _PRESETS = [
         VitOptions,
         _vit_jax,
         bias=_vit_bias,
+        raw=_vit_jax_raw,
     ),
     _Preset(
         "t-fixup",

@@ -47,6 +47,12 @@ class Roles:
     NORM_SHIFT = "norm_shift"
     ATTENTION_BIAS = "attention_bias"  # MultiheadAttention bias_k / bias_v
     PRELU_SLOPE = "prelu_slope"
+    # --- raw parameters known by their conventional names (see _conventional below) ---
+    POSITION = "position_embedding"  # ViT pos_embed / pos_embedding / position_embeddings
+    TOKEN = "token"  # class, distillation, register and mask tokens; CLIP class_embedding
+    LAYER_SCALE = "layer_scale"  # CaiT/ConvNeXt layer scale (gamma, ls1.gamma, layer_scale)
+    RELATIVE_BIAS = "relative_position_bias"  # Swin's relative_position_bias_table
+    LOGIT_SCALE = "logit_scale"  # CLIP's learned temperature
 
 
 class Kinds:
@@ -62,6 +68,7 @@ class Kinds:
     NORM = "norm"
     PRELU = "prelu"
     SCALAR = "scalar"  # modules that declare their parameters (``weightinit_roles``)
+    RAW = "raw"  # a raw parameter of an unknown module, known by its name (_conventional)
 
 
 class ParamInfo(NamedTuple):
@@ -384,7 +391,7 @@ def _by_class_name(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInf
     name: Hugging Face's ``Conv1D`` and norm layers."""
     if type(owner).__name__ == "Conv1D" and isinstance(getattr(owner, "nf", None), int):
         return _hf_conv1d(owner, leaf, param)
-    return _named_norm(owner, leaf, param)
+    return _named_norm(owner, leaf, param) or _conventional(owner, leaf, param)
 
 
 _HF_CONV1D_LAYOUT = Layout(out_axes=(1,), in_axes=(0,))
@@ -414,6 +421,162 @@ def _named_norm(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo |
     kind = "ones" if info.role == Roles.NORM_SCALE else "zeros"
     why = f"{type(owner).__name__} (a norm by its name): {kind}"
     return info._replace(torch_default=(kind, {}, why), kind=Kinds.NORM)
+
+
+# --- raw parameters with conventional names ---------------------------------------------------
+# Parameters a module holds directly (nn.Parameter attributes of a ViT, a CLIP model, a layer
+# scale), not through a layer weightinit knows, are recognized by their leaf name and a shape
+# check, only when their module is otherwise unknown. Their ``torch_default`` is the reference
+# code's own initialization (quoted per entry); docs/models.md lists them. ``rules=`` overrides.
+
+_TRUNC_002 = {"std": 0.02, "a": -2.0, "b": 2.0, "bounds": "absolute"}  # torch/timm trunc_normal_
+LOGIT_SCALE_INIT = math.log(1 / 0.07)  # CLIP: nn.Parameter(torch.ones([]) * np.log(1 / 0.07))
+LAYER_SCALE_DEFAULT = 1e-5  # timm's LayerScale class: init_values: float = 1e-5
+
+
+def _tokens_shape(param: torch.Tensor) -> bool:
+    """(D,), (n, D) or (1, n, D): a few learned vectors of the model width."""
+    return 1 <= param.ndim <= 3 and (param.ndim < 3 or param.shape[0] == 1)
+
+
+def _vector_shape(param: torch.Tensor) -> bool:
+    """One value per channel, with singleton axes around it: (D,), (D, 1, 1), (1, 1, D)."""
+    return param.ndim >= 1 and param.numel() == max(param.shape)
+
+
+def _position(owner: nn.Module, leaf: str, param: torch.Tensor) -> tuple[str, dict, str] | None:
+    if param.ndim < 2:
+        return None
+    # timm VisionTransformer.init_weights: trunc_normal_(self.pos_embed, std=.02); HF
+    # ViTPreTrainedModel._init_weights: trunc_normal_(position_embeddings, std=initializer_range
+    # 0.02); torchvision Encoder: pos_embedding.normal_(std=0.02) ("from BERT"). timm's and HF's
+    # cut is +-2 absolute, 100 std: the three are the same distribution to 1e-87.
+    return "trunc_normal", dict(_TRUNC_002), "timm/HF/torchvision ViT: N(0, 0.02^2)"
+
+
+def _cls_token(owner: nn.Module, leaf: str, param: torch.Tensor) -> tuple[str, dict, str] | None:
+    if not _tokens_shape(param):
+        return None
+    if type(owner).__name__.endswith("Embeddings"):  # HF ViTEmbeddings, DeiT, ...
+        # HF ViTPreTrainedModel._init_weights: trunc_normal_(cls_token, std=initializer_range)
+        return "trunc_normal", dict(_TRUNC_002), "HF ViTEmbeddings cls_token: N(0, 0.02^2)"
+    # timm VisionTransformer.init_weights: nn.init.normal_(self.cls_token, std=1e-6)
+    return "normal", {"std": 1e-6}, "timm ViT cls_token: N(0, 1e-6^2)"
+
+
+def _fixed(init: str, args: dict, why: str, shape_ok: Callable[[torch.Tensor], bool]):
+    def rule(owner: nn.Module, leaf: str, param: torch.Tensor) -> tuple[str, dict, str] | None:
+        return (init, dict(args), why) if shape_ok(param) else None
+
+    return rule
+
+
+def _class_embedding(owner: nn.Module, leaf: str, param: torch.Tensor):
+    # CLIP VisionTransformer: class_embedding = scale * randn(width), scale = width ** -0.5;
+    # HF CLIPPreTrainedModel._init_weights: normal_(class_embedding, std=embed_dim**-0.5)
+    if param.ndim != 1 or not param.numel():
+        return None
+    width = param.shape[0]
+    return "normal", {"std": width**-0.5}, f"CLIP class_embedding: N(0, 1/width), width {width}"
+
+
+def _layer_scale(owner: nn.Module, leaf: str, param: torch.Tensor):
+    """A layer scale starts at a constant (timm LayerScale: init_values * ones(dim)); the
+    constant is the model's choice and not recoverable after training. A freshly built one
+    (all entries equal) keeps its value; otherwise (trained, or on the meta device) it gets
+    ``LAYER_SCALE_DEFAULT``."""
+    if not _vector_shape(param) or type(owner).__name__.endswith("Norm"):
+        return None
+    if not param.is_meta and param.numel():
+        first = param.detach().reshape(-1)[0]
+        if torch.isfinite(first) and bool((param.detach() == first).all()):
+            value = float(first)
+            return "constant", {"val": value}, f"layer scale: its built value {value:g}, kept"
+    value = LAYER_SCALE_DEFAULT
+    why = f"layer scale: {value:g} (timm LayerScale default; its entries differ)"
+    return "constant", {"val": value}, why
+
+
+_TOKEN = Roles.TOKEN
+_CONVENTIONAL: dict[str, tuple[str, Callable]] = {
+    **dict.fromkeys(
+        ("pos_embed", "pos_embedding", "position_embeddings"), (Roles.POSITION, _position)
+    ),
+    "cls_token": (_TOKEN, _cls_token),
+    # torchvision VisionTransformer: class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
+    "class_token": (_TOKEN, _fixed("zeros", {}, "torchvision ViT class_token: 0", _tokens_shape)),
+    # timm VisionTransformer.init_weights: nn.init.normal_(self.reg_token, std=1e-6); DINOv2
+    # (facebookresearch) init_weights: nn.init.normal_(self.register_tokens, std=1e-6)
+    **dict.fromkeys(
+        ("reg_token", "register_tokens"),
+        (
+            _TOKEN,
+            _fixed(
+                "normal", {"std": 1e-6}, "timm/DINOv2 register tokens: N(0, 1e-6^2)", _tokens_shape
+            ),
+        ),
+    ),
+    # timm deit VisionTransformerDistilled.init_weights: trunc_normal_(self.dist_token, std=.02)
+    "dist_token": (
+        _TOKEN,
+        _fixed("trunc_normal", _TRUNC_002, "timm DeiT dist_token: N(0, 0.02^2)", _tokens_shape),
+    ),
+    # HF ViTEmbeddings / DINOv2: mask_token = nn.Parameter(torch.zeros(1, 1, hidden_size))
+    "mask_token": (_TOKEN, _fixed("zeros", {}, "mask token: 0 (HF ViT, DINOv2)", _tokens_shape)),
+    # HF Wav2Vec2Model: masked_spec_embed = nn.Parameter(torch.Tensor(hidden_size).uniform_())
+    "masked_spec_embed": (
+        _TOKEN,
+        _fixed(
+            "uniform",
+            {"a": 0.0, "b": 1.0},
+            "HF Wav2Vec2 masked_spec_embed: U(0, 1)",
+            lambda p: p.ndim == 1,
+        ),
+    ),
+    "class_embedding": (_TOKEN, _class_embedding),
+    # timm SwinTransformer WindowAttention: trunc_normal_(self.relative_position_bias_table,
+    # std=.02): ((2 Wh - 1)(2 Ww - 1), heads)
+    "relative_position_bias_table": (
+        Roles.RELATIVE_BIAS,
+        _fixed(
+            "trunc_normal",
+            _TRUNC_002,
+            "timm Swin relative_position_bias_table: N(0, 0.02^2)",
+            lambda p: p.ndim == 2,
+        ),
+    ),
+    # CLIP: logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07)); HF CLIPModel:
+    # logit_scale_init_value 2.6592 (= log(1 / 0.07))
+    "logit_scale": (
+        Roles.LOGIT_SCALE,
+        _fixed(
+            "constant",
+            {"val": LOGIT_SCALE_INIT},
+            "CLIP logit_scale: log(1/0.07)",
+            lambda p: p.numel() == 1,
+        ),
+    ),
+}
+# layer scale: timm CaiT/ViT LayerScale.gamma (ls1.gamma), timm ConvNeXt Block.gamma,
+# torchvision CNBlock.layer_scale, BEiT/EVA gamma_1/gamma_2, HF ConvNext
+# layer_scale_parameter, HF DINOv2 LayerScale.lambda1
+_LAYER_SCALE = re.compile(r"gamma(_?\d)?|layer_scale(_?\d)?|layer_scale_parameter|lambda\d")
+
+
+def _conventional(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    """A raw parameter of a module the table does not know, by its conventional name (and
+    shape): ViT positions and tokens, layer scales, Swin's relative position bias table, CLIP's
+    class embedding and logit scale, Wav2Vec2's mask embedding."""
+    role, rule = _CONVENTIONAL.get(leaf, (None, None))
+    if rule is None and _LAYER_SCALE.fullmatch(leaf):
+        role, rule = Roles.LAYER_SCALE, _layer_scale
+    default = rule(owner, leaf, param) if rule is not None else None
+    if default is None:
+        return None
+    return ParamInfo(role, Layout.elementwise(param.ndim), default, kind=Kinds.RAW)
+
+
+# --- end of raw parameters with conventional names --------------------------------------------
 
 
 def layout_for(module: nn.Module, param_name: str) -> Layout:

@@ -176,6 +176,8 @@ def _role(model: nn.Module, name: str, user: dict[str, str]) -> TransformerRole:
     info = describe(model, name)
     if info is not None and info.role in (Roles.NORM_SCALE, Roles.NORM_SHIFT):
         return TransformerRole("norm", **place, source="structure")
+    if info is not None and info.role == Roles.POSITION:  # a raw pos_embed / pos_embedding
+        return TransformerRole("position_embedding", **place, source="structure")
     role = _by_name(lowered, owner, layer is None) or _mlp_position(lowered, modules)
     return TransformerRole(role, **place)
 
