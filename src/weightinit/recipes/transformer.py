@@ -35,6 +35,13 @@ Every scheme here first finds each parameter's Transformer role and block (see
   times (9N)^(-1/4); token embeddings N(0, d^-1) times (9N)^(-1/4). Trains without LayerNorm
   and without learning-rate warm-up.
 
+Mixtures of experts: each expert's tensors have their own fans (see ``understanding/knowledge.py``);
+an expert's ``down_proj`` is an MLP output and is depth-scaled like any residual output
+("gpt2", "megatron", "torchtitan", "olmo"); a packed ``gate_up_proj`` ("mlp_gate_up") takes
+the rule of the MLP input under every preset but "torchtitan", which scales its up halves as
+its w3 (and its routers as the residual outputs, as torchtitan's ``moe.py`` does); routers
+otherwise get the preset's base rule (N(0, 0.02^2) under "gpt2", "megatron" and "bert").
+
 Parameters without a Transformer role get the preset's default, named in the reason. Raw
 parameters known by their conventional names (see ``understanding/knowledge.py``): a raw
 position table has the role ``position_embedding`` and takes the preset's rule for it; tokens,
@@ -251,15 +258,55 @@ def _torchtitan(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     if r.role == "head":
         d = p.fans[0]
         return _trunc(d**-0.5, 3.0, f"head: trunc_normal std dim^-0.5 = {d}^-0.5 at 3 std; {label}")
-    if r.role in (*_RESIDUAL_OUT, "mlp_up"):
+    if r.role in (*_RESIDUAL_OUT, "mlp_up", *_TITAN_MOE_SCALED):
         if ctx.extra.depth_init and r.layer is not None:
             out = std / math.sqrt(2 * (r.layer + 1))
             rule = f"{std:g}/sqrt(2*({r.layer}+1))"
         else:
             L = ctx.depth(r)
             out, rule = std / math.sqrt(2 * L), f"{std:g}/sqrt(2*{L})"
+        if r.role == "mlp_gate_up":
+            return _titan_gate_up(p, r, std, out, rule)
+        if r.role == "router":
+            label = "torchtitan moe.py TokenChoiceTopKRouter.init_weights(init_std)"
         return _trunc(out, 2.0, f"{_what(r)}: trunc_normal std {rule}; {label}", absolute=True)
     return _trunc(std, 2.0, f"{_what(r)}: trunc_normal std {std:g}; {label}", absolute=True)
+
+
+# --- mixture of experts under "torchtitan" ----------------------------------------------------
+# pytorch/torchtitan torchtitan/models/moe.py, called by each block as
+# ``self.moe.init_weights(self.weight_init_std, buffer_device)``, where weight_init_std is
+# 0.02 / (2 * (layer_id + 1)) ** 0.5 (depth_init) or 0.02 / (2 * n_layers) ** 0.5:
+#     GroupedExperts.init_weights(self, init_std):
+#         nn.init.trunc_normal_(self.w1, mean=0.0, std=0.02)
+#         nn.init.trunc_normal_(self.w2, mean=0.0, std=init_std)
+#         nn.init.trunc_normal_(self.w3, mean=0.0, std=init_std)
+#     TokenChoiceTopKRouter.init_weights(self, init_std):
+#         nn.init.trunc_normal_(self.gate.weight, mean=0.0, std=init_std)
+#     FeedForward.init_weights(self, init_std=0.02):  # the shared experts
+#         nn.init.trunc_normal_(self.w1.weight, mean=0.0, std=0.02)
+#         for linear in (self.w2, self.w3): nn.init.trunc_normal_(linear.weight, ..., std=init_std)
+# So the router is scaled like w2 and w3; a packed gate_up_proj holds w1 (gate) and w3 (up).
+_TITAN_MOE_SCALED = ("router", "mlp_gate_up")
+
+
+def _titan_gate_up(p: Param, r: TransformerRole, std: float, out: float, rule: str) -> Choice:
+    """Every expert's gate half std ``std`` (w1), its up half ``out`` (w3): per (expert, half)
+    block of the layout, expert-major. torch's trunc_normal_ cuts at +-2 absolute, 2 / std
+    standard deviations (100 at std 0.02): a normal, which the reason says."""
+    fan_in = p.fans[0]
+    halves = p.geometry.num_blocks
+    if halves % 2:  # not packed halves (a layout of the user's): one std, as w1
+        return _trunc(std, 2.0, f"{_what(r)}: trunc_normal std {std:g}; torchtitan", absolute=True)
+    scales = [std * std * fan_in, out * out * fan_in] * (halves // 2)
+    why = (
+        f"{_what(r)}: gate halves (w1) std {std:g}, up halves (w3) std {rule}, per expert; "
+        f"torchtitan moe.py GroupedExperts.init_weights (normal; its +-2 cut is {2 / std:.0f} std)"
+    )
+    return _packed(scales, "fan_in", "normal", why)
+
+
+# --- end of mixture of experts ---
 
 
 def _olmo(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
@@ -376,7 +423,7 @@ def _tfixup(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
         c, rule = _tfixup_scale(r, ctx)
         why = f"qkv: Xavier per projection, v times {rule} = {c:.4g}; {label}"
         return _packed([1.0, 1.0, c * c], "fan_avg", "uniform", why)
-    if r.role in ("v", "attn_out", "mlp_in", "mlp_up", "mlp_out"):
+    if r.role in ("v", "attn_out", "mlp_in", "mlp_up", "mlp_out", "mlp_gate_up"):
         c, rule = _tfixup_scale(r, ctx)
         return _xavier(c * c, f"{_what(r)}: Xavier times {rule} = {c:.4g}; {label}")
     return _xavier(1.0, f"{_what(r)}: Xavier; {label}")

@@ -67,6 +67,7 @@ class Kinds:
     EMBEDDING = "embedding"
     NORM = "norm"
     PRELU = "prelu"
+    EXPERTS = "experts"  # a mixture's experts stacked in 3-D tensors (by class name)
     SCALAR = "scalar"  # modules that declare their parameters (``weightinit_roles``)
     RAW = "raw"  # a raw parameter of an unknown module, known by its name (_conventional)
 
@@ -391,6 +392,9 @@ def _by_class_name(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInf
     name: Hugging Face's ``Conv1D`` and norm layers."""
     if type(owner).__name__ == "Conv1D" and isinstance(getattr(owner, "nf", None), int):
         return _hf_conv1d(owner, leaf, param)
+    moe = _mixture_of_experts(owner, leaf, param)  # experts and routers, by class name
+    if moe is not None:
+        return moe
     return _named_norm(owner, leaf, param) or _conventional(owner, leaf, param)
 
 
@@ -407,6 +411,104 @@ def _hf_conv1d(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | 
         default = ("zeros", {}, "HF Conv1D: zeros")
         return ParamInfo(Roles.BIAS, Layout.elementwise(), default, kind=Kinds.LINEAR)
     return None
+
+
+# --- mixture of experts: expert tensors and routers, known by class name ----------------------
+# Hugging Face (transformers 5) holds the experts of a mixture in one module, ``<Model>Experts``
+# (Mixtral, Qwen2/3-MoE, OLMoE, DeepSeek-V2/V3, GLM-4-MoE, ...), as 3-D tensors applied per
+# expert e as ``F.linear(x, gate_up_proj[e]).chunk(2, dim=-1)`` -> ``act(gate) * up`` ->
+# ``F.linear(h, down_proj[e])``: ``gate_up_proj`` (experts, 2 * intermediate, hidden) and
+# ``down_proj`` (experts, hidden, intermediate). Llama-4 stores them transposed ((experts,
+# hidden, 2 * intermediate), ``x @ W``); torchtitan's ``GroupedExperts`` holds ``w1``, ``w3``
+# (experts, hidden_dim, dim) and ``w2`` (experts, dim, hidden_dim). Each expert is its own
+# matrix and the gate and up halves of ``gate_up_proj`` are two projections, so every
+# (expert, projection) is a block: ``blocks`` = experts along the expert axis (an out axis of
+# length 1 per block) and, for the packed halves, ``groups`` = 2 along the output axis (Layout
+# has one ``blocks``; ``groups`` splits another axis with the same arithmetic, and the block
+# form counts experts x 2 matrices, expert-major: block 2e is expert e's gate, 2e + 1 its up).
+# Fans are then those of one expert's projection. The orientation is read from the shapes of
+# the in- and out-projections together (unambiguous for the packed halves; a square expert
+# has the same fans either way). HF's _init_weights draws them all N(0, initializer_range^2).
+
+_EXPERT_IN = {"gate_up_proj": 2, "gate_proj": 1, "up_proj": 1, "w1": 1, "w3": 1}  # halves
+_EXPERT_OUT = ("down_proj", "w2")
+
+
+def _expert_orientation(owner: nn.Module) -> str | None:
+    """The layout's orientation: "standard" ((experts, out, in): Mixtral, torchtitan),
+    "transposed" ((experts, in, out): Llama-4), or None when the module's projections do not
+    fit either together."""
+    params = owner._parameters
+    down = next((params[n] for n in _EXPERT_OUT if params.get(n) is not None), None)
+    ins = [(params[n], k) for n, k in _EXPERT_IN.items() if params.get(n) is not None]
+    if down is None or not ins or any(p.ndim != 3 for p in (down, *(p for p, _ in ins))):
+        return None
+    # down: (experts, hidden, inter) when standard, (experts, inter, hidden) when transposed
+    experts, a, b = down.shape
+    if all(tuple(p.shape) == (experts, k * b, a) for p, k in ins):
+        return "standard"
+    if all(tuple(p.shape) == (experts, b, k * a) for p, k in ins):
+        return "transposed"
+    return None
+
+
+def _hf_std(owner: nn.Module) -> tuple[float, str]:
+    """The model's ``initializer_range`` when the module holds its config (HF's experts
+    implementation keeps it), else HF's default 0.02."""
+    std = getattr(getattr(owner, "config", None), "initializer_range", None)
+    if isinstance(std, (int, float)) and not isinstance(std, bool) and std > 0:
+        return float(std), f"initializer_range {float(std):g}"
+    return 0.02, "0.02"
+
+
+def _experts(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    halves = _EXPERT_IN.get(leaf, 1 if leaf in _EXPERT_OUT else 0)
+    if not halves or param.ndim != 3:
+        return None
+    apply_gate = getattr(type(owner), "_apply_gate", None)
+    if halves == 2 and getattr(apply_gate, "__name__", "_default_apply_gate") != (
+        "_default_apply_gate"
+    ):
+        return None  # its own split of gate and up (GPT-OSS interleaves them): not two halves
+    orientation = _expert_orientation(owner)
+    if orientation is None:
+        return None
+    out_axis, in_axis = (1, 2) if orientation == "standard" else (2, 1)
+    layout = Layout(
+        out_axes=(0, out_axis),
+        in_axes=(in_axis,),
+        blocks=param.shape[0],
+        block_axis=0,
+        groups=halves,
+        group_axis=out_axis if halves > 1 else None,
+    )
+    std, what = _hf_std(owner)
+    default = ("normal", {"std": std}, f"HF _init_weights of experts: N(0, {what}^2)")
+    return ParamInfo(Roles.WEIGHT, layout, default, kind=Kinds.EXPERTS)
+
+
+def _router(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    """A router (``MixtralTopKRouter``, DeepSeek's ``TopkRouter``): a Linear without bias,
+    weight (experts, hidden), applied as ``F.linear(x, weight)``."""
+    if leaf != "weight" or param.ndim != 2:
+        return None
+    std, what = _hf_std(owner)
+    default = ("normal", {"std": std}, f"HF _init_weights of routers: N(0, {what}^2)")
+    return ParamInfo(Roles.WEIGHT, _TORCH_LAYOUT, default, kind=Kinds.LINEAR)
+
+
+def _mixture_of_experts(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
+    """Expert tensors of a module whose class name ends in "Experts", and the weight of one
+    whose class name ends in "Router" (case aside); None for anything else."""
+    name = type(owner).__name__
+    if name.endswith("Experts"):
+        return _experts(owner, leaf, param)
+    if name.lower().endswith("router"):
+        return _router(owner, leaf, param)
+    return None
+
+
+# --- end of mixture of experts ---
 
 
 def _named_norm(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:

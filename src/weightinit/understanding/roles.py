@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from weightinit.understanding.knowledge import Roles, describe
+from weightinit.understanding.knowledge import Kinds, Roles, describe
 
 __all__ = ["ROLES", "TransformerRole", "check_roles", "transformer_roles"]
 
@@ -36,6 +36,8 @@ ROLES = (
     "mlp_in",  # the MLP's first projection (the gate of a gated MLP)
     "mlp_up",  # a gated MLP's linear branch (Llama w3 / up_proj, T5 wi_1)
     "mlp_out",  # the MLP's output projection, back into the residual stream
+    "mlp_gate_up",  # a gated MLP's gate and up projections packed in one tensor (experts)
+    "router",  # a mixture of experts' router (its gate), and a shared expert's gate
     "head",  # the output layer (lm_head, head, classifier)
     "norm",  # LayerNorm / RMSNorm scale and shift
 )
@@ -174,12 +176,45 @@ def _role(model: nn.Module, name: str, user: dict[str, str]) -> TransformerRole:
     if len(modules) > 1 and isinstance(modules[-2], nn.MultiheadAttention):
         return TransformerRole("attn_out", **place, source="structure")  # its out_proj
     info = describe(model, name)
+    moe = _moe_role(info, leaf, lowered, modules)  # experts and routers
+    if moe is not None:
+        return TransformerRole(moe, **place, source="structure")
     if info is not None and info.role in (Roles.NORM_SCALE, Roles.NORM_SHIFT):
         return TransformerRole("norm", **place, source="structure")
     if info is not None and info.role == Roles.POSITION:  # a raw pos_embed / pos_embedding
         return TransformerRole("position_embedding", **place, source="structure")
     role = _by_name(lowered, owner, layer is None) or _mlp_position(lowered, modules)
     return TransformerRole(role, **place)
+
+
+# --- mixture of experts ---------------------------------------------------------------------
+# Expert tensors (knowledge.py's Kinds.EXPERTS) take their role from their own name: HF's
+# packed gate_up_proj is "mlp_gate_up", down_proj the MLP output (a residual output, as each
+# expert's output is summed into the residual stream); torchtitan's w1 / w3 / w2 as in its
+# FeedForward. A router is a module whose class name ends in "Router" (HF's TopKRouter), a
+# Linear named "router", or "gate" inside "router" (torchtitan's router.gate) or beside an
+# "experts" module (transformers 4's Mixtral and Qwen2-MoE block); Qwen2-MoE's
+# shared_expert_gate (a Linear to one sigmoid gate) is a router too. A shared expert is an
+# ordinary gated MLP (gate_proj / up_proj / down_proj) and gets its roles by name.
+_EXPERT_ROLES = {"gate_up_proj": "mlp_gate_up", "gate_proj": "mlp_in", "w1": "mlp_in"}
+_EXPERT_ROLES |= {"up_proj": "mlp_up", "w3": "mlp_up", "down_proj": "mlp_out", "w2": "mlp_out"}
+
+
+def _moe_role(info: object, leaf: str, lowered: list[str], modules: list[nn.Module]) -> str | None:
+    if info is not None and info.kind == Kinds.EXPERTS:
+        return _EXPERT_ROLES.get(leaf)
+    own = lowered[-1] if lowered else ""
+    if type(modules[-1]).__name__.lower().endswith("router") and info is not None:
+        return "router" if info.role in (Roles.WEIGHT, Roles.BIAS) else None
+    if own in ("router", "shared_expert_gate"):
+        return "router"
+    beside_experts = len(modules) > 1 and "experts" in modules[-2]._modules
+    if own == "gate" and (lowered[-2:-1] == ["router"] or beside_experts):
+        return "router"
+    return None
+
+
+# --- end of mixture of experts ---
 
 
 def _mlp_position(lowered: list[str], modules: list[nn.Module]) -> str | None:
