@@ -225,3 +225,28 @@ def test_a_tied_parameter_with_no_known_name_is_still_unknown():
         wi.plan(model, "he", strict=True)
     plan = wi.plan(model, "he", rules={"w": "zeros"})
     assert [(r.name, r.init) for r in plan] == [("w", "zeros"), ("inner.w", SKIP)]
+
+
+def test_a_model_that_raises_anything_on_its_dummy_inputs_gets_a_clear_error():
+    """HF's ViTModel offers `input_ids` as dummy inputs and then reads `pixel_values.dtype`: an
+    AttributeError inside the forward pass is reported as the model failing on that input."""
+
+    class Vision(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Linear(4, 4)
+
+        @property
+        def dummy_inputs(self):
+            return {"input_ids": torch.zeros(3, 5, dtype=torch.long)}
+
+        def forward(self, pixel_values=None, input_ids=None):
+            if input_ids is not None and bool(input_ids.sum() >= 0):  # data-dependent: no fx
+                return self.patch(pixel_values.dtype)  # AttributeError, as in ViTModel
+            return self.patch(pixel_values)
+
+    model = Vision()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"failed on `dummy_inputs` .*'NoneType' object has no"):
+        wi.plan(model, "he")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -191,7 +191,7 @@ def _execution_trace(model: nn.Module, example_input: Any, keywords: bool) -> Gr
         try:
             with recorder, torch.no_grad():
                 output = model(*inputs, **named)
-        except (RuntimeError, TypeError, IndexError, AssertionError) as err:
+        except Exception as err:  # whatever the model raises on this input
             if not running:
                 raise ModelError(f"the model failed before any of its modules ran: {err}") from err
             module, args = running[-1]
