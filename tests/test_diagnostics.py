@@ -41,6 +41,35 @@ def test_estimated_singular_values_of_an_isometry_are_one():
     assert report.singular_values == pytest.approx([1.0, 1.0, 1.0], abs=1e-4)
 
 
+def test_the_jacobian_is_estimated_when_its_exact_cost_is_large_and_exact_when_small():
+    """The switch is by cost (outputs x one backward pass, and the SVD), not by size: a 1000-way
+    head on a small conv net makes 1000 backward passes through a 16 M multiply-add layer,
+    though both sides of its Jacobian (3072 x 1000) are within ``exact_limit``."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    conv = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 32 * 32, 1000)
+    )
+    report = wi.diagnose(conv, torch.randn(8, 3, 32, 32, generator=gen))
+    assert report.jacobian_summary["how"] == "estimated" and len(report.singular_values) == 3
+    small = wi.diagnose(mlp(2, 16, nn.ReLU), torch.randn(8, 16, generator=gen))
+    assert small.jacobian_summary["how"] == "exact" and len(small.singular_values) == 10
+
+
+def test_jacobian_method_weighs_the_exact_cost_against_the_estimate():
+    method = wi.diagnostics.jacobian_method
+    # few outputs of a large net: 10 backward passes are over the fixed limit but cheaper than
+    # 8 probes of the estimate, about 80 passes
+    assert method(d_in=3 * 64 * 64, d_out=10, work=3e8) == "exact"
+    # 1000 outputs of the same net: 1000 passes against 80
+    assert method(d_in=3 * 64 * 64, d_out=1000, work=3e8) == "estimated"
+    # a cheap net with 1000 outputs: under EXACT_COST_LIMIT, exact
+    assert method(d_in=64, d_out=1000, work=1e5) == "exact"
+    # exact_limit still caps the smaller side; a Jacobian over 16 M entries is never formed
+    assert method(d_in=64, d_out=1000, work=1e5, exact_limit=63) == "estimated"
+    assert method(d_in=5000, d_out=4000, work=1.0) == "estimated"
+
+
 def test_estimators_agree_with_the_exact_jacobian_on_a_small_net():
     net = mlp(4, 12, nn.Tanh, out=12)
     x = torch.randn(3, 12, generator=torch.Generator().manual_seed(1))

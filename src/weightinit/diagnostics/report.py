@@ -16,6 +16,7 @@ The model is left exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as fwad
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -42,12 +44,14 @@ from weightinit.understanding.recurrent import recurrent_preactivations
 
 __all__ = [
     "DEAD_MIN_SAMPLES",
+    "EXACT_COST_LIMIT",
     "THRESHOLDS",
     "Comparison",
     "LayerStats",
     "Report",
     "compare",
     "diagnose",
+    "jacobian_method",
     "jacobian_singular_values",
 ]
 
@@ -318,9 +322,11 @@ def diagnose(
     ``output_fn`` (e.g. ``lambda out: out["logits"]``); by default the first tensor is used.
 
     The Jacobian is that of the first example's flattened output with respect to its flattened
-    input: exact singular values when the smaller side has at most ``exact_limit`` entries and the
-    Jacobian fits in memory, else ``probes`` random probes estimate the mean squared singular value
-    (Hutchinson) and a few Lanczos steps the extremes. See :data:`THRESHOLDS` for the verdicts.
+    input: exact singular values when that is cheap (one backward pass per output, and an SVD;
+    :func:`jacobian_method` decides by cost, and ``exact_limit`` caps the smaller side), else
+    ``probes`` random probes estimate the mean squared singular value (Hutchinson) and a few
+    Lanczos steps the extremes. ``Report.jacobian`` says which. See :data:`THRESHOLDS` for the
+    verdicts.
 
     With ``plan`` (an "auto" plan, which predicts every weighted layer's output), each layer's
     first call also shows the predicted std, next to the measured one.
@@ -545,12 +551,14 @@ def jacobian_singular_values(
 ) -> tuple[list[float], str]:
     """Singular values of the first example's input-output Jacobian, ("exact" | "estimated").
 
-    Exact: the full Jacobian by reverse mode and an SVD, when min(d_in, d_out) <= exact_limit.
-    Estimated: ``probes`` Rademacher probes v give the mean squared singular value
-    E|J v|^2 / n (Hutchinson), and Lanczos on J^T J with the same budget gives the largest and
-    smallest; the returned list is [max, rms, min]. Working on J^T J squares the condition
-    number, so the smallest estimate resolves only down to about sqrt(machine eps) x max. Inputs
-    that are not floating point (token ids) are not differentiable: an empty list.
+    Exact: the full Jacobian by reverse mode and an SVD, when :func:`jacobian_method` finds it
+    cheap enough (by the cost of a backward pass, counted on one forward pass of the example;
+    never when min(d_in, d_out) > exact_limit). Estimated: ``probes`` Rademacher probes v give
+    the mean squared singular value E|J v|^2 / n (Hutchinson), and Lanczos on J^T J with the
+    same budget gives the largest and smallest; the returned list is [max, rms, min]. Working
+    on J^T J squares the condition number, so the smallest estimate resolves only down to about
+    sqrt(machine eps) x max. Inputs that are not floating point (token ids) are not
+    differentiable: an empty list.
     """
     x = args[0]
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -567,29 +575,113 @@ def jacobian_singular_values(
         return y.reshape(-1)
 
     d_in = x0.numel()
-    with torch.no_grad():
+    with torch.no_grad(), _counting_work(model) as work:
         d_out = f(x0.reshape(-1)).numel()
-    if min(d_in, d_out) <= exact_limit and d_in * d_out <= 16_000_000:
+    if jacobian_method(d_in, d_out, work[0], probes, exact_limit) == "exact":
         jac = torch.autograd.functional.jacobian(f, x0.reshape(-1))
         return torch.linalg.svdvals(jac.double()).tolist(), "exact"
     gen = torch.Generator().manual_seed(seed)
     n = min(d_in, d_out)
 
+    double_backward = [True]
+
+    def jvp(v: torch.Tensor) -> torch.Tensor:
+        # the double-backward trick of autograd.functional.jvp (a forward and two backward
+        # passes); some ops have no double backward (hardsigmoid, in MobileNetV3's
+        # squeeze-and-excitation), for which forward mode (dual numbers) takes over. Forward
+        # mode is faster on large convolutions but slower on many small layers (0.47 s against
+        # 0.19 s per product on a 1000-layer width-256 MLP), so it is not the first choice.
+        if double_backward[0]:
+            try:
+                return torch.autograd.functional.jvp(f, x0.reshape(-1), v)[1]
+            except (RuntimeError, NotImplementedError):
+                double_backward[0] = False
+        with fwad.dual_level():
+            return fwad.unpack_dual(f(fwad.make_dual(x0.reshape(-1), v))).tangent
+
     def jtj(v: torch.Tensor) -> torch.Tensor:
-        _, jv = torch.autograd.functional.jvp(f, x0.reshape(-1), v)
-        _, vjp = torch.autograd.functional.vjp(f, x0.reshape(-1), jv)
+        _, vjp = torch.autograd.functional.vjp(f, x0.reshape(-1), jvp(v))
         return vjp
 
     squares = []
     for _ in range(probes):  # Rademacher probes: exact for orthogonal J, low variance otherwise
         v = torch.randint(0, 2, (d_in,), generator=gen).to(x0.dtype) * 2 - 1
-        _, jv = torch.autograd.functional.jvp(f, x0.reshape(-1), v)
+        jv = jvp(v)
         squares.append(jv.double().pow(2).sum().item())
     mean_square = sum(squares) / len(squares) / n  # E|J v|^2 = trace(J^T J) = sum of sigma^2
     ritz = _lanczos(jtj, d_in, probes, gen, x0.dtype)
     top = math.sqrt(max(ritz.max().item(), 0.0))
     bottom = math.sqrt(max(ritz.min().item(), 0.0)) if d_in <= d_out else 0.0
     return [top, math.sqrt(mean_square), bottom], "estimated"
+
+
+#: The cost, in multiply-adds, under which the Jacobian is always computed exactly (about a
+#: second of one CPU core); above it, exactly only when that is cheaper than the estimate.
+EXACT_COST_LIMIT = 2e9
+#: What one call of a leaf module costs beyond its arithmetic (dispatch, autograd bookkeeping),
+#: in multiply-adds: about 10 microseconds of one core. Many tiny layers are not free.
+CALL_COST = 3e4
+#: Passes through the model per probe of the estimate, in units of one backward pass: the
+#: Hutchinson probe's jvp (a forward, a backward and a double backward: about 4) and the
+#: Lanczos step's jvp and vjp (about 6).
+ESTIMATE_PASSES = 10
+
+
+def jacobian_method(
+    d_in: int, d_out: int, work: float, probes: int = 8, exact_limit: int = 4096
+) -> str:
+    """How :func:`jacobian_singular_values` finds the singular values of a Jacobian with
+    ``d_out`` x ``d_in`` entries (one example's), "exact" or "estimated", when one backward pass
+    costs ``work`` multiply-adds (``_counting_work`` counts them on a forward pass).
+
+    Exact costs one backward pass per output and an SVD, d_out x work + min(d)^2 x max(d);
+    the estimate costs about ``ESTIMATE_PASSES`` backward passes per probe, probes x 10 x work.
+    Exact when the smaller side has at most ``exact_limit`` entries, the Jacobian fits in
+    memory (16 M entries), and it costs at most :data:`EXACT_COST_LIMIT` or no more than the
+    estimate; estimated otherwise.
+
+    Example:
+        >>> from weightinit.diagnostics.report import jacobian_method
+        >>> jacobian_method(d_in=784, d_out=10, work=1e5)  # a small MLP on MNIST
+        'exact'
+        >>> jacobian_method(d_in=3 * 64 * 64, d_out=1000, work=3e8)  # a ResNet-50, 1000 classes
+        'estimated'
+    """
+    small, large = sorted((d_in, d_out))
+    if small > exact_limit or d_in * d_out > 16_000_000:
+        return "estimated"
+    exact = d_out * work + small * small * large
+    return (
+        "exact" if exact <= max(EXACT_COST_LIMIT, probes * ESTIMATE_PASSES * work) else "estimated"
+    )
+
+
+@contextlib.contextmanager
+def _counting_work(model: nn.Module):
+    """Count, while inside, the multiply-adds of one forward pass of ``model`` (a backward pass
+    costs about as much): per call of a module with a weight of 2 or more dimensions, its
+    output's entries times the weight's entries per output unit (Linear: in_features; Conv:
+    in_channels / groups x kernel size); per call of any other leaf module, its output's entries;
+    and :data:`CALL_COST` per leaf call. Yields a one-element list that holds the count."""
+    total = [0.0]
+
+    def hook(module, args_, output):
+        out = _first_tensor(output)
+        size = out.numel() if out is not None else 0
+        weights = [p for p in module._parameters.values() if p is not None and p.ndim >= 2]
+        per_unit = max((w.numel() // max(w.shape[0], 1) for w in weights), default=1)
+        total[0] += size * per_unit + CALL_COST
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if not m._modules or any(p is not None for p in m._parameters.values())
+    ]
+    try:
+        yield total
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _lanczos(op, dim: int, steps: int, gen: torch.Generator, dtype) -> torch.Tensor:
