@@ -65,6 +65,11 @@ def test_jacobian_method_weighs_the_exact_cost_against_the_estimate():
     assert method(d_in=3 * 64 * 64, d_out=1000, work=3e8) == "estimated"
     # a cheap net with 1000 outputs: under EXACT_COST_LIMIT, exact
     assert method(d_in=64, d_out=1000, work=1e5) == "exact"
+    # a 200-layer, width-256 MLP (about 2.5e7 per pass with the per-call cost): 6.4e9, exact
+    # although the estimate is cheaper (test_critical judges its exact spectrum)
+    assert method(d_in=256, d_out=256, work=2.5e7) == "exact"
+    # the MobileNet-size CNN of bench_diagnose (1000 classes): 6e10, estimated
+    assert method(d_in=3 * 64 * 64, d_out=1000, work=6e7) == "estimated"
     # exact_limit still caps the smaller side; a Jacobian over 16 M entries is never formed
     assert method(d_in=64, d_out=1000, work=1e5, exact_limit=63) == "estimated"
     assert method(d_in=5000, d_out=4000, work=1.0) == "estimated"
