@@ -207,7 +207,6 @@ def _report_skip(settled: Settled, skip: list[str], scheme: str) -> None:
             hint = f"the parameters are named like {', '.join(map(repr, names[:3]))}"
         else:
             hint = "the model has no parameters"
-
         warnings.warn(
             f"plan: skip glob {glob!r} matches no parameter, so it skips nothing; {hint}",
             stacklevel=3,

@@ -405,19 +405,17 @@ class Plan:
 
         # every row passes before the first value is computed (or, in place, written)
         checked = [(row, params[row.name], validated(row, params[row.name])) for row in todo]
+        names, targets = [row.name for row in todo], [param for _, param, _ in checked]
         computed, self.computed = self.computed, None  # used once, and exchanged below
         if (
             computed is not None
             and generator is None
             and seed == planned
-            and all(
-                row.name in computed and computed[row.name].shape == param.shape
-                for row, param, _ in checked
-            )
+            and all(n in computed and computed[n].shape == t.shape for n, t in zip(names, targets))
         ):
-            values = [computed[row.name].to(param.device, param.dtype) for row, param, _ in checked]
-            _commit([row.name for row, _, _ in checked], [p for _, p, _ in checked], values)
-            refresh_after_write(model, [row.name for row, _, _ in checked])
+            values = [computed[n].to(t.device, t.dtype) for n, t in zip(names, targets)]
+            _commit(names, targets, values)
+            refresh_after_write(model, names)
             return self
         generators: dict[torch.device, torch.Generator | None] = {}
 
@@ -448,10 +446,11 @@ class Plan:
                     rescale_(value, row.scale, row.shift, row.layout)
                 for index in row.zero_rows:
                     value[index] = 0
-                values.append(value)
+                if atomic:
+                    values.append(value)
         if atomic:  # commit once every value exists
-            _commit([row.name for row, _, _ in checked], [p for _, p, _ in checked], values)
-        refresh_after_write(model, [row.name for row, _, _ in checked])
+            _commit(names, targets, values)
+        refresh_after_write(model, names)
         return self
 
 

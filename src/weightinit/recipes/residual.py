@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from weightinit._checks import is_number
 from weightinit.scheme.classic import FOLLOWERS, classic
 from weightinit.scheme.protocol import Choice, Param, Scheme, Survey
 from weightinit.scheme.registry import get_scheme, register_scheme
@@ -200,7 +201,7 @@ def add_fixup_scalars(
         'zeros'
     """
     fn = "add_fixup_scalars"
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
+    if lr is not None and (not is_number(lr) or lr <= 0):
         raise ValueError(f"{fn}: `lr` must be a positive number (the weights' rate), got {lr!r}")
     model = unwrap(model)
     found, graph = _traced_branches(model, example_input, branches, fn)

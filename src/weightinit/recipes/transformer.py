@@ -56,7 +56,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from weightinit._checks import finite
+from weightinit._checks import finite, is_integer, is_number
 from weightinit.scheme.classic import classic, constant_choice, scaled
 from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
 from weightinit.scheme.registry import register_scheme
@@ -80,8 +80,7 @@ _RESIDUAL_OUT = ("attn_out", "mlp_out")
 
 
 def _positive(name: str, value: object, kind: type = float) -> None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or value <= 0 or (kind is int and not isinstance(value, int)):
+    if not is_number(value) or value <= 0 or (kind is int and not is_integer(value)):
         what = "a positive int" if kind is int else "a positive number"
         raise ValueError(f"option `{name}` must be {what}, got {value!r}")
 

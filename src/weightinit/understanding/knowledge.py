@@ -18,6 +18,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm
 from torch.nn.utils.spectral_norm import SpectralNorm as _LegacySpectralNorm
 
+from weightinit._checks import is_number
 from weightinit.initializers.layout import Layout, fans, resolve_owner_layouts
 
 __all__ = [
@@ -456,7 +457,7 @@ def _hf_std(owner: nn.Module) -> tuple[float, str]:
     """The model's ``initializer_range`` when the module holds its config (HF's experts
     implementation keeps it), else HF's default 0.02."""
     std = getattr(getattr(owner, "config", None), "initializer_range", None)
-    if isinstance(std, (int, float)) and not isinstance(std, bool) and std > 0:
+    if is_number(std) and std > 0:
         return float(std), f"initializer_range {float(std):g}"
     return 0.02, "0.02"
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightinit._checks import is_number
 from weightinit.initializers.catalog import get
 from weightinit.initializers.fills import capture
 from weightinit.scheme.auto import (
@@ -325,7 +326,7 @@ class _Propagation:
             if not position:
                 return None
             return self._input(node, position[0])
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):
             return Signal(float(value), 0.0)
         return None
 
