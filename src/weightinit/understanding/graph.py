@@ -133,6 +133,26 @@ def map_tensors(value: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
     return value
 
 
+def arguments(batch: Any) -> tuple[tuple, dict]:
+    """How a batch is passed to a model, ``model(*args, **kwargs)``: a tuple is the positional
+    arguments; a dict is the keyword arguments (``model(**batch)``, the way Hugging Face models
+    take ``input_ids=...``, ``pixel_values=...``; the ``dummy_inputs`` they carry are such
+    dicts); anything else is the one positional argument.
+
+    Example:
+        >>> import torch
+        >>> from weightinit.understanding.graph import arguments
+        >>> ids = torch.zeros(2, 5, dtype=torch.long)
+        >>> [arguments(b)[1].keys() for b in ({"input_ids": ids},)], len(arguments((ids, ids))[0])
+        ([dict_keys(['input_ids'])], 2)
+        >>> arguments(ids)[0][0] is ids
+        True
+    """
+    if isinstance(batch, dict):
+        return (), dict(batch)
+    return (batch if isinstance(batch, tuple) else (batch,)), {}
+
+
 def _tensors(value: Any) -> list[torch.Tensor]:
     return leaves(value, torch.Tensor)
 
@@ -152,7 +172,7 @@ def shapes(value: Any) -> str:
     return f"shape{'s' if len(found) > 1 else ''} {', '.join(found)}"
 
 
-def _execution_trace(model: nn.Module, example_input: Any, keywords: bool) -> Graph:
+def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
     graph = Graph([], "execution")
     recorder = _Recorder(graph)
     names = {id(m): n for n, m in model.named_modules()}
@@ -180,11 +200,7 @@ def _execution_trace(model: nn.Module, example_input: Any, keywords: bool) -> Gr
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(module.register_forward_hook(post, with_kwargs=True))
-    if keywords:
-        inputs, named = (), dict(example_input)
-    else:
-        inputs = example_input if isinstance(example_input, tuple) else (example_input,)
-        named = {}
+    inputs, named = arguments(example_input)
     try:
         root = graph.add(Node("input", None, "input", [], (*inputs, *named.values()), named))
         recorder.mark((inputs, named), root)
@@ -257,11 +273,11 @@ def _fx_nodes(value: Any) -> list[torch.fx.Node]:
     return leaves(value, torch.fx.Node)
 
 
-def trace(model: nn.Module, example_input: Any = None, *, keywords: bool = False) -> Graph:
+def trace(model: nn.Module, example_input: Any = None) -> Graph:
     """The model's call graph: an execution trace on ``example_input`` when given, else a
-    ``torch.fx`` symbolic trace. A tuple is the positional arguments, anything else the one
-    argument; with ``keywords=True`` a dict is the keyword arguments (``model(**example_input)``,
-    as for a Hugging Face model's ``dummy_inputs``). Hooks are removed, and train/eval mode, buffers (BatchNorm
+    ``torch.fx`` symbolic trace. A tuple is the positional arguments, a dict the keyword
+    arguments (``model(**example_input)``, as Hugging Face models take them), anything else
+    the one argument (see :func:`arguments`). Hooks are removed, and train/eval mode, buffers (BatchNorm
     running statistics) and the global RNG state restored either way.
 
     A model on the meta device is traced on meta copies of ``example_input`` (the graph's
@@ -272,11 +288,6 @@ def trace(model: nn.Module, example_input: Any = None, *, keywords: bool = False
     on tensor values): pass ``example_input``; and :class:`ModelError` (a ValueError) when the
     model fails on ``example_input``, naming the module that failed and its input's shape.
     """
-    if keywords and not isinstance(example_input, dict):
-        raise TypeError(
-            f"trace: keywords=True takes a dict of keyword arguments, got "
-            f"{type(example_input).__name__}"
-        )
     if is_atomic(model) and example_input is None:  # a single layer: nothing follows it
         graph = Graph([], "fx")
         root = graph.add(Node("input", None, "input", []))
@@ -291,7 +302,7 @@ def trace(model: nn.Module, example_input: Any = None, *, keywords: bool = False
                 example_input = map_tensors(example_input, lambda t: t.to("meta"))
             buffers = {b: b.clone() for b in model.buffers()}
             with torch.random.fork_rng(devices=[]):  # dropout in the trace draws from it
-                return _execution_trace(model, example_input, keywords)
+                return _execution_trace(model, example_input)
         try:
             return _fx_trace(model)
         except Exception as err:  # fx raises many kinds of errors on untraceable code

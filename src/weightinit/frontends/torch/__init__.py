@@ -78,7 +78,7 @@ class TorchFrontend:
                 given, batch = "dummy_inputs", _dummy_inputs(model, err)
                 if batch is None:
                     raise
-                graph = trace(model, batch, keywords=isinstance(batch, dict))
+                graph = trace(model, batch)
                 graph.traced_on = f"the model's dummy_inputs ({_described(batch)})"
                 return graph
         except ModelError as err:

@@ -16,6 +16,7 @@ from torch import nn
 
 from weightinit.plans.plan import SKIP, Plan, Row, rescale_
 from weightinit.scheme.lsuv import check_settings
+from weightinit.understanding.graph import arguments
 from weightinit.understanding.knowledge import unwrap
 from weightinit.understanding.recurrent import layer_suffixes, recurrent_preactivations
 
@@ -116,7 +117,7 @@ def lsuv_plan(
     docstring; Mishkin & Matas 2016): the calibrated plan and one record per layer.
 
     ``base`` is drawn once with ``seed`` on a copy of ``model``; each sweep is one forward pass
-    of ``data`` (a tensor, or a tuple of positional arguments) that corrects every layer out of
+    of ``data`` (a tensor, a tuple of positional arguments or a dict of keyword arguments) that corrects every layer out of
     tolerance, and the loop ends after a sweep that corrects nothing or after ``max_iter``
     sweeps (with a warning when ``max_iter > 1``). ``target_std`` (default 1) or
     ``target_var``, not both. The plan keeps ``base``'s scheme name and rows, with the gains
@@ -139,12 +140,12 @@ def lsuv_plan(
     target = check_settings(target_std, target_var, tol, max_iter, center, per_channel)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"lsuv: `seed` must be an int, got {seed!r}")
-    if not isinstance(data, (torch.Tensor, tuple)):
+    if not isinstance(data, (torch.Tensor, tuple, dict)):
         raise TypeError(
-            "lsuv: `data` must be a tensor or a tuple of the model's positional arguments, "
-            f"got {type(data).__name__}"
+            "lsuv: `data` must be a tensor, a tuple of the model's positional arguments or a "
+            f"dict of its keyword arguments, got {type(data).__name__}"
         )
-    args = data if isinstance(data, tuple) else (data,)
+    args, kwargs = arguments(data)
     work = copy.deepcopy(unwrap(model))
     work.eval()  # dropout off
     for module in work.modules():
@@ -226,7 +227,7 @@ def lsuv_plan(
                 for unit in every:
                     unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
                 try:
-                    work(*args)
+                    work(*args, **kwargs)
                 except (RuntimeError, TypeError, IndexError) as err:
                     raise ValueError(f"lsuv: the model failed on `data`: {err}") from err
                 changed = []  # corrected, or corrected inside the pass only
