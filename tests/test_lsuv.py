@@ -473,7 +473,7 @@ def test_unfinished_calibration_warns_and_says_what_it_did_not_verify():
             TypeError,
             r"scheme 'lsuv': unknown scheme option\(s\) target; the options",
         ),
-        ({"data": [X]}, TypeError, "`data` must be a tensor or a tuple"),
+        ({"data": [X]}, TypeError, "`data` must be a tensor, a tuple"),
         ({"data": X, "seed": 1.5}, TypeError, "`seed` must be an int"),
         ({"data": X[:, :10]}, ValueError, "the model failed on `data`"),
         ({"data": X * math.nan}, ValueError, "layer '0' gives non-finite outputs"),
