@@ -30,6 +30,9 @@ _ADDS = {operator.add, operator.iadd, torch.add, torch.Tensor.add, torch.Tensor.
          torch.Tensor.__add__, torch.Tensor.__iadd__, torch.Tensor.__radd__}  # fmt: skip
 
 
+_DIVIDES = {"div", "__truediv__", "true_divide", "div_", "__itruediv__"}
+
+
 @dataclass(frozen=True)
 class Branch:
     """One residual branch: its weighted layers (module names, in execution order), the
@@ -209,7 +212,9 @@ def classifier(graph: Graph | None, found: Sequence[Branch]) -> str | None:
     weighted layer follows the last branch, and without a graph.
 
     A projection shortcut (ResNet's downsample conv) runs after its block's branch but before
-    the add, on the skip side: it is no classifier.
+    the add, on the skip side: it is no classifier. Nor is a projection whose output is
+    normalized, divided by its own norm (CLIP's text and image projections): zeroed, it
+    would have no direction, and 0 / 0 is no output.
     """
     if graph is None:
         return None
@@ -230,4 +235,24 @@ def classifier(graph: Graph | None, found: Sequence[Branch]) -> str | None:
     after = [n.name for i, n in enumerate(graph.nodes[last + 1 :], last + 1)
              if behind[i] >> last & 1 and n.kind == "module" and weighted(n.target)
              and n.name not in inside]  # fmt: skip
-    return after[-1] if after else None
+    if not after:
+        return None
+    head = max(i for i, n in enumerate(graph.nodes) if n.name == after[-1])
+    return None if _normalized(graph, behind, head) else after[-1]
+
+
+def _normalized(graph: Graph, behind: list[int], index: int) -> bool:
+    """Is node ``index``'s output normalized downstream: ``F.normalize`` on it, or a division
+    whose numerator and denominator both depend on it (``x / x.norm(dim=-1, keepdim=True)``,
+    CLIP's ``x / sqrt(sum(x ** 2))``)?"""
+    for i in range(index + 1, len(graph.nodes)):
+        node = graph.nodes[i]
+        if not behind[i] >> index & 1 or node.kind != "function":
+            continue
+        if node.name == "normalize":
+            return True
+        sources = [j for j in node.sources if j is not None][:2] if node.sources else node.inputs
+        if node.name in _DIVIDES and len(sources) == 2:
+            if all(behind[j] >> index & 1 for j in sources):
+                return True
+    return False

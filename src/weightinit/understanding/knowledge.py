@@ -81,7 +81,9 @@ class ParamInfo(NamedTuple):
     "rzn"); ``padding_idx`` is an Embedding row that stays zero. ``kind`` is the owner's
     :class:`Kinds`; ``nonlinearity`` the activation inside a recurrent layer ("tanh", "relu").
     ``norm_of`` marks weight_norm's g, which holds the norm of each output's weights: the
-    (shape, dtype) of that weight, for which the scheme chooses.
+    (shape, dtype) of that weight, for which the scheme chooses. ``direction_dim`` marks
+    weight_norm's v, normalized per slice along that dimension: 0 for one norm per output,
+    2 for Wav2Vec2's positional conv (one per kernel tap), -1 for one norm of the whole.
     """
 
     role: str
@@ -92,6 +94,7 @@ class ParamInfo(NamedTuple):
     kind: str = ""
     nonlinearity: str | None = None
     norm_of: tuple[tuple[int, ...], torch.dtype] | None = None
+    direction_dim: int | None = None
 
 
 _TORCH_LAYOUT = Layout()  # one shared instance: plans compare layouts by identity first
@@ -348,8 +351,12 @@ def describe(module: nn.Module, param_name: str) -> ParamInfo | None:
         owner, leaf, index = found
         original = stored(owner, leaf)
         info = _lookup(owner, leaf, original)
-        if info is not None and _is_weight_norm_scale(owner.parametrizations[leaf], index):
+        chain = owner.parametrizations[leaf]
+        if info is not None and _is_weight_norm_scale(chain, index):
             info = info._replace(norm_of=(tuple(original.shape), original.dtype))
+        elif info is not None and _is_weight_norm(chain):
+            dim = chain[0].dim
+            info = info._replace(direction_dim=-1 if dim is None else dim % original.ndim)
         return info
     owner, leaf = owner_of(module, param_name)
     param = owner._parameters.get(leaf)
@@ -383,9 +390,13 @@ def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | Non
     return _by_class_name(owner, leaf, param)
 
 
+def _is_weight_norm(chain: nn.Module) -> bool:
+    return len(chain) == 1 and type(chain[0]).__name__ == "_WeightNorm"
+
+
 def _is_weight_norm_scale(chain: nn.Module, index: str) -> bool:
     """Is ``original<index>`` of this parametrization weight_norm's g (original0)?"""
-    return index == "0" and len(chain) == 1 and type(chain[0]).__name__ == "_WeightNorm"
+    return index == "0" and _is_weight_norm(chain)
 
 
 def _by_class_name(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:

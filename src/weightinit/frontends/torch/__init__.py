@@ -123,6 +123,8 @@ class TorchFrontend:
         for pending in settled.pending:
             p, layout = pending.param, pending.layout
             choice = choose(p)
+            if p.info.direction_dim is not None:
+                choice = _direction(choice, p.info.direction_dim)
             if p.info.norm_of is not None:
                 choice, layout = norm_scale(choice, p.info, pending.tensor, layout)
             made = row(p.name, pending.module, p.role, choice, pending.tensor, layout, p.info)
@@ -164,6 +166,29 @@ class TorchFrontend:
                 "materialize the model first and plan with data="
             )
         return lsuv_plan(model, plan, data, seed=seed, **settings)[0]
+
+
+#: structured initializers that leave whole kernel taps zero (all but the centre)
+_ZERO_SLICES = {"delta_orthogonal", "identity", "zer0"}
+
+
+def _direction(choice: Choice, dim: int) -> Choice:
+    """The choice for weight_norm's v, normalized per slice along ``dim`` (w = g v / |v|):
+    v is a direction, and a zero slice of v divides 0 by 0. A zero weight is g = 0 (its row
+    follows the same choice) with v orthogonal; a structured choice that leaves taps zero
+    (delta-orthogonal) under a per-tap norm becomes orthogonal of the same gain, which has the
+    same norm per output and no zero slice."""
+    if choice.init == "zeros":
+        why = f"{choice.reason}: through weight_norm's g = 0; v, the direction, orthogonal"
+        return Choice("orthogonal", {}, why)
+    if choice.init in _ZERO_SLICES and dim not in (0, -1):
+        gain = choice.args.get("gain", 1.0)
+        why = (
+            f"{choice.reason}; weight_norm normalizes each slice along dim {dim} and "
+            f"{choice.init} leaves slices zero (0 / 0): orthogonal, gain {gain:.4g}, instead"
+        )
+        return Choice("orthogonal", {"gain": gain}, why)
+    return choice
 
 
 def _dummy_inputs(model: nn.Module, err: ValueError) -> Any:

@@ -1,0 +1,333 @@
+"""Real Hugging Face models, built from tiny configs (random weights, nothing downloaded), under
+every scheme: every parameter initialized (no skip rows but tied and frozen ones), finite
+outputs, ties kept; and the presets against each model's own ``_init_weights``, parameter
+group by parameter group.
+
+The reference of the preset tests is the model itself: transformers builds a model from a
+config with its own ``_init_weights`` (``post_init``), so a freshly built model holds the
+reference's draw; the test pools its groups over seeds and compares standard deviations
+within a few standard errors of both samples.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Callable
+
+import pytest
+import torch
+import transformers as hf
+from torch import nn
+
+import weightinit as wi
+from weightinit.plans.plan import SKIP
+from weightinit.understanding.graph import leaves
+
+V = 99  # vocabulary
+GEN = torch.Generator().manual_seed(0)
+IDS = torch.randint(3, V, (2, 8), generator=GEN)
+PIXELS = torch.randn(2, 3, 32, 32, generator=GEN)
+WAVE = torch.randn(2, 400, generator=GEN)
+MELS = torch.randn(2, 8, 32, generator=GEN)  # Whisper: 2 x max_source_positions frames
+ATTENTION = dict(num_attention_heads=4, num_key_value_heads=2)
+
+
+def _decoder(cls, config_cls, **extra) -> Callable[[], nn.Module]:
+    config = dict(
+        hidden_size=32, intermediate_size=48, num_hidden_layers=2, vocab_size=V,
+        max_position_embeddings=32, **ATTENTION, **extra,
+    )  # fmt: skip
+    return lambda: cls(config_cls(**config))
+
+
+# name -> (build, inputs as keyword arguments)
+MODELS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
+    "gpt2": (
+        lambda: hf.GPT2LMHeadModel(
+            hf.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=V, n_positions=32)
+        ),
+        {"input_ids": IDS},
+    ),
+    "bert": (
+        lambda: hf.BertForMaskedLM(
+            hf.BertConfig(
+                hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=48, vocab_size=V, max_position_embeddings=32,
+            )  # fmt: skip
+        ),
+        {"input_ids": IDS},
+    ),
+    "distilbert": (
+        lambda: hf.DistilBertForMaskedLM(
+            hf.DistilBertConfig(
+                dim=32, n_layers=2, n_heads=2, hidden_dim=48, vocab_size=V,
+                max_position_embeddings=32,
+            )  # fmt: skip
+        ),
+        {"input_ids": IDS},
+    ),
+    "t5": (
+        lambda: hf.T5ForConditionalGeneration(
+            hf.T5Config(
+                d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4, vocab_size=V,
+                decoder_start_token_id=0,
+            )  # fmt: skip
+        ),
+        {"input_ids": IDS, "decoder_input_ids": IDS},
+    ),
+    "llama": (_decoder(hf.LlamaForCausalLM, hf.LlamaConfig), {"input_ids": IDS}),
+    "qwen2": (
+        _decoder(hf.Qwen2ForCausalLM, hf.Qwen2Config, tie_word_embeddings=True),
+        {"input_ids": IDS},
+    ),
+    "mistral": (_decoder(hf.MistralForCausalLM, hf.MistralConfig), {"input_ids": IDS}),
+    "mixtral": (
+        _decoder(hf.MixtralForCausalLM, hf.MixtralConfig, num_local_experts=4),
+        {"input_ids": IDS},
+    ),
+    "clip": (
+        lambda: hf.CLIPModel(
+            hf.CLIPConfig(
+                text_config=dict(
+                    hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                    num_attention_heads=2, vocab_size=V, max_position_embeddings=16,
+                ),
+                vision_config=dict(
+                    hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                    num_attention_heads=2, image_size=32, patch_size=8,
+                ),
+                projection_dim=16,
+            )  # fmt: skip
+        ),
+        {"input_ids": IDS, "pixel_values": PIXELS},
+    ),
+    "wav2vec2": (
+        lambda: hf.Wav2Vec2ForCTC(
+            hf.Wav2Vec2Config(
+                hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=48, conv_dim=(16, 16), conv_stride=(5, 2),
+                conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=2, vocab_size=20,
+            )  # fmt: skip
+        ),
+        {"input_values": WAVE},
+    ),
+    "whisper": (
+        lambda: hf.WhisperForConditionalGeneration(
+            hf.WhisperConfig(
+                d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=48,
+                vocab_size=V, num_mel_bins=8, max_source_positions=16,
+                max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                decoder_start_token_id=1,
+            )  # fmt: skip
+        ),
+        {"input_features": MELS, "decoder_input_ids": IDS},
+    ),
+}
+
+#: schemes that need parameters the model does not have: they say what to add
+NEEDS_GAINS = {"skipinit", "rezero"}
+#: skip rows a real model may have, by the start of their reason (docs/models.md)
+DOCUMENTED_SKIPS = ("tied to ", "frozen (requires_grad=False)")
+
+
+def build(name: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MODELS[name][0]().eval()
+
+
+def initialize(model: nn.Module, scheme: str, inputs: dict, seed: int = 0) -> wi.Plan:
+    given = {"data": inputs} if scheme == "lsuv" else {"example_input": inputs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # selu's note on plain Dropout, fan notes
+        return wi.init(model, scheme, seed=seed, **given)
+
+
+def finite_outputs(model: nn.Module, inputs: dict) -> bool:
+    with torch.no_grad():
+        out = model(**inputs)
+    floats = [t for t in leaves(dict(out), torch.Tensor) if t.is_floating_point()]
+    return bool(floats) and all(torch.isfinite(t).all() for t in floats)
+
+
+def ties(model: nn.Module) -> list[set[str]]:
+    names: dict[int, set[str]] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), set()).add(n)
+    return sorted((s for s in names.values() if len(s) > 1), key=sorted)
+
+
+CONSTANTS = {"zeros": 0.0, "ones": 1.0}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_scheme_initializes_every_parameter(name):
+    """Every parameter is written (a random draw changes it; a constant sets it), or its row
+    is a documented skip; the model's outputs stay finite; tied parameters stay tied."""
+    inputs = MODELS[name][1]
+    for scheme in wi.schemes():
+        model = build(name)
+        tied = ties(model)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        if scheme in NEEDS_GAINS:
+            with pytest.raises(ValueError, match="add_residual_gains"):
+                initialize(model, scheme, inputs)
+            continue
+        plan = initialize(model, scheme, inputs)
+        params = dict(model.named_parameters(remove_duplicate=False))
+        assert {r.name for r in plan} == set(params), (name, scheme)
+        for r in plan:
+            where = (name, scheme, r.name, r.reason)
+            if r.init == SKIP:
+                assert r.reason.startswith(DOCUMENTED_SKIPS), where
+                continue
+            value = params[r.name].detach()
+            assert torch.isfinite(value).all(), where
+            if r.init in CONSTANTS and r.scale == 1.0 and r.shift == 0.0:
+                assert torch.all(value == CONSTANTS[r.init]), where
+            elif r.init in ("normal", "trunc_normal", "variance_scaling", "orthogonal"):
+                assert not torch.equal(value, before[r.name]), where  # a fresh draw
+        assert finite_outputs(model, inputs), (name, scheme)
+        assert ties(model) == tied, (name, scheme)
+
+
+# --- presets against the models' own _init_weights ----------------------------------------
+
+PRESETS = [
+    ("gpt2", "gpt2"),
+    ("bert", "bert"),
+    ("distilbert", "bert"),
+    ("llama", "bert"),
+    ("qwen2", "bert"),
+    ("mistral", "bert"),
+    ("mixtral", "bert"),
+    ("t5", "t5"),
+]
+SEEDS = range(4)  # pooled: the small groups (norms, biases, routers) get enough elements
+
+
+def groups(model: nn.Module) -> dict[str, list[torch.Tensor]]:
+    """Each parameter under its name with the layer numbers replaced by '*' (tied ones once)."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for n, p in model.named_parameters():
+        out.setdefault(re.sub(r"\.\d+\.", ".*.", n), []).append(p.detach().double().flatten())
+    return out
+
+
+def pooled(name: str, make: Callable[[int], nn.Module]) -> dict[str, torch.Tensor]:
+    out: dict[str, list[torch.Tensor]] = {}
+    for seed in SEEDS:
+        for key, tensors in groups(make(seed)).items():
+            out.setdefault(key, []).extend(tensors)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize(("name", "preset"), PRESETS)
+def test_presets_match_the_models_own_init(name, preset):
+    """Per parameter group: a constant where the model's own init writes one (norm scales 1,
+    biases 0, HF's zero padding row), else the same standard deviation within 4 standard
+    errors of the two pooled samples (SE of log s is about 1/sqrt(2n)) and mean within 4
+    standard errors of 0."""
+    inputs = MODELS[name][1]
+    reference = pooled(name, lambda seed: build(name, seed))
+
+    def ours(seed: int) -> nn.Module:
+        model = build(name, seed + 100)  # not the reference's draw
+        initialize(model, preset, inputs, seed=seed)
+        return model
+
+    mine = pooled(name, ours)
+    assert mine.keys() == reference.keys()
+    for key, ref in reference.items():
+        got = mine[key]
+        if torch.all(ref == ref[0]):
+            assert torch.all(got == ref[0]), (name, preset, key, float(ref[0]))
+            continue
+        s_ref, s_got = ref.std().item(), got.std().item()
+        se = math.sqrt(1 / (2 * ref.numel()) + 1 / (2 * got.numel()))
+        assert abs(math.log(s_got / s_ref)) < 4 * se, (name, preset, key, s_got, s_ref)
+        assert abs(got.mean().item()) < 4 * s_got / math.sqrt(got.numel()), (name, key)
+
+
+@pytest.mark.parametrize("name", ["bert", "distilbert"])
+def test_padding_rows_stay_zero_as_in_the_models_own_init(name):
+    model = build(name)
+    embedding = model.get_input_embeddings()
+    assert embedding.padding_idx is not None
+    assert torch.all(embedding.weight[embedding.padding_idx] == 0)  # the reference's
+    initialize(model, "bert", MODELS[name][1])
+    assert torch.all(embedding.weight[embedding.padding_idx] == 0)
+    assert embedding.weight.detach().abs().sum(1).gt(0).sum() == embedding.num_embeddings - 1
+
+
+# --- the patterns these models showed, in plain torch -------------------------------------
+
+
+class PositionalConv(nn.Module):
+    """Wav2Vec2's positional convolution: weight_norm over the kernel taps (dim=2), GELU,
+    added to its input: a residual branch whose only layer is weight-normalized."""
+
+    def __init__(self, dim: int = 2):
+        super().__init__()
+        conv = nn.Conv1d(8, 8, kernel_size=5, padding=2, groups=2)
+        self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=dim)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = x + nn.functional.gelu(self.conv(x))
+        return self.head(x.mean(-1))
+
+
+@pytest.mark.parametrize("dim", [0, 2])
+@pytest.mark.parametrize("scheme", ["critical", "fixup", "zero", "he"])
+def test_weight_norm_directions_are_never_zero(scheme, dim):
+    """A zero v divides 0 by 0: a zeroed layer is g = 0 with v orthogonal; delta-orthogonal
+    (all taps but the centre 0) under a per-tap norm (dim=2) becomes orthogonal, same gain."""
+    model, x = PositionalConv(dim), torch.randn(4, 8, 16, generator=torch.Generator().manual_seed(1))
+    plan = initialize(model, scheme, x)
+    weight = model.conv.weight.detach()
+    assert torch.isfinite(weight).all() and torch.isfinite(model(x)).all()
+    v = model.conv.parametrizations.weight.original1.detach()
+    norms = torch.linalg.vector_norm(v, dim=[d for d in range(3) if d != dim])
+    assert norms.min() > 0  # every slice has a direction
+    zeroed = plan["conv.parametrizations.weight.original1"].reason.startswith(("Fixup", "ZerO"))
+    assert zeroed == (scheme in ("fixup", "zero"))
+    if zeroed:
+        assert torch.all(weight == 0)  # the layer is still 0, through g
+    elif scheme == "critical" and dim == 2:
+        assert plan["conv.parametrizations.weight.original1"].init == "orthogonal"
+
+
+class Contrastive(nn.Module):
+    """CLIP's pattern: residual towers whose projections are divided by their own norm."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.projection = nn.Linear(8, 4, bias=False)
+        self.how = how
+
+    def forward(self, x):
+        x = x + self.fc2(torch.relu(self.fc1(x)))
+        y = self.projection(x)
+        if self.how == "normalize":
+            return nn.functional.normalize(y, dim=-1)
+        if self.how == "divide":
+            return y / torch.pow(torch.sum(torch.pow(y, 2), dim=-1, keepdim=True), 0.5)
+        return y
+
+
+@pytest.mark.parametrize("how", ["normalize", "divide", "logits"])
+def test_fixup_zeroes_a_classifier_but_not_a_normalized_projection(how):
+    model, x = Contrastive(how), torch.randn(16, 8, generator=torch.Generator().manual_seed(2))
+    plan = initialize(model, "fixup", x)
+    assert plan["fc2.weight"].init == "zeros"  # the branch's last layer, either way
+    zeroed = bool(torch.all(model.projection.weight == 0))
+    assert zeroed == (how == "logits"), plan["projection.weight"].reason
+    assert plan.notes["classifier"] == ("projection" if how == "logits" else None)
+    assert torch.isfinite(model(x)).all()
