@@ -270,7 +270,10 @@ def test_fixup_classifier_comes_after_the_last_residual_add(example):
     plan = wi.init(net, "fixup", seed=0, example_input=example)
     assert plan.notes["classifier"] is None
     assert plan["2.down.weight"].init == plan["2.conv1.weight"].init == "variance_scaling"
-    assert plan["2.down.weight"].args == wi.plan(net, "he")["2.down.weight"].args
+    # He as the official code draws it (fan_out), followed by the add's relu: the branch
+    # starts at 0, so the block is relu(down(x)) and the shortcut gets ReLU's gain^2 2
+    he = wi.plan(net, "he", mode="fan_out")["2.down.weight"].args
+    assert he["scale"] == 1.0 and plan["2.down.weight"].args == dict(he, scale=2.0)
     assert plan["2.conv2.weight"].init == "zeros"
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():  # the blocks start as their skip paths: relu(down(relu(stem x)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -22,12 +22,19 @@ from weightinit._checks import is_number
 from weightinit.scheme.classic import FOLLOWERS, classic
 from weightinit.scheme.protocol import Choice, Param, Scheme, Survey
 from weightinit.scheme.registry import get_scheme, register_scheme
-from weightinit.understanding.branches import Branch, check_branches, classifier, residual_branches
-from weightinit.understanding.graph import Graph, trace
+from weightinit.understanding.branches import (
+    Branch,
+    check_branches,
+    classifier,
+    residual_branches,
+    weighted,
+)
+from weightinit.understanding.graph import Follower, Graph, follower, followers, trace
 from weightinit.understanding.knowledge import Roles, unwrap
 
 __all__ = [
     "FixupBias",
+    "FixupOptions",
     "FixupScale",
     "ResidualGain",
     "Scaffold",
@@ -156,6 +163,25 @@ def _traced_branches(model, example_input, branches, fn) -> tuple[list[Branch], 
     return _branches(model, graph, declared, fn), graph
 
 
+def _stem(graph: Graph | None, found: Sequence[Branch]) -> list[str]:
+    """The stem: the weighted layers called before the first branch layer, in no branch,
+    whose output goes to an activation (ResNet's conv1, then ReLU). None without a graph."""
+    if graph is None:
+        return []
+    inside = {name for b in found for name in (*b.layers, *b.skip)}
+    after = followers(graph)
+    stem = []
+    for node in graph.nodes:
+        if node.kind != "module":
+            continue
+        if node.name in inside:
+            break
+        attention = isinstance(node.target, nn.MultiheadAttention)  # no scalar fits after it
+        if weighted(node.target) and not attention and after[node.name].activation is not None:
+            stem.append(node.name)
+    return stem
+
+
 def add_fixup_scalars(
     model: nn.Module,
     *,
@@ -170,7 +196,13 @@ def add_fixup_scalars(
     layer of every residual branch and before each activation inside it (after every layer but
     the last), one scalar multiplier per branch (init 1, :class:`FixupScale`) after its last
     layer, followed by a scalar bias, and a scalar bias before the classifier (the last
-    weighted layer after the last residual add, when there is one). Each touched layer is
+    weighted layer after the last residual add, when there is one). As the official code
+    (github.com/hongyi-zhang/Fixup: ``relu(conv1(x) + bias1)``), a scalar bias also goes after
+    each stem layer (a weighted layer called before the first branch, in none, whose output
+    goes to an activation: ResNet's conv1), before its activation; this needs a traced graph
+    (none with ``branches=`` on a model that does not trace). A torchvision-style ResNet-18
+    gets the official code's 42 scalars: 1 after the stem, 5 per BasicBlock (4 biases, 1
+    scale), 1 before the classifier; a ResNet-50 114 (7 per Bottleneck). Each touched layer is
     wrapped in a :class:`Scaffold`: ``blocks.0.fc1.weight`` becomes
     ``blocks.0.fc1.layer.weight``. An nn.MultiheadAttention in a branch is an error (no scalar
     fits around it). Every scheme initializes the scalars to their Fixup values; initialize the
@@ -206,7 +238,7 @@ def add_fixup_scalars(
     model = unwrap(model)
     found, graph = _traced_branches(model, example_input, branches, fn)
     lasts = {branch.layers[-1] for branch in found}  # also when inside an outer branch
-    changes: dict[str, tuple] = {}
+    changes: dict[str, tuple] = {name: (None, [FixupBias()]) for name in _stem(graph, found)}
     for branch in found:
         for name in branch.layers:
             if name not in changes:
@@ -217,7 +249,7 @@ def add_fixup_scalars(
         changes[head] = (FixupBias(), [])
     instead = 'initialize it with the "fixup" scheme alone (it zeroes out_proj)'
     _scaffold(model, changes, fn, instead)
-    scalars = [m for before, after in changes.values() for m in (before, *after)]
+    scalars = [m for before, after in changes.values() for m in (before, *after) if m is not None]
     params = [p for m in scalars for p in m.parameters()]
     return {"params": params, **({"lr": 0.1 * lr} if lr is not None else {})}
 
@@ -295,6 +327,45 @@ class BranchOptions:
         object.__setattr__(self, "branches", check_branches(self.branches))
 
 
+#: the fan He uses under each of Fixup's modes (FixupOptions.mode)
+FIXUP_FANS = {"official": "fan_out", "paper": "fan_in"}
+
+
+@dataclass(frozen=True)
+class FixupOptions(BranchOptions):
+    """The options of the "fixup" scheme: ``branches`` (as for "zero") and ``mode``, the
+    fan of every He-drawn weight (branch layers, projection shortcuts, the stem):
+
+    - "official" (default): fan_out, as the official code (github.com/hongyi-zhang/Fixup,
+      ``fixup_resnet_imagenet.py``) draws its branch convs and shortcut convs:
+      std = sqrt(2 / (out_channels k^2)) L^(-1/(2m-2));
+    - "paper": fan_in, the paper's "He" read as He et al.'s forward rule:
+      std = sqrt(2 / (in_channels k^2)) L^(-1/(2m-2)).
+
+    They differ by sqrt(fan_in / fan_out) in std: 2x on a ResNet Bottleneck's conv1 (1x1,
+    4 planes in, planes out), 1x on square layers. Under "fixup" this option replaces the
+    shared fan option ``mode`` ("fan_in"/"fan_out") of the classic schemes.
+
+    Example:
+        >>> FixupOptions().mode, FixupOptions(mode="paper").mode
+        ('official', 'paper')
+    """
+
+    mode: str = "official"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in FIXUP_FANS:
+            hint = ""
+            if self.mode in FIXUP_FANS.values():
+                same = next(k for k, v in FIXUP_FANS.items() if v == self.mode)
+                hint = f" (under \"fixup\" `mode` names the reference: {self.mode} is {same!r})"
+            raise ValueError(
+                "option `mode` must be 'official' (He with fan_out, as the official code) or "
+                f"'paper' (He with fan_in), got {self.mode!r}{hint}"
+            )
+
+
 _he = get_scheme("he").choose
 
 
@@ -317,11 +388,44 @@ def _zeroed(params: list[Param], why: str) -> dict[str, Choice]:
     return {p.name: Choice("zeros", {}, why) for p in params}
 
 
+def _shortcuts(s: Survey, found: Sequence[Branch]) -> dict[str, Follower]:
+    """What follows each projection shortcut once its branch is 0: the activation after the
+    residual add (ResNet: relu(branch + shortcut) = relu(shortcut) at init). The last weighted
+    layer of a skip side whose walk ended at its add, by layer name."""
+    if s.graph is None:
+        return {}
+    own = {p.module: p.follower for p in s.params if p.info.role == Roles.WEIGHT}
+    after: dict[str, Follower] = {}
+    for branch in found:
+        if not branch.skip or branch.add is None:
+            continue
+        layer, add = branch.skip[-1], s.graph.nodes[branch.add]
+        walk = own.get(layer)
+        if walk is None or walk.activation is not None or walk.stop != add.name:
+            continue
+        beyond = follower(s.graph, branch.add)
+        if beyond.activation is not None:
+            after[layer] = Follower(beyond.activation, (*walk.via, walk.stop, *beyond.via))
+    return after
+
+
 def _fixup(s: Survey) -> dict[str, Choice]:
     found = _branches(s.model, s.graph, s.extra.branches, "fixup")
     depth = len(found)
     head = classifier(s.graph, found)
     held = _layer_params(s, [name for b in found for name in b.layers] + ([head] if head else []))
+    fan = FIXUP_FANS[s.extra.mode]
+    options = replace(s.options, mode=fan)
+    shortcuts = _shortcuts(s, found)
+
+    def he(p: Param) -> Choice:
+        after = shortcuts.get(p.module)
+        if after is None or p.info.role != Roles.WEIGHT:
+            return _he(p, options)
+        chosen = _he(p._replace(follower=after), options)
+        why = "; Fixup: projection shortcut, its branch starts at 0"
+        return chosen._replace(reason=chosen.reason + why)
+
     choices: dict[str, Choice] = {}
     listed = []
     for branch in found:
@@ -337,16 +441,21 @@ def _fixup(s: Survey) -> dict[str, Choice]:
                 if p.info.role == Roles.BIAS:
                     choices[p.name] = Choice("zeros", {}, "Fixup: bias 0")
                     continue
-                he = _he(p, s.options)
-                args = dict(he.args, scale=he.args["scale"] * factor**2)
-                why = f"{he.reason}; Fixup: std x L^(-1/(2m-2)) = {factor:.4g} (L={depth}, m={m})"
-                choices[p.name] = Choice(he.init, args, why)
+                chosen = he(p)
+                args = dict(chosen.args, scale=chosen.args["scale"] * factor**2)
+                why = f"Fixup: std x L^(-1/(2m-2)) = {factor:.4g} (L={depth}, m={m})"
+                choices[p.name] = Choice(chosen.init, args, f"{chosen.reason}; {why}")
     for k, branch in enumerate(found):
         last = held.get(branch.layers[-1], [])
         choices.update(_zeroed(last, f"Fixup: last layer of branch {k} is 0"))
     if head is not None:
         choices.update(_zeroed(held.get(head, []), "Fixup: the classifier is 0"))
-    s.notes.update(L=depth, classifier=head, branches=listed)
+    for p in s.params:  # everything else: He with the mode's fan
+        if p.name not in choices:
+            choices[p.name] = he(p)
+    s.notes.update(L=depth, classifier=head, branches=listed, fan=fan)
+    if shortcuts:
+        s.notes["shortcuts"] = {name: f.describe() for name, f in shortcuts.items()}
     if any(b["m"] == 1 for b in listed):
         s.notes["m=1"] = "a one-layer branch's only layer is 0: nothing left to scale"
     return choices
@@ -382,11 +491,12 @@ register_scheme(
     Scheme(
         "fixup",
         "Fixup (Zhang et al. 2019): last layer of each residual branch and the classifier 0, "
-        "He elsewhere, branch layers scaled by L^(-1/(2m-2))",
+        "He elsewhere (fan_out as the official code; mode='paper': fan_in), branch layers "
+        "scaled by L^(-1/(2m-2))",
         _he,
         needs=FOLLOWERS,
         survey=_fixup,
-        extra=BranchOptions,
+        extra=FixupOptions,
         prepare=add_fixup_scalars,
     )
 )

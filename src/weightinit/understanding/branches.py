@@ -36,12 +36,14 @@ _DIVIDES = {"div", "__truediv__", "true_divide", "div_", "__itruediv__"}
 @dataclass(frozen=True)
 class Branch:
     """One residual branch: its weighted layers (module names, in execution order), the
-    module whose output is the branch's output (None when a function produces it) and the
-    graph node of its residual add (None for declared branches)."""
+    module whose output is the branch's output (None when a function produces it), the
+    graph node of its residual add (None for declared branches) and the weighted layers of
+    its skip side (a projection shortcut; empty for an identity skip and declared branches)."""
 
     layers: tuple[str, ...]
     output: str | None
     add: int | None = None
+    skip: tuple[str, ...] = ()
 
 
 def weighted(module: nn.Module) -> bool:
@@ -102,6 +104,12 @@ def _bits(mask: int) -> list[int]:
     return found
 
 
+def _names(graph: Graph, nodes: list[int]) -> tuple[str, ...]:
+    """The weighted layers of these module nodes, in order, each once."""
+    found = [n for i in nodes for n in _layers(graph.nodes[i].target, graph.nodes[i].name)]
+    return tuple(dict.fromkeys(found))
+
+
 def _traced(graph: Graph) -> list[Branch]:
     behind = _ancestors(graph)
     layers = sum(
@@ -118,11 +126,10 @@ def _traced(graph: Graph) -> list[Branch]:
         own_b = _bits(layers & behind[b] & ~behind[a])
         if len(own_a) == len(own_b):  # no skip to tell from the branch
             continue
-        own, end = (own_a, a) if len(own_a) > len(own_b) else (own_b, b)
-        names = [name for i in own for name in _layers(graph.nodes[i].target, graph.nodes[i].name)]
+        (own, end), skip = ((own_a, a), own_b) if len(own_a) > len(own_b) else ((own_b, b), own_a)
         out = graph.nodes[end]
         output = out.name if out.kind == "module" else None
-        branches.append(Branch(tuple(dict.fromkeys(names)), output, add))
+        branches.append(Branch(_names(graph, own), output, add, _names(graph, skip)))
     return branches
 
 

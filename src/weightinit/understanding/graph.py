@@ -27,7 +27,17 @@ from torch.overrides import TorchFunctionMode
 
 from weightinit.initializers.activations import Activation, activation
 
-__all__ = ["Follower", "Graph", "ModelError", "Node", "followers", "live", "shapes", "trace"]
+__all__ = [
+    "Follower",
+    "Graph",
+    "ModelError",
+    "Node",
+    "follower",
+    "followers",
+    "live",
+    "shapes",
+    "trace",
+]
 
 
 @dataclass
@@ -483,6 +493,12 @@ def followers(graph: Graph) -> dict[str, Follower]:
         if node.kind == "module" and node.name not in result:
             result[node.name] = _follow(graph, node, alive)
     return result
+
+
+def follower(graph: Graph, index: int) -> Follower:
+    """What follows node ``index`` (any node, e.g. a residual add), walked as :func:`followers`
+    walks from a layer."""
+    return _follow(graph, graph.nodes[index], live(graph))
 
 
 def live(graph: Graph) -> list[bool]:
