@@ -13,6 +13,7 @@ from weightinit.recipes.critical import CriticalPoint, critical_point, use_alpha
 from weightinit.recipes.recurrent import IRNNOptions
 from weightinit.recipes.residual import (
     FixupBias,
+    FixupOptions,
     FixupScale,
     ResidualGain,
     Scaffold,
@@ -27,6 +28,7 @@ __all__ = [
     "ROLES",
     "CriticalPoint",
     "FixupBias",
+    "FixupOptions",
     "FixupScale",
     "IRNNOptions",
     "ResidualGain",
