@@ -85,3 +85,27 @@ def test_a_calibrated_plan_is_not_calibrated_twice():
     ):
         with pytest.raises(ValueError, match="calibrated already"):
             wi.calibrate(calibrated, _net(), data=X)
+
+
+def test_batchnorm_statistics_are_re_estimated_when_calibrating_later():
+    """to_empty leaves running statistics uninitialized; calibrating re-estimates them on the
+    data, so the two-step route writes what one call writes, buffers included."""
+
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 2))
+
+    reference = build()
+    one_call = wi.init(reference, "lsuv", data=X, seed=3)
+    with torch.device("meta"):
+        meta = build()
+    analytic = wi.plan(meta, "lsuv", seed=3)
+    assert analytic.buffers == {}  # nothing measured yet
+    model = meta.to_empty(device="cpu")
+    with torch.no_grad():
+        model[1].running_var.fill_(float("nan"))  # what uninitialized memory may hold
+    calibrated = wi.calibrate(analytic, model, data=X)
+    assert calibrated.buffers == one_call.buffers and len(calibrated.buffers) == 3
+    calibrated.apply(model)
+    state, expected = model.state_dict(), reference.state_dict()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)

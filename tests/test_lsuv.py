@@ -191,6 +191,9 @@ def test_a_module_used_twice_is_calibrated_on_its_pooled_uses():
 
 
 def test_norm_layers_use_batch_statistics_dropout_is_off_and_the_model_is_untouched():
+    """Planning touches nothing (running statistics, modes, hooks, RNG); apply writes the
+    parameters and the running statistics re-estimated on `data` (tests/test_lsuv_batchnorm.py),
+    and leaves the modes as they were."""
     model = nn.Sequential(
         nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 64)
     )
@@ -201,18 +204,21 @@ def test_norm_layers_use_batch_statistics_dropout_is_off_and_the_model_is_untouc
     hooks = dict(model[4]._forward_hooks)
     before = snapshot(model)
     rng = torch.random.get_rng_state()
-    wi.init(model, "lsuv", data=X, seed=0, tol=0.05)
+    plan = wi.plan(model, "lsuv", data=X, seed=0, tol=0.05)
     assert torch.equal(torch.random.get_rng_state(), rng)
     assert model[4]._forward_hooks == hooks
-    state, modes = before
-    assert [m.training for m in model.modules()] == modes
-    assert all(torch.equal(b, state[k]) for k, b in model.state_dict().items() if "running" in k)
-    assert torch.equal(model[1].num_batches_tracked, state["1.num_batches_tracked"])
+    assert_unchanged(model, before)
+    plan.apply(model)
+    assert [m.training for m in model.modules()] == before[1]
+    assert model[1].num_batches_tracked.item() == 1  # one batch: `data`
     model[1].train()  # batch statistics; dropout stays off (eval), as during calibration
     model[1].track_running_stats = False  # measuring must not move them either
     assert abs(outputs(model, X)[model[4]][0].std().item() - 1) <= 0.05
-    model[1].eval()
-    assert outputs(model, X)[model[4]][0].std().item() < 0.5  # so the mode mattered
+    model[1].track_running_stats = True
+    model[1].eval()  # the re-estimated statistics: the same signal (up to n / (n - 1), n = 256)
+    assert abs(outputs(model, X)[model[4]][0].std().item() - 1) <= 0.05
+    model[1].running_var.fill_(100.0)
+    assert outputs(model, X)[model[4]][0].std().item() < 0.5  # so the statistics mattered
 
 
 # --- recurrent layers ---------------------------------------------------------------------------

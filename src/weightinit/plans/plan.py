@@ -96,6 +96,10 @@ _PLAN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "predictions": (lambda v: isinstance(v, list), "a list"),
     "notes": (lambda v: isinstance(v, dict), "an object"),
     "pending_calibration": (lambda v: isinstance(v, bool), "true or false"),
+    "buffers": (
+        lambda v: isinstance(v, dict) and all(map(_units, v.values())),
+        "an object of buffer names, each to a finite number or a list of them",
+    ),
     "rows": (lambda v: isinstance(v, list), "a list of rows"),
 }
 
@@ -211,6 +215,11 @@ class Plan:
     # a scheme that calibrates on data got none: apply refuses the plan until
     # weightinit.calibrate has run (written to JSON only when True)
     pending_calibration: bool = False
+    # buffers a calibrating scheme measured, by qualified name, each a number or the list of
+    # its values: the running statistics of norm layers, re-estimated on the calibration data
+    # (see weightinit.frontends.torch.calibration); apply writes them with the parameters
+    # (written to JSON only when there are some)
+    buffers: dict[str, float | int | list[float]] = field(default_factory=dict)
     # values a data-dependent scheme already computed (with the plan's seed) while calibrating;
     # apply commits them instead of drawing them again. Not serialized: from_json redraws.
     computed: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
@@ -248,6 +257,11 @@ class Plan:
         written = sum(r.init != SKIP for r in self.rows)
         how = f", activations from the {self.graph} trace" if self.graph else ""
         notes = "".join(f"\n  {key}: {_note_text(value)}" for key, value in self.notes.items())
+        if self.buffers:
+            notes += (
+                f"\n  buffers: {len(self.buffers)} written with the parameters (norm layers' "
+                "running statistics, measured on the calibration data)"
+            )
         pending = (
             "\n  awaiting calibration on data: weightinit.calibrate(plan, model, data=batch)"
             if self.pending_calibration
@@ -271,6 +285,8 @@ class Plan:
         }
         if self.pending_calibration:
             data["pending_calibration"] = True
+        if self.buffers:
+            data["buffers"] = self.buffers
         return json.dumps(data, **{"indent": 2, "default": _json_value, **dump_kwargs})
 
     @classmethod
@@ -323,6 +339,7 @@ class Plan:
             data.get("predictions", []),
             data.get("notes", {}),
             data.get("pending_calibration", False),
+            data.get("buffers", {}),
         )
 
     def apply(
@@ -357,7 +374,10 @@ class Plan:
         earlier parameters written.
 
         A calibrated plan commits the values it computed while calibrating (once: they are
-        the same values its seed draws, which later applies draw again).
+        the same values its seed draws, which later applies draw again). The plan's
+        ``buffers`` (norm layers' running statistics measured while calibrating) are checked
+        with the rows (the model has each buffer, of that size) and written with the
+        parameters, in the same commit.
         """
         if seed is not None and generator is not None:
             raise ValueError("apply: pass `seed` or `generator`, not both")
@@ -406,6 +426,7 @@ class Plan:
         # every row passes before the first value is computed (or, in place, written)
         checked = [(row, params[row.name], validated(row, params[row.name])) for row in todo]
         names, targets = [row.name for row in todo], [param for _, param, _ in checked]
+        buffers = _buffer_values(self.buffers, model)  # (names, targets, values), checked
         computed, self.computed = self.computed, None  # used once, and exchanged below
         if (
             computed is not None
@@ -414,7 +435,7 @@ class Plan:
             and all(n in computed and computed[n].shape == t.shape for n, t in zip(names, targets))
         ):
             values = [computed[n].to(t.device, t.dtype) for n, t in zip(names, targets)]
-            _commit(names, targets, values)
+            _commit(names + buffers[0], targets + buffers[1], values + buffers[2])
             refresh_after_write(model, names)
             return self
         generators: dict[torch.device, torch.Generator | None] = {}
@@ -449,9 +470,50 @@ class Plan:
                 if atomic:
                     values.append(value)
         if atomic:  # commit once every value exists
-            _commit(names, targets, values)
+            _commit(names + buffers[0], targets + buffers[1], values + buffers[2])
+        else:
+            _commit(*buffers)
         refresh_after_write(model, names)
         return self
+
+
+def _buffer_values(
+    buffers: dict[str, Any], model: nn.Module
+) -> tuple[list[str], list[torch.Tensor], list[torch.Tensor]]:
+    """The plan's buffer values as tensors for ``model``'s buffers: (names, the model's
+    buffers, values); a ValueError naming the buffer that is missing, of another size, on the
+    meta device, or given a fraction for an integer buffer (nothing is written yet)."""
+    if not buffers:
+        return [], [], []
+    found = dict(model.named_buffers(remove_duplicate=False))
+    names, targets, values = [], [], []
+    for name, value in buffers.items():
+        where = f"apply: buffer {name!r}"
+        if not _units(value):
+            raise ValueError(f"{where}: a finite number or a list of them, got {_shown(value)}")
+        buffer = found.get(name)
+        if buffer is None:
+            raise ValueError(
+                f"apply: the model has no buffer {name!r}; was this plan made for another model?"
+            )
+        if buffer.is_meta:
+            raise ValueError(
+                f"{where} is on the meta device and has no storage; materialize the model first, "
+                "e.g. model.to_empty(device='cpu'), then apply the plan"
+            )
+        flat = value if isinstance(value, list) else [value]
+        if len(flat) != buffer.numel():
+            raise ValueError(
+                f"{where}: the plan holds {len(flat)} value(s) for a buffer of shape "
+                f"{tuple(buffer.shape)}; make the plan again for this model"
+            )
+        if not buffer.is_floating_point() and not all(is_integer(v) for v in flat):
+            raise ValueError(f"{where} holds integers ({buffer.dtype}), got {_shown(value)}")
+        names.append(name)
+        targets.append(buffer)
+        value = torch.tensor(flat, dtype=buffer.dtype, device=buffer.device)
+        values.append(value.view(buffer.shape))
+    return names, targets, values
 
 
 def _check_target(row: Row, param: torch.Tensor | None) -> None:

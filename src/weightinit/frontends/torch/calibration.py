@@ -1,6 +1,8 @@
 """The torch front end's calibration: LSUV sweeps run inside the forward pass of a copy of the
 model (hooks on every calibrated layer), the one implementation behind "lsuv" and the "auto"
-scheme's stabilizing sweep. The rule and its options are in :mod:`weightinit.scheme.lsuv`.
+scheme's stabilizing sweep. The rule and its options are in :mod:`weightinit.scheme.lsuv`,
+and so is what happens to norm layers' running statistics (re-estimated on the data, recorded
+in ``plan.buffers``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ __all__ = ["Calibration", "lsuv_plan"]
 _LINEAR = (nn.Linear, nn.modules.conv._ConvNd, nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
 _RECURRENT = (nn.RNNBase, nn.RNNCellBase)
 _NORMS = nn.modules.batchnorm._NormBase  # BatchNorm, SyncBatchNorm, InstanceNorm
+# a norm layer's running statistics, as the plan records them
+_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclass
@@ -122,10 +126,15 @@ def lsuv_plan(
     sweeps (with a warning when ``max_iter > 1``). ``target_std`` (default 1) or
     ``target_var``, not both. The plan keeps ``base``'s scheme name and rows, with the gains
     as ``Row.scale`` (and the centring as ``Row.shift``), ``plan.calibration`` and the
-    settings and seed in ``plan.options``; it applies only with ``seed``.
+    settings and seed in ``plan.options``; it applies only with ``seed``. ``plan.buffers``
+    holds the running statistics of the norm layers that track them (except those whose
+    parameters ``base`` leaves alone), re-estimated on ``data`` with the final weights: the
+    batch mean and unbiased variance of each one's input, ``num_batches_tracked`` 1 (one
+    forward pass more, unless the last sweep changed nothing).
 
-    ``max_iter=1`` is exactly one sweep and one forward pass, with no verifying pass: a
-    refinement step for an analytic plan. Layers used once whose output is linear in their
+    ``max_iter=1`` is exactly one sweep and one forward pass, with no verifying pass (and one
+    pass more for the statistics of norm layers, if any): a refinement step for an analytic
+    plan. Layers used once whose output is linear in their
     weights are then exact; the records say ``verified=False`` unless nothing was corrected.
 
     Example:
@@ -147,11 +156,16 @@ def lsuv_plan(
         )
     args, kwargs = arguments(data)
     work = copy.deepcopy(unwrap(model))
+    rows = {r.name: r for r in base.rows}
+    norms = _reestimated(work, rows)
+    kept = {m for m in work.modules() if isinstance(m, _NORMS) and not m.training}
+    kept -= set(norms.values())
     work.eval()  # dropout off
     for module in work.modules():
-        if isinstance(module, _NORMS):
+        if isinstance(module, _NORMS) and module not in kept:
             module.train()  # batch statistics (the running ones are the copy's)
-    rows = {r.name: r for r in base.rows}
+    for norm in norms.values():
+        norm.momentum = None  # a cumulative average: one pass gives the batch's own moments
     units = _units(work, rows, center)
     every = [u for found in units.values() for u in found if u is not None]
     params = dict(work.named_parameters(remove_duplicate=False))
@@ -226,10 +240,7 @@ def lsuv_plan(
             for sweep in range(max_iter):
                 for unit in every:
                     unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
-                try:
-                    work(*args, **kwargs)
-                except (RuntimeError, TypeError, IndexError) as err:
-                    raise ValueError(f"lsuv: the model failed on `data`: {err}") from err
+                _forward(work, args, kwargs, norms)
                 changed = []  # corrected, or corrected inside the pass only
                 for unit in every:
                     if unit.uses and not unit.zero:
@@ -246,6 +257,9 @@ def lsuv_plan(
     finally:
         for handle in handles:
             handle.remove()
+    if norms and changed:  # the last pass ran before its corrections: measure the final network
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            _forward(work, args, kwargs, norms)
     plan, records = _calibrated(base, every, rows, center)
     plan.options.update(
         seed=seed,
@@ -255,11 +269,44 @@ def lsuv_plan(
         center=center,
         per_channel=per_channel,
     )
+    plan.buffers = {  # the running statistics of the final network on `data`
+        f"{layer}.{name}" if layer else name: _values(buffer)
+        for layer, norm in norms.items()
+        for name, buffer in norm.named_buffers(recurse=False)
+        if name in _STATISTICS
+    }
     written = {r.name for r in plan.rows if r.init != SKIP}
     plan.computed = {  # exactly what apply(seed=seed) would draw: no need to draw it again
         name: p.detach() for name, p in params.items() if name in written
     }
     return plan, records
+
+
+def _forward(work: nn.Module, args: tuple, kwargs: dict, norms: dict[str, nn.Module]) -> None:
+    """One forward pass, the re-estimated norm layers' statistics reset first, so that they
+    end as the moments of this pass's inputs."""
+    for norm in norms.values():
+        norm.reset_running_stats()
+    try:
+        work(*args, **kwargs)
+    except (RuntimeError, TypeError, IndexError) as err:
+        raise ValueError(f"lsuv: the model failed on `data`: {err}") from err
+
+
+def _reestimated(work: nn.Module, rows: dict[str, Row]) -> dict[str, nn.Module]:
+    """The norm layers whose running statistics the plan re-estimates, by qualified name:
+    those that track them, unless the plan writes none of their parameters (skipped, frozen,
+    loaded from a checkpoint: their statistics are the user's too). A layer without affine
+    parameters has no rows to say so and is re-estimated."""
+    found = {}
+    for name, module in work.named_modules():
+        if not isinstance(module, _NORMS) or module.running_mean is None:
+            continue
+        prefix = f"{name}." if name else ""
+        own = [rows[prefix + p] for p, _ in module.named_parameters() if prefix + p in rows]
+        if not own or any(r.init != SKIP for r in own):
+            found[name] = module
+    return found
 
 
 def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Module, list]:
@@ -380,7 +427,7 @@ def _worst(values: torch.Tensor, target: float) -> float:
     return flat[(flat - target).abs().argmax()].item()
 
 
-def _values(t: torch.Tensor | None) -> float | list[float] | None:
+def _values(t: torch.Tensor | None) -> float | int | list[float] | None:
     return None if t is None else t.item() if t.ndim == 0 else t.tolist()
 
 
