@@ -6,6 +6,7 @@ with fan_out), ``conv2 = 0``; for a Bottleneck conv1 and conv2 with ``num_layers
 ``conv3 = 0``; every downsample conv He fan_out without a depth factor; every Linear 0.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -245,6 +246,67 @@ def test_resnet18_gets_the_official_codes_42_scalars(stem_norm):
         h = net.conv1.layer(x)
         assert torch.equal(net.conv1(x), h) and net.conv1.after[0].value.item() == 0.0
         assert torch.isfinite(net(x)).all()
+
+
+def _official_forward(ref: ResNet, values: dict[str, torch.Tensor], x: torch.Tensor):
+    """The official FixupResNet's forward pass, written out on ``ref``'s layers, with its
+    scalars taken from ``values`` (by the official names: "bias1", "layer1.0.bias1a", ...):
+    relu(conv1(x) + bias1), then per block h = conv_k(h + bias_ka), relu(h + bias_kb) between
+    layers, h * scale + bias_mb after the last, relu(h + downsample(x + bias1a) or x), and
+    fc(pooled + bias2)."""
+    relu = torch.relu
+    h = ref.maxpool(relu(ref.conv1(x) + values["bias1"]))
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        for k, block in enumerate(getattr(ref, stage)):
+            v = {n.rsplit(".", 1)[1]: t for n, t in values.items() if n.startswith(f"{stage}.{k}.")}
+            convs = [block.conv1, block.conv2] + ([block.conv3] if hasattr(block, "conv3") else [])
+            out = h
+            for j, conv in enumerate(convs, 1):
+                out = conv(out + v[f"bias{j}a"])
+                last = j == len(convs)
+                out = out * v["scale"] + v[f"bias{j}b"] if last else relu(out + v[f"bias{j}b"])
+            skip = h if block.downsample is None else block.downsample(h + v["bias1a"])
+            h = relu(out + skip)
+    return ref.fc(torch.flatten(ref.avgpool(h), 1) + values["bias2"])
+
+
+def _official_names(net: ResNet) -> dict[str, str]:
+    """weightinit's scalar names after add_fixup_scalars -> the official code's names."""
+    names = {"conv1.after.0.value": "bias1", "fc.before.value": "bias2"}
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        for k, block in enumerate(getattr(net, stage)):
+            m = 3 if hasattr(block, "conv3") else 2
+            at = f"{stage}.{k}"
+            for j in range(1, m + 1):
+                names[f"{at}.conv{j}.before.value"] = f"{at}.bias{j}a"
+                names[f"{at}.conv{j}.after.0.value"] = f"{at}.scale" if j == m else f"{at}.bias{j}b"
+            names[f"{at}.conv{m}.after.1.value"] = f"{at}.bias{m}b"
+    return names
+
+
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_the_scalars_compute_what_the_official_network_computes(model_name):
+    """With every weight and scalar random (not at their init), the transformed torchvision-
+    style ResNet computes the official FixupResNet's function: the same scalars in the same
+    places, the shortcut conv fed the branch's biased input (one shared bias1a)."""
+    block, layers = MODELS[model_name]
+    torch.manual_seed(0)
+    ref = ResNet(block, layers)
+    net = copy.deepcopy(ref)
+    group = add_fixup_scalars(net)
+    names = _official_names(net)
+    scalars = dict(net.named_parameters())
+    assert sorted(names) == sorted(n for n in scalars if n.endswith(".value"))
+    assert len(group["params"]) == len(names)
+    with torch.no_grad():
+        for n in names:
+            scalars[n].normal_()
+    values = {names[n]: scalars[n].detach() for n in names}
+    first = getattr(net, "layer2")[0]
+    assert first.downsample.before is first.conv1.before  # bias1a, shared
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net(x), _official_forward(ref, values, x), rtol=1e-4, atol=1e-5)
 
 
 def test_resnet50_gets_the_official_codes_114_scalars():

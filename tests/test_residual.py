@@ -284,7 +284,11 @@ def test_fixup_classifier_comes_after_the_last_residual_add(example):
     plan = wi.plan(nn.Sequential(*net, head), "fixup", example_input=example)
     assert plan.notes["classifier"] == "3.1" and plan["2.down.weight"].init != "zeros"
     group = add_fixup_scalars(net, example_input=example)
-    assert len(group["params"]) == 2 * 5  # two branches, no bias before the shortcut conv
+    # two branches; the shortcut conv reads what conv1 reads, through conv1's own bias (the
+    # official downsample(x + bias1a)): no scalar of its own; the stem's output forks into the
+    # first block (no activation after it): no bias after it
+    assert len(group["params"]) == 2 * 5
+    assert net[2].down.before is net[2].conv1.before and isinstance(net[0], nn.Conv2d)
 
 
 def _output_var(net: nn.Module, x: torch.Tensor) -> float:

@@ -96,7 +96,8 @@ class Scaffold(nn.Module):
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         if self.before is not None:
             x = self.before(x)
-        return self.after(self.layer(x, *args, **kwargs))
+        out = self.layer(x, *args, **kwargs)
+        return self.after(out) if len(self.after) else out  # no empty call for traces to see
 
 
 # --- finding the branches -----------------------------------------------------------------------
@@ -182,6 +183,27 @@ def _stem(graph: Graph | None, found: Sequence[Branch]) -> list[str]:
     return stem
 
 
+def _shortcut_inputs(graph: Graph | None, found: Sequence[Branch]) -> dict[str, str]:
+    """The projection shortcuts that read what their branch reads, each with the branch's first
+    layer (ResNet: conv1(x) and downsample(x)). None without a graph."""
+    if graph is None:
+        return {}
+    calls: dict[str, Any] = {}
+    for node in graph.nodes:
+        if node.kind == "module":
+            calls.setdefault(node.name, node)
+    pairs = {}
+    for branch in found:
+        if not branch.skip:
+            continue
+        first, shortcut = calls.get(branch.layers[0]), calls.get(branch.skip[0])
+        if first is None or shortcut is None or first.inputs != shortcut.inputs:
+            continue
+        if not isinstance(shortcut.target, nn.MultiheadAttention):
+            pairs[branch.skip[0]] = branch.layers[0]
+    return pairs
+
+
 def add_fixup_scalars(
     model: nn.Module,
     *,
@@ -202,7 +224,9 @@ def add_fixup_scalars(
     goes to an activation: ResNet's conv1), before its activation; this needs a traced graph
     (none with ``branches=`` on a model that does not trace). A torchvision-style ResNet-18
     gets the official code's 42 scalars: 1 after the stem, 5 per BasicBlock (4 biases, 1
-    scale), 1 before the classifier; a ResNet-50 114 (7 per Bottleneck). Each touched layer is
+    scale), 1 before the classifier; a ResNet-50 114 (7 per Bottleneck). A projection
+    shortcut that reads what its branch reads gets the branch's first bias before it, the same
+    module (the official ``downsample(x + bias1a)``). Each touched layer is
     wrapped in a :class:`Scaffold`: ``blocks.0.fc1.weight`` becomes
     ``blocks.0.fc1.layer.weight``. An nn.MultiheadAttention in a branch is an error (no scalar
     fits around it). Every scheme initializes the scalars to their Fixup values; initialize the
@@ -247,10 +271,13 @@ def add_fixup_scalars(
     head = classifier(graph, found)
     if head is not None:
         changes[head] = (FixupBias(), [])
+    for shortcut, first in _shortcut_inputs(graph, found).items():
+        if shortcut not in changes:  # the official downsample(x + bias1a): the same bias
+            changes[shortcut] = (changes[first][0], [])
     instead = 'initialize it with the "fixup" scheme alone (it zeroes out_proj)'
     _scaffold(model, changes, fn, instead)
     scalars = [m for before, after in changes.values() for m in (before, *after) if m is not None]
-    params = [p for m in scalars for p in m.parameters()]
+    params = list({id(p): p for m in scalars for p in m.parameters()}.values())
     return {"params": params, **({"lr": 0.1 * lr} if lr is not None else {})}
 
 
