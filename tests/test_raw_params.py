@@ -37,6 +37,11 @@ class _Block(nn.Module):
         self.mlp.fc1 = nn.Linear(d, 4 * d)
         self.mlp.fc2 = nn.Linear(4 * d, d)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.attn.qkv(self.norm1(x))
+        x = x + self.attn.proj(h[..., : h.shape[-1] // 3])
+        return x + self.mlp.fc2(torch.nn.functional.gelu(self.mlp.fc1(x)))
+
 
 class TimmViT(nn.Module):
     """timm VisionTransformer's raw parameters: cls_token (1, 1, D), reg_token (1, R, D),
@@ -53,6 +58,10 @@ class TimmViT(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, 10)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 56, 56): 196 patches
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
 
 class TorchvisionEncoder(nn.Module):
     """torchvision's vision_transformer.Encoder: pos_embedding (1, seq_length, hidden_dim)."""
@@ -65,6 +74,9 @@ class TorchvisionEncoder(nn.Module):
             self.layers.add_module(f"encoder_layer_{i}", _Block(d))
         self.ln = nn.LayerNorm(d)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ln(self.layers(x + self.pos_embedding))
+
 
 class TorchvisionViT(nn.Module):
     """torchvision VisionTransformer: class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))."""
@@ -76,6 +88,11 @@ class TorchvisionViT(nn.Module):
         self.encoder = TorchvisionEncoder(d)
         self.heads = nn.Sequential()
         self.heads.add_module("head", nn.Linear(d, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 56, 56): 196 patches
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.heads(self.encoder(x)[:, 0])
 
 
 class ViTEmbeddings(nn.Module):

@@ -173,6 +173,29 @@ class VitOptions:
         check_roles(self.roles)
 
 
+_VIT_STYLES = ("timm", "hf")
+
+
+@dataclass(frozen=True)
+class ViTStyleOptions:
+    """``style``: "timm" (timm's ``init_weights_vit_timm``, the default) or "hf" (Hugging
+    Face's ``ViTPreTrainedModel._init_weights``). ``std``: the normal's std (0.02; HF's
+    ``initializer_range``). ``roles``: ``{"name_glob": "role"}``."""
+
+    style: str = "timm"
+    std: float = 0.02
+    roles: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.style not in _VIT_STYLES:
+            raise ValueError(
+                f"option `style` must be 'timm' (timm's init_weights_vit_timm) or 'hf' "
+                f"(Hugging Face's ViT _init_weights), got {self.style!r}"
+            )
+        _positive("std", self.std)
+        check_roles(self.roles)
+
+
 @dataclass(frozen=True)
 class TFixupOptions:
     """``n_layers``: N (default: the blocks counted in each stack, encoder and decoder apart)."""
@@ -387,6 +410,65 @@ def _vit_bias(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     if r.role in ("mlp_in", "mlp_up", "mlp_out"):
         return _normal(1e-6, f"{_what(r)} bias: N(0, 1e-6^2); {label}")
     return Choice("zeros", {}, f"{_what(r)} bias: 0; {label}")
+
+
+# --- "vit": timm's and Hugging Face's own ViT initializations --------------------------------
+# timm vision_transformer.py, VisionTransformer.init_weights (mode ''): trunc_normal_(self.
+# pos_embed, std=.02); nn.init.normal_(self.cls_token, std=1e-6); nn.init.normal_(
+# self.reg_token, std=1e-6); named_apply(init_weights_vit_timm): every nn.Linear
+# trunc_normal_(weight, std=.02) and zero bias; any other module its own init_weights /
+# reset_parameters (torch's defaults: the patch Conv2d, LayerNorm, LayerScale's init_values).
+# Hugging Face modeling_vit.py, ViTPreTrainedModel._init_weights: PreTrainedModel.
+# _init_weights (nn.Linear, Conv1/2/3d, ConvTranspose1/2d: normal_(weight, std=
+# initializer_range), zero bias; nn.Embedding normal_(std); norms 1 / 0; MultiheadAttention
+# its _reset_parameters), then for ViTEmbeddings trunc_normal_(position_embeddings, std),
+# trunc_normal_(cls_token, std), zeros_(mask_token). timm's trunc_normal_ cuts at +-2
+# absolute, as torch's does: 100 std at 0.02, the normal to 1e-87.
+_VIT_LABELS = {
+    "timm": "timm ViT init_weights_vit_timm",
+    "hf": "Hugging Face ViT _init_weights",
+}
+_VIT_NORMAL_KINDS = {  # the kinds whose weights the style draws N(0, std^2); others: torch's
+    "timm": (Kinds.LINEAR,),
+    "hf": (Kinds.LINEAR, Kinds.CONV, Kinds.EMBEDDING, Kinds.EXPERTS),
+}
+
+
+def _kept_default(p: Param, r: TransformerRole, label: str) -> Choice:
+    init, args, why = p.info.torch_default
+    return Choice(init, dict(args), f"{_what(r)}: {why} (left to the module by {label})")
+
+
+def _vit(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    std, style = ctx.extra.std, ctx.extra.style
+    label = _VIT_LABELS[style]
+    if p.kind == Kinds.RAW:  # a raw position table (trunc_normal_ in timm and HF)
+        return _trunc(std, 2.0, f"{_what(r)}: trunc_normal std {std:g}; {label}", absolute=True)
+    if p.kind not in _VIT_NORMAL_KINDS[style]:
+        return _kept_default(p, r, label)
+    if style == "timm":
+        return _trunc(std, 2.0, f"{_what(r)}: trunc_normal std {std:g}; {label}", absolute=True)
+    return _normal(std, f"{_what(r)}: N(0, {std:g}^2); {label}")
+
+
+def _vit_style_bias(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    label = _VIT_LABELS[ctx.extra.style]
+    if p.kind in _VIT_NORMAL_KINDS[ctx.extra.style]:
+        return Choice("zeros", {}, f"{_what(r)} bias: 0; {label}")
+    return _kept_default(p, r, label)
+
+
+def _vit_style_raw(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
+    if p.info.role != Roles.TOKEN or p.leaf not in _CLASS_TOKENS:
+        return _raw_default(p, r, ctx)  # register and mask tokens, layer scales, ...
+    if ctx.extra.style == "timm":
+        return _normal(1e-6, "class token: N(0, 1e-6^2); timm nn.init.normal_(cls_token, std=1e-6)")
+    std = ctx.extra.std
+    why = f"class token: trunc_normal std {std:g}; HF trunc_normal_(cls_token, std)"
+    return _trunc(std, 2.0, why, absolute=True)
+
+
+# --- end of "vit" ---
 
 
 def _tfixup_scale(r: TransformerRole, ctx: _Context) -> tuple[float, str]:
@@ -610,6 +692,16 @@ _PRESETS = [
         _vit_jax,
         bias=_vit_bias,
         raw=_vit_jax_raw,
+    ),
+    _Preset(
+        "vit",
+        "timm / Hugging Face ViT: trunc normal 0.02 Linear weights and positions, class token "
+        "1e-6 (timm) or 0.02 (style='hf')",
+        ViTStyleOptions,
+        _vit,
+        bias=_vit_style_bias,
+        raw=_vit_style_raw,
+        notes=lambda ctx: {"style": ctx.extra.style, "std": ctx.extra.std},
     ),
     _Preset(
         "t-fixup",

@@ -26,6 +26,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from weightinit.initializers.activations import Activation, activation
+from weightinit.understanding.knowledge import is_conventional
 
 __all__ = [
     "Follower",
@@ -73,8 +74,14 @@ class Graph:
 
 
 def is_atomic(module: nn.Module) -> bool:
-    """Modules traced as one call: leaves, and modules that hold parameters themselves."""
-    return not module._modules or any(p is not None for p in module._parameters.values())
+    """Modules traced as one call: leaves, and modules that hold parameters themselves (a
+    MultiheadAttention's in_proj_weight), except raw parameters known by their conventional
+    names (a ViT's cls_token and pos_embed, a ConvNeXt block's layer scale), which a container
+    adds or multiplies in: its layers are traced inside it."""
+    if not module._modules:
+        return True
+    own = module._parameters
+    return any(p is not None and not is_conventional(module, n) for n, p in own.items())
 
 
 # --- the execution trace -----------------------------------------------------------------------

@@ -690,6 +690,22 @@ def _conventional(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo
     return ParamInfo(role, Layout.elementwise(param.ndim), default, kind=Kinds.RAW)
 
 
+def is_conventional(module: nn.Module, leaf: str) -> bool:
+    """Is ``module``'s own parameter ``leaf`` a raw parameter known by its conventional name
+    (a ViT's ``cls_token`` or ``pos_embed``, a ConvNeXt block's ``gamma``)? A module that
+    holds only such parameters besides its submodules adds or multiplies them in; its
+    submodules are its layers (the trace looks inside it)."""
+    param = module._parameters.get(leaf)
+    if param is None or isinstance(param, nn.parameter.UninitializedParameter):
+        return False
+    if leaf in getattr(type(module), "weightinit_roles", {}) or any(
+        cls in _TABLE for cls in type(module).__mro__
+    ):
+        return False  # a layer's own parameter (read nothing more: fx may be tracing it)
+    info = _by_class_name(module, leaf, param)
+    return info is not None and info.kind == Kinds.RAW
+
+
 # --- end of raw parameters with conventional names --------------------------------------------
 
 
