@@ -28,6 +28,13 @@ Every scheme here first finds each parameter's Transformer role and block (see
   matrix), MLP biases N(0, 1e-6^2), other biases 0, a zero head (bias ``head_bias``),
   LeCun-normal (truncated) patch embedding, position embeddings N(0, 0.02^2) (raw ``pos_embed``
   tables too), class token 0 (``self.param('cls', nn.initializers.zeros, ...)``).
+- ``"vit"``: the ViTs of timm and Hugging Face. ``style="timm"`` (the default) is timm's
+  ``VisionTransformer.init_weights`` (``init_weights_vit_timm``): every ``nn.Linear``
+  ``trunc_normal_(std=.02)`` with zero bias, every other layer torch's default (the patch
+  conv), positions ``trunc_normal_(std=.02)``, class and register tokens N(0, 1e-6^2).
+  ``style="hf"`` is ``ViTPreTrainedModel._init_weights``: Linear, conv and Embedding weights
+  N(0, std^2), zero biases, positions and class token ``trunc_normal_(std)``, mask token 0,
+  with ``std`` the model's ``initializer_range`` (0.02).
 - ``"t-fixup"``: Huang, Perez, Ba & Volkovs 2020, "Improving Transformer Optimization Through
   Better Initialization" (layer6ai-labs/T-Fixup): Xavier weights; in the encoder v, the
   attention output and the MLP weights times 0.67 N^(-1/4); in the decoder (blocks with
@@ -46,7 +53,8 @@ Parameters without a Transformer role get the preset's default, named in the rea
 parameters known by their conventional names (see ``understanding/knowledge.py``): a raw
 position table has the role ``position_embedding`` and takes the preset's rule for it; tokens,
 layer scales, relative position bias tables and CLIP's logit scale keep their reference
-initialization (``_Preset.raw``; "vit_jax" zeroes the class token).
+initialization (``_Preset.raw``; "vit_jax" zeroes the class token, "vit" draws it as its
+style does).
 """
 
 from __future__ import annotations

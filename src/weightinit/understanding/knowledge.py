@@ -26,6 +26,7 @@ __all__ = [
     "ParamInfo",
     "Roles",
     "describe",
+    "is_conventional",
     "layout_for",
     "owner_of",
     "refresh_after_write",
@@ -694,7 +695,16 @@ def is_conventional(module: nn.Module, leaf: str) -> bool:
     """Is ``module``'s own parameter ``leaf`` a raw parameter known by its conventional name
     (a ViT's ``cls_token`` or ``pos_embed``, a ConvNeXt block's ``gamma``)? A module that
     holds only such parameters besides its submodules adds or multiplies them in; its
-    submodules are its layers (the trace looks inside it)."""
+    submodules are its layers (the trace looks inside it).
+
+    Example:
+        >>> import torch
+        >>> vit = torch.nn.Module()
+        >>> vit.cls_token = torch.nn.Parameter(torch.zeros(1, 1, 8))
+        >>> vit.head = torch.nn.Linear(8, 2)
+        >>> is_conventional(vit, "cls_token"), is_conventional(vit.head, "weight")
+        (True, False)
+    """
     param = module._parameters.get(leaf)
     if param is None or isinstance(param, nn.parameter.UninitializedParameter):
         return False
