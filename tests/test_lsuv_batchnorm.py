@@ -198,19 +198,30 @@ def test_eval_mode_gives_the_calibrated_network_on_the_calibration_batch(calibra
     assert abs(std_and_error(eval_mode(stale, X))[0] - s_train) > 3 * se
 
 
+def statistics_error(x: torch.Tensor) -> float:
+    """The relative error that a norm layer's statistics, estimated on its input ``x`` (N, C,
+    ...), put into its normalized output's std, squared and averaged over the channels. The
+    images are the independent units (positions of one image are correlated): per channel,
+    SE(mean)^2 = Var(image means) / N and SE(var)^2 = Var(image mean squared deviations) / N,
+    and e^2 = SE(mean)^2 / var + SE(var)^2 / (4 var^2) (a shifted mean adds its square to the
+    variance; a relative error r in the variance is r / 2 in the std)."""
+    per = x.double().transpose(0, 1).reshape(x.shape[1], x.shape[0], -1)  # (C, N, positions)
+    mean, var = per.mean((1, 2)), per.var((1, 2))
+    se_mean = per.mean(2).var(1) / x.shape[0]
+    se_var = (per - mean[:, None, None]).square().mean(2).var(1) / x.shape[0]
+    return (se_mean / var + se_var / (4 * var**2)).mean().item()
+
+
 def test_eval_mode_on_a_fresh_batch_keeps_the_target(calibrated):
     """The gains and the statistics are estimates from the calibration batch; on a fresh batch
     from the same distribution the eval-mode output std is the target up to the sampling error
-    of both batches' stds and of the statistics: each norm layer's mean and variance come
-    from n values per channel (SE sigma / sqrt(n) and sigma^2 sqrt(2 / n)), which puts its
-    normalized output's std off by a relative sqrt(1/n + 1/(2n)), independently from layer to
-    layer. Three standard errors of all of them together."""
+    of both batches' stds and of every norm layer's statistics (independent from layer to
+    layer: in quadrature). Three standard errors of all of them together."""
     model, _ = calibrated
     inputs = {}
     s_train, se_train = std_and_error(batch_statistics(model, X, inputs))
     s_fresh, se_fresh = std_and_error(eval_mode(model, FRESH))
-    counts = [x.numel() // x.shape[1] for x in inputs.values()]
-    se_statistics = s_train * math.sqrt(sum(1.5 / n for n in counts))
+    se_statistics = s_train * math.sqrt(sum(map(statistics_error, inputs.values())))
     assert abs(s_fresh - s_train) <= 3 * math.sqrt(se_train**2 + se_fresh**2 + se_statistics**2)
 
 
