@@ -930,3 +930,115 @@ def test_auto_measures_raw_parameters_at_their_planned_values():
     expected = wi.plan(clean, "auto", example_input=x, seed=0)
     got = wi.plan(sentinel, "auto", example_input=x, seed=0)
     assert [(r.name, r.args) for r in got] == [(r.name, r.args) for r in expected]
+
+
+# --- the other families' own initializations, and the preset that reproduces each ---------------
+
+
+def convs(model: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def convnext_groups(m: nn.Module) -> dict[str, list[torch.Tensor]]:
+    layer_scales = [p for n, p in m.named_parameters() if n.endswith(("gamma", "layer_scale"))]
+    return {
+        "conv weights": [c.weight for c in convs(m)],  # stem, depthwise 7x7, downsampling
+        "linear weights": [lin.weight for lin in linears(m)],
+        "biases": [c.bias for c in convs(m) + linears(m)],
+        "layer scales": layer_scales,
+        "norm scales": [n.weight for n in norms(m)],
+        "norm shifts": [n.bias for n in norms(m)],
+    }
+
+
+def swin_groups(m: Swin) -> dict[str, list[torch.Tensor]]:
+    blocks = [b for stage in m.layers for b in stage.blocks]
+    return {
+        "linear weights": [lin.weight for lin in linears(m)],  # reduction included
+        "linear biases": [lin.bias for lin in linears(m) if lin.bias is not None],
+        "bias tables": [b.attn.relative_position_bias_table for b in blocks],
+        "patch weight": [m.patch_embed.proj.weight],
+        "patch bias": [m.patch_embed.proj.bias],
+        "norm scales": [n.weight for n in norms(m)],
+        "norm shifts": [n.bias for n in norms(m)],
+    }
+
+
+def torchvision_vit_groups(m: TorchvisionViT) -> dict[str, list[torch.Tensor]]:
+    mlps = [layer.mlp for layer in m.encoder.layers]
+    return {
+        "conv_proj weight": [m.conv_proj.weight],
+        "conv_proj bias": [m.conv_proj.bias],
+        "mlp weights": [mlp[i].weight for mlp in mlps for i in (0, 3)],
+        "mlp biases": [mlp[i].bias for mlp in mlps for i in (0, 3)],
+        "pos_embedding": [m.encoder.pos_embedding],
+        "class token and head": [m.class_token, m.heads.head.weight, m.heads.head.bias],
+        "norm scales": [n.weight for n in norms(m)],
+        "norm shifts": [n.bias for n in norms(m)],
+    }
+
+
+PATCH_FAN = 3 * PATCH * PATCH  # the patch conv's fan_in, 48
+PATCH_U = 1 / (3 * PATCH_FAN)  # Var of U(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch's default
+OWN_INITS = {  # family: (groups, scheme, options, {random group: (Var, kurtosis)})
+    # timm convnext _init_weights and torchvision ConvNeXt: every Conv2d and Linear
+    # trunc_normal_(std=.02) (cut at +-2 absolute), zero bias; layer scales as built
+    "timm_convnext": (
+        convnext_groups,
+        "vit",
+        {"style": "hf"},
+        {"conv weights": (0.02**2, 3.0), "linear weights": (0.02**2, 3.0)},
+    ),
+    "torchvision_convnext": (
+        convnext_groups,
+        "vit",
+        {"style": "hf"},
+        {"conv weights": (0.02**2, 3.0), "linear weights": (0.02**2, 3.0)},
+    ),
+    # timm swin _init_weights: Linear trunc_normal_(std=.02), zero bias; the table
+    # trunc_normal_(std=.02); the patch conv as constructed (torch's default)
+    "swin": (
+        swin_groups,
+        "vit",
+        {},
+        {
+            "linear weights": (0.02**2, 3.0),
+            "bias tables": (0.02**2, 3.0),
+            "patch weight": (PATCH_U, 1.8),
+            "patch bias": (PATCH_U, 1.8),
+        },
+    ),
+    # torchvision VisionTransformer: conv_proj trunc_normal_(std=sqrt(1 / fan_in)); MLPBlock
+    # xavier_uniform_ weights, normal_(std=1e-6) biases; pos_embedding normal_(std=0.02);
+    # class_token and heads.head zeros: the JAX original's choices, so "vit_jax"
+    "torchvision_vit": (
+        torchvision_vit_groups,
+        "vit_jax",
+        {},
+        {
+            "conv_proj weight": (1 / PATCH_FAN, 3.0),  # LeCun normal
+            "mlp weights": (2 / (D + 4 * D), 1.8),
+            "mlp biases": (1e-12, 3.0),
+            "pos_embedding": (0.02**2, 3.0),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("family", list(OWN_INITS))
+def test_a_preset_reproduces_each_family_s_own_init_group_by_group(family):
+    """Oracle: each model's own initialization as its constructor runs it (re-implemented from
+    the reference code, quoted in OWN_INITS and the model classes), fresh models per seed."""
+    groups, scheme, options, random = OWN_INITS[family]
+    factory = FAMILIES[family][0]
+    refs = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        refs.append(groups(factory()))
+    ref = pool(refs)
+    ours = ours_pooled(factory(), groups, scheme, **options)
+    for group in ref:
+        if group in random:
+            same_distribution(ours[group], ref[group], *random[group])
+        else:  # constants: zeros, ones, the layer scales' 1e-6
+            assert torch.equal(ours[group], ref[group]), group
