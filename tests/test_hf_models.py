@@ -331,3 +331,59 @@ def test_fixup_zeroes_a_classifier_but_not_a_normalized_projection(how):
     assert zeroed == (how == "logits"), plan["projection.weight"].reason
     assert plan.notes["classifier"] == ("projection" if how == "logits" else None)
     assert torch.isfinite(model(x)).all()
+
+
+# --- an embedding tied to the output head -------------------------------------------------
+
+
+def gpt2(width: int = 128) -> nn.Module:
+    torch.manual_seed(0)
+    config = hf.GPT2Config(n_embd=width, n_layer=2, n_head=2, vocab_size=V, n_positions=32)
+    return hf.GPT2LMHeadModel(config).eval()
+
+
+@pytest.mark.parametrize("scheme", ["he", "orthogonal", "lecun", "auto", "lsuv"])
+def test_a_tied_embedding_starts_the_logits_at_unit_variance(scheme):
+    """GPT-2 ties wte to lm_head. Drawn N(0, 1), the logits start at std sqrt(d) (11.3 at
+    d = 128); N(0, 1/d) starts them at 1 on the unit-variance features of ln_f, and the
+    embedding output (wte + wpe, both read back) at variance 2/d. The logits of one position
+    are V = 99 draws that share one matrix: 4 standard errors of log std, sqrt(1/(2V))."""
+    model, d = gpt2(), 128
+    plan = initialize(model, scheme, {"input_ids": IDS})
+    with torch.no_grad():
+        out = model(input_ids=IDS, output_hidden_states=True)
+    tolerance = 4 * math.sqrt(1 / (2 * V))
+    assert abs(math.log(out.logits.std().item())) < tolerance, out.logits.std()
+    embedded = out.hidden_states[0].std().item()  # wte + wpe of 16 tokens x d
+    assert abs(math.log(embedded / math.sqrt(2 / d))) < 4 * math.sqrt(1 / (2 * IDS.numel())) + 0.1
+    assert "output head lm_head.weight" in plan["transformer.wte.weight"].reason
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+class TinyLM(nn.Module):
+    """Token and position embeddings of width 16, a bias table of width 4, a tied head."""
+
+    def __init__(self, tied: bool = True):
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(50, 16), nn.Embedding(8, 16)
+        self.buckets = nn.Embedding(8, 4)
+        self.head = nn.Linear(16, 50, bias=False)
+        if tied:
+            self.head.weight = self.tokens.weight
+
+    def forward(self, ids):
+        h = self.tokens(ids) + self.positions(torch.arange(ids.shape[1]))
+        h = nn.functional.layer_norm(h, (16,))
+        return self.head(h) + self.buckets(torch.arange(ids.shape[1])).sum(-1, keepdim=True)
+
+
+def test_embeddings_read_back_by_a_head_and_the_others():
+    ids = torch.randint(0, 50, (4, 8), generator=torch.Generator().manual_seed(3))
+    plan = wi.plan(TinyLM(), "he", example_input=ids)
+    assert plan["tokens.weight"].args == {"std": 16**-0.5}  # tied to the head
+    assert plan["positions.weight"].args == {"std": 16**-0.5}  # added to it: its width
+    assert "which is tied to head.weight" in plan["positions.weight"].reason
+    assert plan["buckets.weight"].args == {"std": 1.0}  # another width: the embedding rule
+    untied = wi.plan(TinyLM(tied=False), "he", example_input=ids)
+    assert [untied[n].args["std"] for n in ("tokens.weight", "positions.weight")] == [1.0, 1.0]
+    assert wi.plan(TinyLM(), "torch")["tokens.weight"].args == {"std": 1.0}  # as torch draws

@@ -79,6 +79,8 @@ def classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable:
         if role == Roles.EMBEDDING:
             if o.embedding_std is not None:
                 return Choice("normal", {"std": o.embedding_std}, "embedding: chosen std")
+            if embedding is None and p.info.head is not None:
+                return read_back(p)
             return embedding or Choice("normal", {"std": 1.0}, "embedding: N(0, 1)")
         if role == Roles.NORM_SCALE:
             return constant_choice(o.norm_scale, "norm scale")
@@ -89,6 +91,42 @@ def classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable:
         return Choice(*p.info.torch_default)  # PReLU slope: torch's 0.25
 
     return choose
+
+
+def read_back(p: Param) -> Choice:
+    """An embedding an output head reads back (``p.info.head``): N(0, 1/d), d its width.
+
+    A matrix E tied to the output head serves two roles: the embedding's output is a row of
+    E, of variance Var(E); the logits are E h, of variance d Var(E) E[h^2]. N(0, 1) (the
+    embedding rule) starts the logits at std sqrt(d) (11.3 at d = 128): a confident, wrong
+    softmax. N(0, 1/d) starts them at unit variance on the unit-variance features of the
+    norm before the head, and each embedding vector at unit norm (E|e|^2 = 1), the scale
+    the norm layers after the embedding (GPT-2's ln_1, BERT's embeddings.LayerNorm) bring
+    any input to. Embeddings of the same width added to it (positions, token types) get the
+    same scale, so that the token's own vector is not drowned. Press & Wolf 2017 ("Using the
+    Output Embedding to Improve Language Models") tie the two; OLMo and Flax draw such
+    embeddings N(0, 1/d) too.
+
+    Example:
+        >>> import torch, weightinit as wi
+        >>> class LM(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.embed, self.head = torch.nn.Embedding(50, 64), torch.nn.Linear(64, 50)
+        ...         self.head.weight = self.embed.weight  # tied
+        ...     def forward(self, ids):
+        ...         return self.head(torch.nn.functional.layer_norm(self.embed(ids), (64,)))
+        >>> wi.plan(LM(), "he")["embed.weight"].args
+        {'std': 0.125}
+    """
+    head, embedding = p.info.head
+    d = p.shape[-1]
+    if p.name == embedding or p.plain == embedding:
+        what = f"embedding tied to the output head {head}"
+    else:
+        what = f"embedding of the width of {embedding}, which is tied to {head}"
+    why = f"{what}: N(0, 1/d), d = {d}: logits at unit variance, embedding vectors of unit norm"
+    return Choice("normal", {"std": d**-0.5}, why)
 
 
 def constant_choice(value: float, what: str) -> Choice:

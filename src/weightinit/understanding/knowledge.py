@@ -85,6 +85,10 @@ class ParamInfo(NamedTuple):
     (shape, dtype) of that weight, for which the scheme chooses. ``direction_dim`` marks
     weight_norm's v, normalized per slice along that dimension: 0 for one norm per output,
     2 for Wav2Vec2's positional conv (one per kernel tap), -1 for one norm of the whole.
+    ``head`` is (output head, embedding) for an embedding whose vectors an output head reads
+    back: the embedding tied to that head (GPT-2's ``transformer.wte.weight`` and
+    ``lm_head.weight``), and every embedding of its width added to it (positions, token
+    types); set by the settle stage, which sees every name of a tensor.
     """
 
     role: str
@@ -96,6 +100,7 @@ class ParamInfo(NamedTuple):
     nonlinearity: str | None = None
     norm_of: tuple[tuple[int, ...], torch.dtype] | None = None
     direction_dim: int | None = None
+    head: tuple[str, str] | None = None
 
 
 _TORCH_LAYOUT = Layout()  # one shared instance: plans compare layouts by identity first
@@ -389,6 +394,49 @@ def _lookup(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | Non
             info = rule(owner, leaf, param)
             return None if info is None else info._replace(kind=kind)
     return _by_class_name(owner, leaf, param)
+
+
+def read_back_embeddings(model: nn.Module) -> dict[str, tuple[str, str]]:
+    """The embeddings an output head reads back, each name with (head, embedding): the
+    embedding tied to a Linear head (GPT-2, BERT, T5 and Whisper tie their token embedding to
+    the logits' weight), under every name it has, and the embeddings of its width, which are
+    added to it (positions, token types). Schemes scale them for the head
+    (:func:`weightinit.scheme.classic.read_back`); calibration leaves them as chosen.
+
+    Example:
+        >>> import torch
+        >>> from weightinit.understanding.knowledge import read_back_embeddings
+        >>> lm = torch.nn.ModuleDict(dict(tok=torch.nn.Embedding(9, 4),
+        ...     pos=torch.nn.Embedding(6, 4), bias=torch.nn.Embedding(6, 2), head=torch.nn.Linear(4, 9)))
+        >>> lm.head.weight = lm.tok.weight
+        >>> sorted(read_back_embeddings(lm))
+        ['head.weight', 'pos.weight', 'tok.weight']
+        >>> read_back_embeddings(lm)["pos.weight"]
+        ('head.weight', 'tok.weight')
+    """
+    names: dict[int, list[str]] = {}
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for name, param in params.items():
+        names.setdefault(id(param), []).append(name)
+    found: dict[str, tuple[str, str]] = {}
+    widths: dict[int, tuple[str, str]] = {}
+    for tied in names.values():
+        if len(tied) < 2:
+            continue
+        infos = [(n, describe(model, n)) for n in tied]
+        embedding = next((n for n, i in infos if i and i.role == Roles.EMBEDDING), None)
+        head = next(
+            (n for n, i in infos if i and i.role == Roles.WEIGHT and i.kind == Kinds.LINEAR), None
+        )
+        if embedding is not None and head is not None:
+            found.update(dict.fromkeys(tied, (head, embedding)))
+            widths.setdefault(params[embedding].shape[-1], (head, embedding))
+    for name, param in params.items():
+        if name not in found and param.ndim == 2 and param.shape[-1] in widths:
+            info = describe(model, name)
+            if info is not None and info.role == Roles.EMBEDDING:
+                found[name] = widths[param.shape[-1]]
+    return found
 
 
 def _is_weight_norm(chain: nn.Module) -> bool:

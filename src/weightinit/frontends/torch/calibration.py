@@ -19,7 +19,7 @@ from torch import nn
 from weightinit.plans.plan import SKIP, Plan, Row, rescale_
 from weightinit.scheme.lsuv import check_settings
 from weightinit.understanding.graph import arguments
-from weightinit.understanding.knowledge import unwrap
+from weightinit.understanding.knowledge import read_back_embeddings, unwrap
 from weightinit.understanding.recurrent import layer_suffixes, recurrent_preactivations
 
 __all__ = ["Calibration", "lsuv_plan"]
@@ -317,7 +317,20 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
         row = rows.get(name)
         return row is not None and row.init != SKIP
 
+    def tied_head(module: nn.Module, prefix: str) -> str | None:
+        """The first name of a Linear head's weight when that is a read-back embedding the
+        plan writes under another name (GPT-2's lm_head.weight is transformer.wte.weight)."""
+        if not isinstance(module, nn.Linear):
+            return None
+        name = first.get(id(module.weight))
+        tied = name != prefix + "weight" and name in read_back and planned(name)
+        return name if tied else None
+
     found: dict[nn.Module, list] = {}
+    # an embedding an output head reads back is calibrated where the head uses it, on the
+    # logits (the head's row is "tied"); embeddings of its width keep the scheme's scale
+    read_back = read_back_embeddings(work)
+    first = {id(p): n for n, p in work.named_parameters()}
     # MultiheadAttention uses its out_proj's weights without calling it: the attention's output
     # is linear in them, so the attention module is the unit
     inside = {m.out_proj for m in work.modules() if isinstance(m, nn.MultiheadAttention)}
@@ -328,7 +341,10 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
             unit = _Unit(mname, [prefix + "out_proj.weight"], bias)
             unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
             found[module] = [unit]
-        elif module in inside:
+        elif tied_head(module, prefix) is not None:
+            bias = prefix + "bias" if planned(prefix + "bias") else None
+            found[module] = [_Unit(mname, [tied_head(module, prefix)], bias)]
+        elif module in inside or isinstance(module, nn.Embedding) and prefix + "weight" in read_back:
             continue
         elif isinstance(module, _LINEAR) and planned(prefix + "weight"):
             bias = prefix + "bias" if planned(prefix + "bias") else None

@@ -23,7 +23,13 @@ from weightinit.initializers.layout import Layout
 from weightinit.plans.plan import SKIP, Row, dtype_name, row_fans
 from weightinit.scheme.protocol import Choice, Param
 from weightinit.understanding.graph import Follower
-from weightinit.understanding.knowledge import ParamInfo, describe, owner_of, parametrized
+from weightinit.understanding.knowledge import (
+    ParamInfo,
+    describe,
+    owner_of,
+    parametrized,
+    read_back_embeddings,
+)
 
 __all__ = [
     "Pending",
@@ -141,6 +147,7 @@ def settle(
     for name, param in named:
         names.setdefault(id(param), []).append(name)
     provided = _provided(model, names, loaded) if loaded is not None else set()
+    heads = read_back_embeddings(model)
     for name, param in named:
         owner, leaf, plain = _where(model, name)
         module = type(owner).__name__
@@ -192,6 +199,8 @@ def settle(
             out.rows.append(made)
             continue
         shape, dtype = info.norm_of or (tuple(param.shape), param.dtype)
+        if name in heads:
+            info = info._replace(head=heads[name])
         described = Param(
             name=name,
             plain=plain,
