@@ -36,6 +36,14 @@ A model on the meta device gets its analytic plan without memory (an op measured
 a CPU stand-in, tensors without values taken as zeros); the stabilizing sweep then awaits the
 weights (``pending_calibration``).
 
+Residual streams (option ``residual``; see :class:`Residual`): by default ("unit") a residual
+branch's output layer is at the target variance like every other layer, so the stream
+x_l = x_(l-1) + F_l(x_(l-1)) gains that variance at every block, its std growing as sqrt(L):
+a 50-block residual MLP ends at std sqrt(51) = 7.1. ``residual="stable"`` (Hayou et al. 2021) gives each
+branch's output Var(x_(l-1)) / L, so Var(x_L) = Var(x_0) (1 + 1/L)^L < e Var(x_0) at any depth;
+``residual="zero"`` (SkipInit-style, De & Smith 2020) starts each branch's output layer at 0,
+so the stream equals its input.
+
 The plan records the predicted output (mean, std) of every weighted layer;
 ``weightinit.diagnose(model, x, plan=plan)`` shows them next to what it measures.
 
@@ -47,28 +55,37 @@ execution trace, applies these maps and measures the rest, called through ``Surv
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from weightinit.initializers.activations import moments, quadrature_nodes
 from weightinit.initializers.layout import Layout
 from weightinit.initializers.structured import orthogonal_
-from weightinit.plans.plan import Plan
+from weightinit.plans.plan import SKIP, Plan, Row
 from weightinit.scheme.classic import HE, classic
 from weightinit.scheme.protocol import EXAMPLE_INPUT, Choice, Scheme, Survey
 from weightinit.scheme.registry import register_scheme
+from weightinit.understanding.branches import residual_branches
+from weightinit.understanding.graph import Graph
 from weightinit.understanding.knowledge import Roles
 
 __all__ = [
-    "INPUT_SHARE", "Analysis", "AutoOptions", "Prediction", "Signal", "recurrent_rule",
-    "through_activation", "through_average", "through_dropout", "through_maximum",
+    "INPUT_SHARE", "RESIDUAL", "Analysis", "AutoOptions", "Prediction", "Residual", "Signal",
+    "recurrent_rule", "through_activation", "through_average", "through_dropout",
+    "through_maximum",
 ]  # fmt: skip
+
+#: the choices of option ``residual`` of "auto" (see :class:`Residual`)
+RESIDUAL = ("unit", "stable", "zero")
 
 #: share of a recurrent gate's pre-activation variance that comes from the input (the rest
 #: comes from the hidden state); see :func:`recurrent_rule`
@@ -120,6 +137,10 @@ class AutoOptions:
     Gaussian batch with the input's shape and statistics (no data needed) corrects what the
     drawn weights deviate from their expected scale; see :func:`gaussian_like`. With
     ``data=`` the sweep runs on the data instead.
+    residual: what a residual branch's output layer gets (see :class:`Residual`): "unit"
+    (default: the target variance, so the stream's variance grows by it at every block),
+    "stable" (Var(x_(l-1)) / L, Hayou et al. 2021: the stream's variance stays below e times
+    its start at any depth) or "zero" (SkipInit-style: 0, so the stream equals its input).
     """
 
     target_var: float | None = None
@@ -128,6 +149,7 @@ class AutoOptions:
     input_mean: float | None = None
     input_std: float | None = None
     stabilize: bool = True
+    residual: str = "unit"
 
     def __post_init__(self) -> None:
         if self.target_std is not None and self.target_var is not None:
@@ -147,6 +169,11 @@ class AutoOptions:
             )
         if self.input_std is not None and not self.input_std > 0:
             raise ValueError(f"option `input_std` must be > 0, got {self.input_std}")
+        if self.residual not in RESIDUAL:
+            raise ValueError(
+                f"option `residual` must be one of {', '.join(map(repr, RESIDUAL))}, "
+                f"got {self.residual!r}"
+            )
         object.__setattr__(self, "target_var", var)
         object.__setattr__(self, "target_std", None)  # one of the two, as a variance
         object.__setattr__(self, "distribution", distribution)
@@ -157,12 +184,126 @@ class AutoOptions:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "target_std"}
 
 
+@dataclass(frozen=True)
+class Residual:
+    """What "auto" gives the output layer of each residual branch x_l = x_(l-1) + F_l(x_(l-1)),
+    under option ``residual`` (the branches as :func:`~weightinit.understanding.branches.
+    residual_branches` finds them in the trace; L of them in the model). With the branches
+    uncorrelated with the stream (zero-mean weights), variances add:
+    Var(x_l) = Var(x_(l-1)) + Var(F_l).
+
+    - "unit" (default; no :class:`Residual`): Var(F_l) = target, as every layer:
+      Var(x_L) = Var(x_0) + L target, the stream's std grows as sqrt(L).
+    - "stable": Var(F_l) = Var(x_(l-1)) / L, the branch's output scaled by 1/sqrt(L) relative
+      to the stream (Hayou, Clerico, He, Deligiannidis, Doucet & Rousseau, "Stable ResNet",
+      AISTATS 2021). Then Var(x_l) = Var(x_(l-1)) (1 + 1/L), so
+      Var(x_L) = Var(x_0) (1 + 1/L)^L, which increases with L towards e and stays below it
+      (2.69 Var(x_0) at L = 50, 2.71 at L = 200). Every layer inside a branch still gets the
+      target from its own input's moments; only the branch's last layer is scaled.
+      Var(x_(l-1)) is the predicted variance of the skip input at the residual add; where the
+      skip is computed after the branch (a projection shortcut), the target, which auto gives
+      the shortcut's own layer.
+    - "zero": Var(F_l) = 0, the output layer's weight 0 (SkipInit-style: De & Smith, "Batch
+      Normalization Biases Residual Blocks Towards the Identity Function in Deep Networks",
+      NeurIPS 2020, scale the branch by a scalar that starts at 0; here the layer itself is 0
+      and the model needs no new parameter). At initialization every block is the identity:
+      x_L = x_0 exactly (with zero biases); the gradient of the output layer is not 0, so the
+      branches start learning at the first step.
+
+    Only branches that end in a weighted layer (a Linear, a conv, attention's output
+    projection) can be scaled this way: a branch whose output passes a norm or an activation
+    after its last layer is an error under "stable" and "zero".
+
+    ``outputs`` maps each branch's output layer (module name) to the graph node of its skip
+    input (None: computed after it); ``count`` is L.
+
+    Example:
+        >>> import torch, weightinit as wi
+        >>> from weightinit import zoo
+        >>> net, x = zoo.residual_mlp(50, width=64, in_features=16, batch=512)
+        >>> p = wi.init(net, "auto", example_input=x, residual="stable", seed=0)
+        >>> p.notes["residual"]["rule"], p.notes["residual"]["branches"]
+        ('stable', 50)
+        >>> with torch.no_grad():
+        ...     stream = net[:-1](x)
+        >>> 1.2 < float(stream.std()) < 2.0   # sqrt((1 + 1/50)^50) = 1.64; "unit": sqrt(51) = 7.1
+        True
+    """
+
+    rule: str
+    count: int
+    outputs: dict[str, int | None]
+
+    def target(self, layer: str, signals: list[Signal | None], base: float) -> tuple[float, str]:
+        """(the output variance of ``layer``, why) given the signal of every graph node so far
+        and the target ``base`` of the other layers."""
+        if layer not in self.outputs:
+            return base, ""
+        if self.rule == "zero":
+            return 0.0, "; residual branch output, residual='zero' (SkipInit-style): 0"
+        skip = self.outputs[layer]
+        stream = signals[skip] if skip is not None and skip < len(signals) else None
+        var = base if stream is None else stream.var
+        why = (
+            f"; residual branch output, residual='stable' (Hayou et al. 2021): Var(stream) "
+            f"{var:.3g}{'' if stream is not None else ' (the target)'} / L {self.count}"
+        )
+        return var / self.count, why
+
+    @classmethod
+    def find(cls, model: Any, graph: Graph, auto: AutoOptions) -> Residual | None:
+        """The residual branches of the traced ``model`` under ``auto.residual``; None for
+        "unit"."""
+        if auto.residual == "unit":
+            return None
+        found = residual_branches(model, graph)
+        outputs: dict[str, int | None] = {}
+        for branch in found:
+            last = branch.layers[-1]
+            inputs = graph.nodes[branch.add].inputs if branch.add is not None else []
+            sides = [_through_tail(graph, k, last) for k in inputs]
+            if sides.count(None) != 1 or len(sides) != 2:
+                raise ValueError(
+                    f"auto: option residual={auto.residual!r} scales the last layer of each "
+                    f"residual branch, but the branch of layers {', '.join(branch.layers)} "
+                    f"passes {branch.output or 'a function'} after {last!r} (a norm or an "
+                    "activation?), which would undo it; use residual='unit', or a recipe "
+                    "written for such blocks (\"skipinit\", \"fixup\")"
+                )
+            end = next(e for e in sides if e is not None)
+            skip = inputs[sides.index(None)]
+            outputs[last] = skip if skip < end else None
+        return cls(auto.residual, len(found), outputs)
+
+
+#: what may follow a residual branch's last layer before the add: its output's variance stays
+#: proportional to the layer's (dropout, identity, taking an attention's output from its tuple)
+_TAIL = (nn.modules.dropout._DropoutNd, nn.Identity)
+
+
+def _through_tail(graph: Graph, node: int, layer: str) -> int | None:
+    """The node of ``layer`` (module name; an attention's ``out_proj``: the attention) when
+    ``node`` is its output, through dropout, identity and tuple indexing; else None."""
+    while True:
+        n = graph.nodes[node]
+        if n.kind == "module" and (n.name == layer or (
+                isinstance(n.target, nn.MultiheadAttention) and layer == f"{n.name}.out_proj")):
+            return node
+        passes = (n.kind == "module" and isinstance(n.target, _TAIL)) or (
+            n.kind == "function" and n.target is operator.getitem)
+        if not passes or not n.inputs:
+            return None
+        node = n.inputs[0]
+
+
 @dataclass
 class Analysis:
-    """What :func:`propagate` found: a choice per weight it sets, and the predictions."""
+    """What :func:`propagate` found: a choice per weight it sets, the predictions, and the
+    residual branches it scaled (None: none, or option ``residual`` "unit")."""
 
     choices: dict[str, Choice] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list)
+    residual: Residual | None = None
 
 
 # What the plan already fixed for a parameter that auto does not choose (rules, skip, frozen,
@@ -300,6 +441,10 @@ def _survey(s: Survey) -> dict[str, Choice]:
             "biases at `bias`); use rules={'*.bias': ('constant', {'val': 0.01})}"
         )
     analysis = s.frontend.propagate(s)
+    if analysis.residual is not None:
+        found = analysis.residual
+        s.notes["residual"] = {"rule": found.rule, "branches": found.count,
+                               "outputs": list(found.outputs)}  # fmt: skip
     s.predictions.extend(dataclasses.asdict(p) for p in analysis.predictions)
     choices = {}
     for p in s.params:
@@ -331,9 +476,42 @@ def _calibrate(plan: Plan, s: Survey) -> Plan:
         )
     batch = s.data if s.data is not None else s.frontend.stand_in(s)
     seed = 0 if s.seed is None else s.seed
-    return s.frontend.calibrate(
-        s.model, plan, batch, seed=seed, max_iter=1, target_var=s.extra.target_var
-    )
+    held = _held_out(plan)
+    if not held:
+        return s.frontend.calibrate(
+            s.model, plan, batch, seed=seed, max_iter=1, target_var=s.extra.target_var
+        )
+    # the sweep brings every layer it calibrates to the target, so the residual branches'
+    # output layers are left out of it: their rows become the plan's last, drawn after every
+    # other row (a seed draws the rows in order), into a copy of the model that the sweep runs
+    # on with them as "skip"; it draws the rest as apply will, and apply draws them as here
+    rows = [r for r in plan.rows if r.name not in held] + list(held.values())
+    plan = dataclasses.replace(plan, rows=rows)
+    model = copy.deepcopy(s.model)
+    dataclasses.replace(plan, pending_calibration=False).apply(model, seed=seed, atomic=False)
+    out = [Row(r.name, r.module, r.role, SKIP, reason="residual branch output: not swept")
+           if r.name in held else r for r in rows]  # fmt: skip
+    swept = s.frontend.calibrate(
+        model, dataclasses.replace(plan, rows=out), batch, seed=seed, max_iter=1,
+        target_var=s.extra.target_var,
+    )  # fmt: skip
+    swept.rows = [held.get(r.name, r) for r in swept.rows]
+    if swept.computed is not None:
+        params = dict(model.named_parameters(remove_duplicate=False))
+        swept.computed.update({n: params[n].detach() for n in held})
+    return swept
+
+
+def _held_out(plan: Plan) -> dict[str, Row]:
+    """The weight rows of the residual branches' output layers that option ``residual``
+    scaled ("stable"; "zero" rows are 0, which the sweep leaves as they are anyway)."""
+    residual = plan.notes.get("residual")
+    if not residual or residual.get("rule") != "stable":
+        return {}
+    outputs = set(residual["outputs"])
+    return {r.name: r for r in plan.rows
+            if r.name.rpartition(".")[0] in outputs and r.role == Roles.WEIGHT
+            and r.init != SKIP}  # fmt: skip
 
 
 register_scheme(

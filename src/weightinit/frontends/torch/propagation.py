@@ -32,6 +32,7 @@ from weightinit.scheme.auto import (
     AutoOptions,
     Fixed,
     Prediction,
+    Residual,
     Signal,
     recurrent_rule,
     through_activation,
@@ -41,7 +42,7 @@ from weightinit.scheme.auto import (
 )
 from weightinit.scheme.protocol import Choice, Options
 from weightinit.understanding.graph import Graph, Node, _classify, leaves, live, map_tensors
-from weightinit.understanding.knowledge import describe, read_back_embeddings, stored, stored_name
+from weightinit.understanding.knowledge import describe, stored, stored_name
 
 __all__ = ["STABILIZING_SAMPLES", "batch_first", "gaussian_like", "input_statistics", "propagate"]
 
@@ -140,7 +141,6 @@ class _Propagation:
     ):
         self.model, self.graph, self.auto, self.options = model, graph, auto, options
         self.fixed = fixed
-        self.read_back = read_back_embeddings(model)
         self.names = {m: n for n, m in model.named_modules()}
         self.signals: list[Signal | None] = []
         self.notes: list[tuple[str, ...]] = []  # what was measured since the last layer
@@ -157,6 +157,7 @@ class _Propagation:
         for copied, given in zip(traced, leaves(example_input, torch.Tensor)):
             self.given.setdefault(id(copied), self.given[id(given)])
         self.alive = live(graph)
+        self.analysis.residual = Residual.find(model, graph, auto)
 
     # --- driver ---
 
@@ -427,6 +428,8 @@ class _Propagation:
         return w2
 
     def _choice(self, param: torch.Tensor, layout, w2: float, reason: str) -> Choice:
+        if w2 == 0:  # a residual branch's output layer under residual="zero"
+            return Choice("zeros", {}, reason)
         dist = self.auto.distribution
         if dist == "orthogonal":
             unit = capture(get("orthogonal"), param.shape, param.dtype, {}, layout)
@@ -455,20 +458,29 @@ class _Propagation:
             fan = self._connections(node, m)
         else:
             fan = m.in_features
-        target = self.auto.target_var
+        target, residual = self._target(m)
         if q <= 0:
             raise ValueError(
                 f"auto: the input of layer {self.names[m]!r} is predicted to be all zeros (a "
                 "zero-initialized layer before it?), so no weight variance can reach the "
                 "target; give it a rule, or skip it"
             )
-        why = f"{self._why(x)}: Var(W) = {target:g} / (fan {fan:.4g} x E[x^2] {q:.3g})"
+        why = (
+            f"{self._why(x)}{residual}: Var(W) = {target:g} / (fan {fan:.4g} x E[x^2] {q:.3g})"
+        )
         w2 = self._weight(m, "weight", target / (fan * q), why)
         b_mean, b_second = self._bias(m)
         # W (mean + deviation): W mean is the same at every position, so the mean's part of
         # E[x^2] becomes variance all positions share
         shared = (x.shared * x.var + x.mean * x.mean) / q
         return Signal(b_mean, w2 * fan * q + b_second - b_mean * b_mean, shared)
+
+    def _target(self, m: nn.Module) -> tuple[float, str]:
+        """The output variance auto gives layer ``m`` and why: the target, or what option
+        ``residual`` gives a residual branch's output layer (:class:`Residual`)."""
+        if self.analysis.residual is None:
+            return self.auto.target_var, ""
+        return self.analysis.residual.target(self.names[m], self.signals, self.auto.target_var)
 
     def _connections(self, node: Node, m: nn.Module) -> float:
         """The mean number of inputs each output of a conv sums, padding and stride included:
@@ -485,21 +497,15 @@ class _Propagation:
 
     def _embedding(self, node: Node, m: nn.Module) -> Signal:
         target = self.auto.target_var
-        head = self.read_back.get(self._param_name(m, "weight"))
-        if head is None:
-            w2 = self._weight(m, "weight", target, f"embedding: Var = {target:g}")
-            return Signal(0.0, w2)
-        # read back by an output head: scaled for the logits, Var = target / d (as
-        # classic.read_back); the calibrating sweep sets it on the logits
-        d = m.weight.shape[-1]
-        why = f"embedding read back by the output head {head[0]}: Var = {target:g} / d, d = {d}"
-        return Signal(0.0, self._weight(m, "weight", target / d, why))
+        w2 = self._weight(m, "weight", target, f"embedding: Var = {target:g}")
+        return Signal(0.0, w2)
 
     def _attention(self, node: Node, m: nn.MultiheadAttention) -> Signal | None:
         q, k, v = (self._input(node, i) for i in range(3))
         q = q or Signal(0.0, 1.0)
         k, v = k or q, v or q
-        e, target = m.embed_dim, self.auto.target_var
+        e = m.embed_dim
+        target, residual = self._target(m.out_proj)
         why = f"{self._why(q)}; q, k at unit variance"
         if m.in_proj_weight is not None:  # packed: one variance for q, k and v
             second = (q.second + k.second + v.second) / 3
@@ -522,7 +528,7 @@ class _Propagation:
         shared = min(1.0, (v.shared + (1.0 - v.shared) / keys) / averaged)
         out_why = (
             f"attention averages values: E[sum a^2] = {concentration:.3g}, shared by the "
-            f"tokens {v.shared:.2g}; Var(W) = {target:g} / (E {e} x {attended:.3g})"
+            f"tokens {v.shared:.2g}{residual}; Var(W) = {target:g} / (E {e} x {attended:.3g})"
         )
         w2 = self._weight(m.out_proj, "weight", target / (e * attended), out_why)
         b_mean, b_second = self._bias(m.out_proj)
