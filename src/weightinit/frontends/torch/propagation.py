@@ -42,7 +42,7 @@ from weightinit.scheme.auto import (
 )
 from weightinit.scheme.protocol import Choice, Options
 from weightinit.understanding.graph import Graph, Node, _classify, leaves, live, map_tensors
-from weightinit.understanding.knowledge import describe, stored, stored_name
+from weightinit.understanding.knowledge import describe, read_back_embeddings, stored, stored_name
 
 __all__ = ["STABILIZING_SAMPLES", "batch_first", "gaussian_like", "input_statistics", "propagate"]
 
@@ -140,6 +140,7 @@ class _Propagation:
         fixed: Fixed,
     ):
         self.model, self.graph, self.auto, self.options = model, graph, auto, options
+        self.read_back = read_back_embeddings(model)
         self.fixed = fixed
         self.names = {m: n for n, m in model.named_modules()}
         self.signals: list[Signal | None] = []
@@ -497,8 +498,15 @@ class _Propagation:
 
     def _embedding(self, node: Node, m: nn.Module) -> Signal:
         target = self.auto.target_var
-        w2 = self._weight(m, "weight", target, f"embedding: Var = {target:g}")
-        return Signal(0.0, w2)
+        head = self.read_back.get(self._param_name(m, "weight"))
+        if head is None:
+            w2 = self._weight(m, "weight", target, f"embedding: Var = {target:g}")
+            return Signal(0.0, w2)
+        # read back by an output head: scaled for the logits, Var = target / d (as
+        # classic.read_back); the calibrating sweep sets it on the logits
+        d = m.weight.shape[-1]
+        why = f"embedding read back by the output head {head[0]}: Var = {target:g} / d, d = {d}"
+        return Signal(0.0, self._weight(m, "weight", target / d, why))
 
     def _attention(self, node: Node, m: nn.MultiheadAttention) -> Signal | None:
         q, k, v = (self._input(node, i) for i in range(3))
