@@ -387,3 +387,14 @@ def test_embeddings_read_back_by_a_head_and_the_others():
     untied = wi.plan(TinyLM(tied=False), "he", example_input=ids)
     assert [untied[n].args["std"] for n in ("tokens.weight", "positions.weight")] == [1.0, 1.0]
     assert wi.plan(TinyLM(), "torch")["tokens.weight"].args == {"std": 1.0}  # as torch draws
+
+
+def test_a_batch_the_model_cannot_take_is_a_clear_error_and_changes_nothing():
+    """CLIP needs pixel_values too: the model raises AttributeError on None inside."""
+    model = build("clip")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"lsuv: the model failed on `data` \(AttributeError"):
+        initialize(model, "lsuv", {"input_ids": IDS})
+    with pytest.raises(ValueError, match=r"failed on `example_input`.*vision_model.embeddings"):
+        initialize(model, "auto", {"input_ids": IDS})
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

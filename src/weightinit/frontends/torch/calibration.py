@@ -289,8 +289,15 @@ def _forward(work: nn.Module, args: tuple, kwargs: dict, norms: dict[str, nn.Mod
         norm.reset_running_stats()
     try:
         work(*args, **kwargs)
-    except (RuntimeError, TypeError, IndexError) as err:
-        raise ValueError(f"lsuv: the model failed on `data`: {err}") from err
+    except ValueError:
+        raise  # weightinit's own findings, or the model's own words on its input
+    except Exception as err:  # whatever else the model raises (HF CLIP without pixel_values:
+        # AttributeError on None)
+        raise ValueError(
+            f"lsuv: the model failed on `data` ({type(err).__name__}: {err}); pass data= a "
+            "batch the model accepts: a tensor, a tuple of positional arguments or a dict of "
+            "keyword arguments"
+        ) from err
 
 
 def _reestimated(work: nn.Module, rows: dict[str, Row]) -> dict[str, nn.Module]:
