@@ -327,3 +327,59 @@ def test_names_with_the_wrong_shape_or_on_known_modules_stay_unknown():
         p = wi.init(model, "he", seed=0)
     for name in ("odd.pos_embed", "odd.logit_scale", "odd.gamma", "lin.gamma"):
         assert p[name].role == "unknown", name
+
+
+class WindowAttentionV2(nn.Module):
+    """timm swin_transformer_v2 WindowAttention (and BEiT/EVA's Attention for q_bias, v_bias):
+    ``logit_scale = nn.Parameter(torch.log(10 * torch.ones((num_heads, 1, 1))))``;
+    ``q_bias = nn.Parameter(torch.zeros(dim))``, ``v_bias`` likewise, ``k_bias`` a zero
+    buffer; the three passed to ``F.linear`` with ``qkv.weight``."""
+
+    def __init__(self, d: int = D, heads: int = 8) -> None:
+        super().__init__()
+        self.num_heads = heads
+        self.logit_scale = nn.Parameter(torch.full((heads, 1, 1), 5.0))
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, heads, bias=False))
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.q_bias = nn.Parameter(torch.full((d,), 5.0))
+        self.register_buffer("k_bias", torch.zeros(d), persistent=False)
+        self.v_bias = nn.Parameter(torch.full((d,), 5.0))
+        self.proj = nn.Linear(d, d)
+        coords = torch.randn(4, 4, 2, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("relative_coords_table", coords, persistent=False)  # 4 tokens
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        qkv = torch.nn.functional.linear(x, self.qkv.weight, bias)
+        q, k, v = qkv.reshape(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(
+            k, dim=-1
+        ).transpose(-2, -1)
+        attn = attn * torch.clamp(self.logit_scale, max=math.log(100)).exp()
+        pos = self.cpb_mlp(self.relative_coords_table).permute(2, 0, 1)
+        attn = (attn + 16 * torch.sigmoid(pos)).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+@pytest.mark.parametrize("scheme", ["he", "torch", "vit", "vit_jax", "auto"])
+def test_swin_v2_logit_scale_per_head_and_beit_q_v_biases(scheme):
+    model, x = WindowAttentionV2(), torch.randn(2, 4, D)
+    p = wi.init(model, scheme, seed=0, strict=True, example_input=x)
+    assert p["logit_scale"].role == "logit_scale"
+    # Swin V2: torch.log(10 * torch.ones((num_heads, 1, 1))), as float32 computes it
+    expected = torch.log(10 * torch.ones((8, 1, 1)))
+    assert torch.allclose(model.logit_scale.detach(), expected, rtol=0, atol=1e-6)
+    assert p["q_bias"].role == p["v_bias"].role == "bias"
+    assert torch.equal(model.q_bias.detach(), torch.zeros(D))
+    assert torch.equal(model.v_bias.detach(), torch.zeros(D))
+    assert torch.isfinite(model(x)).all()
+
+
+def test_a_logit_scale_or_q_bias_of_another_shape_stays_unknown():
+    odd = nn.Module()
+    odd.logit_scale = nn.Parameter(torch.zeros(8, 2, 1))  # not one per head
+    odd.q_bias = nn.Parameter(torch.zeros(4, 4))  # not a vector
+    with pytest.warns(UserWarning, match=r"2 parameter\(s\)"):
+        p = wi.plan(Bundle({"odd": odd}), "he")
+    assert p["odd.logit_scale"].role == p["odd.q_bias"].role == "unknown"

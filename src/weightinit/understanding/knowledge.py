@@ -660,6 +660,23 @@ def _layer_scale(owner: nn.Module, leaf: str, param: torch.Tensor):
     return "constant", {"val": value}, why
 
 
+def _logit_scale(owner: nn.Module, leaf: str, param: torch.Tensor):
+    # CLIP: logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07)); HF CLIPModel:
+    # logit_scale_init_value 2.6592 (= log(1 / 0.07))
+    if param.numel() == 1:
+        return "constant", {"val": LOGIT_SCALE_INIT}, "CLIP logit_scale: log(1/0.07)"
+    # Swin V2 scaled cosine attention, one per head (microsoft Swin-Transformer, timm, HF
+    # Swinv2, torchvision, open_clip): nn.Parameter(torch.log(10 * torch.ones((num_heads, 1,
+    # 1))))
+    if param.ndim == 3 and param.shape[1:] == (1, 1):
+        return "constant", {"val": math.log(10)}, "Swin V2 logit_scale per head: log(10)"
+    return None
+
+
+def _vector(param: torch.Tensor) -> bool:
+    return param.ndim == 1
+
+
 _TOKEN = Roles.TOKEN
 _CONVENTIONAL: dict[str, tuple[str, Callable]] = {
     **dict.fromkeys(
@@ -708,16 +725,12 @@ _CONVENTIONAL: dict[str, tuple[str, Callable]] = {
             lambda p: p.ndim == 2,
         ),
     ),
-    # CLIP: logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07)); HF CLIPModel:
-    # logit_scale_init_value 2.6592 (= log(1 / 0.07))
-    "logit_scale": (
-        Roles.LOGIT_SCALE,
-        _fixed(
-            "constant",
-            {"val": LOGIT_SCALE_INIT},
-            "CLIP logit_scale: log(1/0.07)",
-            lambda p: p.numel() == 1,
-        ),
+    "logit_scale": (Roles.LOGIT_SCALE, _logit_scale),
+    # timm BEiT / EVA / Swin V2 attention: q_bias = nn.Parameter(torch.zeros(all_head_dim)),
+    # v_bias likewise (k_bias a zero buffer), passed to F.linear with qkv.weight
+    **dict.fromkeys(
+        ("q_bias", "v_bias"),
+        (Roles.BIAS, _fixed("zeros", {}, "timm BEiT/EVA/Swin V2 q_bias, v_bias: 0", _vector)),
     ),
 }
 # layer scale: timm CaiT/ViT LayerScale.gamma (ls1.gamma), timm ConvNeXt Block.gamma,
