@@ -128,6 +128,8 @@ def figure(results: dict[str, list[dict]], path: str, lr: float) -> None:
                 ax.plot([len(finite) - 1], [top], marker="x", ms=8, color=f"C{k}", clip_on=False)
     ax.set_yscale("log")
     ax.set_ylim(0.1, top)
+    ax.set_yticks([0.1, 0.2, 0.5, 1, 2, 4], ["0.1", "0.2", "0.5", "1", "2", "4"])
+    ax.minorticks_off()
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss on all 4000 (one line per seed)")
     ax.set_title(f"MNIST-1D, {DEPTH}-block residual MLP (width {WIDTH}), SGD lr {lr}")

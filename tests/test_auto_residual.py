@@ -100,6 +100,17 @@ def test_stable_plan_draws_the_same_values_again():
         assert all(torch.equal(first[k], v) for k, v in net.state_dict().items())
 
 
+def test_stable_leaves_a_parametrized_output_layer_out_of_the_sweep():
+    net, x = zoo.residual_mlp(3, width=16, in_features=8, batch=64)
+    for block in net[1:-1]:
+        torch.nn.utils.parametrizations.weight_norm(block.fc2)
+    plan = wi.plan(net, "auto", example_input=x, seed=0, residual="stable")
+    held = [r for r in plan.rows if ".fc2.parametrizations." in r.name]
+    assert len(held) == 6 and plan.rows[-6:] == held  # g and v of each, drawn last
+    assert all(r.scale is None for r in held)
+    assert "Var(stream) 1.33 / L 3" in plan["2.fc2.parametrizations.weight.original1"].reason
+
+
 def test_stable_on_the_meta_device_calibrates_to_the_same_values():
     """Planned without memory, the analytic plan keeps which layers to leave out of the sweep
     in its notes; calibrated once the model is materialized, it writes what a plan of the

@@ -509,9 +509,13 @@ def _held_out(plan: Plan) -> dict[str, Row]:
     if not residual or residual.get("rule") != "stable":
         return {}
     outputs = set(residual["outputs"])
+
+    def layer(name: str) -> str:  # the module holding the weight (behind a parametrization too)
+        owner, parametrized, _ = name.partition(".parametrizations.")
+        return owner if parametrized else name.rpartition(".")[0]
+
     return {r.name: r for r in plan.rows
-            if r.name.rpartition(".")[0] in outputs and r.role == Roles.WEIGHT
-            and r.init != SKIP}  # fmt: skip
+            if layer(r.name) in outputs and r.role == Roles.WEIGHT and r.init != SKIP}
 
 
 register_scheme(
