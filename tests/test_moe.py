@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import var_tolerance
+from scipy import integrate, stats
 from torch import nn
 
 import weightinit as wi
@@ -258,10 +259,13 @@ def test_he_per_expert_and_per_half():
     block = model.layers[1].mlp.experts
     row = plan["layers.1.mlp.experts.gate_up_proj"]
     assert (row.fan_in, row.fan_out) == (H, I)
-    # the trace sees the experts module followed by the residual add: gain 1, Var = 1 / fan_in
-    assert "gain 1" in row.reason and row.args["mode"] == "fan_in"
-    for _, _, half in _halves(block.gate_up_proj.detach()):
-        _close(half, math.sqrt(1.0 / H))  # fan_in = H per expert and half, not 2 I H
+    # inside the experts silu(gate) * up, as a Llama MLP's gate_proj and up_proj: the gate
+    # halves take SiLU's gain, gain^2 = 1 / E[silu(z)^2], z ~ N(0, 1) (quadrature here), the
+    # up halves gain 1; fan_in = H per expert and half, not 2 I H
+    second = integrate.quad(lambda z: (z / (1 + math.exp(-z))) ** 2 * stats.norm.pdf(z), -40, 40)
+    assert row.init == "packed_variance_scaling" and row.args["mode"] == "fan_in"
+    for _, half, values in _halves(block.gate_up_proj.detach()):
+        _close(values, math.sqrt((1.0 / second[0] if half == "gate" else 1.0) / H))
     down = plan["layers.1.mlp.experts.down_proj"]
     assert (down.fan_in, down.fan_out) == (I, H)
     for e in range(E):

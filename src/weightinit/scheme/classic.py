@@ -45,6 +45,37 @@ def _gain(p: Param) -> tuple[float, str]:
     return g2, f"{p.follower.describe()}: gain {math.sqrt(g2):.4g}"
 
 
+def _gated_experts(p: Param, o: Options, weight: WeightRule) -> Choice:
+    """The gate projections of a mixture of experts (``act(x W_gate) * (x W_up)`` inside the
+    experts module, which the graph sees as one call): the gate takes the gain of the
+    activation, the up projection gain 1, as a Llama MLP's separate gate_proj and up_proj do.
+    For a packed ``gate_up_proj`` the two halves of every expert get their own variance
+    (packed variance scaling, one scale per expert and half); a rule with one gain per tensor
+    (orthogonal) keeps gain 1 on both and says so."""
+    act = p.info.nonlinearity
+    g2 = gain_squared(act)
+    name = getattr(act, "name", act)
+    why = f"expert gate projection, {name} inside the experts: gain {math.sqrt(g2):.4g}"
+    gate = weight(p, o, g2, why)
+    if p.info.layout.groups != 2:
+        return gate
+    up = weight(p, o, 1.0, "expert up projection (multiplies the gate): gain 1")
+    if gate.args == up.args:
+        return gate
+    packed = gate.init == up.init == "variance_scaling" and all(
+        gate.args[k] == up.args[k] for k in ("mode", "distribution")
+    )
+    if not packed:
+        return up._replace(reason=f"{up.reason}; {gate.init} has one gain per tensor")
+    scales = [gate.args["scale"], up.args["scale"]] * p.info.layout.blocks
+    args = {"scales": scales, "mode": gate.args["mode"], "distribution": gate.args["distribution"]}
+    why = (
+        f"gate halves: {gate.reason}; up halves: gain 1 (they multiply the gate); "
+        "per expert and half"
+    )
+    return Choice("packed_variance_scaling", args, why)
+
+
 def _follows_relu(p: Param) -> bool:
     act = p.follower.activation if p.follower is not None else None
     return act is not None and act.name in RELU_FAMILY
@@ -56,6 +87,8 @@ def classic(weight: WeightRule, *, embedding: Choice | None = None) -> Callable:
     def choose(p: Param, o: Options) -> Choice:
         role = p.info.role
         if role == Roles.WEIGHT:
+            if p.kind == Kinds.EXPERTS and p.info.nonlinearity is not None:
+                return _gated_experts(p, o, weight)
             g2, why = _gain(p)
             return weight(p, o, g2, why)
         if role == Roles.PROJECTION:

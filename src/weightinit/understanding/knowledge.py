@@ -19,6 +19,7 @@ from torch.nn.utils.parametrizations import _SpectralNorm
 from torch.nn.utils.spectral_norm import SpectralNorm as _LegacySpectralNorm
 
 from weightinit._checks import is_number
+from weightinit.initializers.activations import Activation, activation
 from weightinit.initializers.layout import Layout, fans, resolve_owner_layouts
 
 __all__ = [
@@ -80,7 +81,8 @@ class ParamInfo(NamedTuple):
     ``torch_default`` is (initializer name, arguments, reason) reproducing ``reset_parameters``;
     ``gates`` names the stacked gates of RNN parameters in torch's order (LSTM "ifgo", GRU
     "rzn"); ``padding_idx`` is an Embedding row that stays zero. ``kind`` is the owner's
-    :class:`Kinds`; ``nonlinearity`` the activation inside a recurrent layer ("tanh", "relu").
+    :class:`Kinds`; ``nonlinearity`` the activation inside a recurrent layer ("tanh", "relu"),
+    or inside a mixture of experts after its gate projections (an :class:`Activation`).
     ``norm_of`` marks weight_norm's g, which holds the norm of each output's weights: the
     (shape, dtype) of that weight, for which the scheme chooses. ``direction_dim`` marks
     weight_norm's v, normalized per slice along that dimension: 0 for one norm per output,
@@ -97,7 +99,7 @@ class ParamInfo(NamedTuple):
     gates: str = ""
     padding_idx: int | None = None
     kind: str = ""
-    nonlinearity: str | None = None
+    nonlinearity: str | Activation | None = None
     norm_of: tuple[tuple[int, ...], torch.dtype] | None = None
     direction_dim: int | None = None
     head: tuple[str, str] | None = None
@@ -493,6 +495,7 @@ def _hf_conv1d(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | 
 
 _EXPERT_IN = {"gate_up_proj": 2, "gate_proj": 1, "up_proj": 1, "w1": 1, "w3": 1}  # halves
 _EXPERT_OUT = ("down_proj", "w2")
+_EXPERT_GATES = ("gate_up_proj", "gate_proj", "w1")  # what the experts' activation reads
 
 
 def _expert_orientation(owner: nn.Module) -> str | None:
@@ -545,7 +548,22 @@ def _experts(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | No
     )
     std, what = _hf_std(owner)
     default = ("normal", {"std": std}, f"HF _init_weights of experts: N(0, {what}^2)")
-    return ParamInfo(Roles.WEIGHT, layout, default, kind=Kinds.EXPERTS)
+    gated = leaf in _EXPERT_GATES  # the activation inside the experts follows these
+    act = _expert_activation(owner) if gated else None
+    return ParamInfo(Roles.WEIGHT, layout, default, kind=Kinds.EXPERTS, nonlinearity=act)
+
+
+def _expert_activation(owner: nn.Module) -> Activation:
+    """The activation an experts module applies to its gate projections: its ``act_fn``
+    (Hugging Face's, from ``config.hidden_act``), else SiLU (SwiGLU: torchtitan's
+    ``GroupedExperts`` calls ``F.silu``, as every experts module weightinit knows)."""
+    act_fn = getattr(owner, "act_fn", None)
+    if act_fn is not None:
+        try:
+            return activation(act_fn)
+        except (TypeError, ValueError):
+            pass
+    return activation("silu")
 
 
 def _router(owner: nn.Module, leaf: str, param: torch.Tensor) -> ParamInfo | None:
