@@ -31,7 +31,7 @@ IDS = torch.randint(3, V, (2, 8), generator=GEN)
 PIXELS = torch.randn(2, 3, 32, 32, generator=GEN)
 WAVE = torch.randn(2, 400, generator=GEN)
 MELS = torch.randn(2, 8, 32, generator=GEN)  # Whisper: 2 x max_source_positions frames
-ATTENTION = dict(num_attention_heads=4, num_key_value_heads=2)
+ATTENTION = {"num_attention_heads": 4, "num_key_value_heads": 2}
 
 
 def _decoder(cls, config_cls, **extra) -> Callable[[], nn.Module]:
@@ -53,27 +53,40 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     "bert": (
         lambda: hf.BertForMaskedLM(
             hf.BertConfig(
-                hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=48, vocab_size=V, max_position_embeddings=32,
-            )  # fmt: skip
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=48,
+                vocab_size=V,
+                max_position_embeddings=32,
+            )
         ),
         {"input_ids": IDS},
     ),
     "distilbert": (
         lambda: hf.DistilBertForMaskedLM(
             hf.DistilBertConfig(
-                dim=32, n_layers=2, n_heads=2, hidden_dim=48, vocab_size=V,
+                dim=32,
+                n_layers=2,
+                n_heads=2,
+                hidden_dim=48,
+                vocab_size=V,
                 max_position_embeddings=32,
-            )  # fmt: skip
+            )
         ),
         {"input_ids": IDS},
     ),
     "t5": (
         lambda: hf.T5ForConditionalGeneration(
             hf.T5Config(
-                d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4, vocab_size=V,
+                d_model=32,
+                d_kv=8,
+                d_ff=48,
+                num_layers=2,
+                num_heads=4,
+                vocab_size=V,
                 decoder_start_token_id=0,
-            )  # fmt: skip
+            )
         ),
         {"input_ids": IDS, "decoder_input_ids": IDS},
     ),
@@ -90,39 +103,63 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     "clip": (
         lambda: hf.CLIPModel(
             hf.CLIPConfig(
-                text_config=dict(
-                    hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                    num_attention_heads=2, vocab_size=V, max_position_embeddings=16,
-                ),
-                vision_config=dict(
-                    hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                    num_attention_heads=2, image_size=32, patch_size=8,
-                ),
+                text_config={
+                    "hidden_size": 32,
+                    "intermediate_size": 48,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "vocab_size": V,
+                    "max_position_embeddings": 16,
+                },
+                vision_config={
+                    "hidden_size": 32,
+                    "intermediate_size": 48,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "image_size": 32,
+                    "patch_size": 8,
+                },
                 projection_dim=16,
-            )  # fmt: skip
+            )
         ),
         {"input_ids": IDS, "pixel_values": PIXELS},
     ),
     "wav2vec2": (
         lambda: hf.Wav2Vec2ForCTC(
             hf.Wav2Vec2Config(
-                hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=48, conv_dim=(16, 16), conv_stride=(5, 2),
-                conv_kernel=(10, 3), num_conv_pos_embeddings=16,
-                num_conv_pos_embedding_groups=2, vocab_size=20,
-            )  # fmt: skip
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=48,
+                conv_dim=(16, 16),
+                conv_stride=(5, 2),
+                conv_kernel=(10, 3),
+                num_conv_pos_embeddings=16,
+                num_conv_pos_embedding_groups=2,
+                vocab_size=20,
+            )
         ),
         {"input_values": WAVE},
     ),
     "whisper": (
         lambda: hf.WhisperForConditionalGeneration(
             hf.WhisperConfig(
-                d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-                decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=48,
-                vocab_size=V, num_mel_bins=8, max_source_positions=16,
-                max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                d_model=32,
+                encoder_layers=2,
+                decoder_layers=2,
+                encoder_attention_heads=2,
+                decoder_attention_heads=2,
+                encoder_ffn_dim=48,
+                decoder_ffn_dim=48,
+                vocab_size=V,
+                num_mel_bins=8,
+                max_source_positions=16,
+                max_target_positions=16,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
                 decoder_start_token_id=1,
-            )  # fmt: skip
+            )
         ),
         {"input_features": MELS, "decoder_input_ids": IDS},
     ),
@@ -288,7 +325,10 @@ class PositionalConv(nn.Module):
 def test_weight_norm_directions_are_never_zero(scheme, dim):
     """A zero v divides 0 by 0: a zeroed layer is g = 0 with v orthogonal; delta-orthogonal
     (all taps but the centre 0) under a per-tap norm (dim=2) becomes orthogonal, same gain."""
-    model, x = PositionalConv(dim), torch.randn(4, 8, 16, generator=torch.Generator().manual_seed(1))
+    model, x = (
+        PositionalConv(dim),
+        torch.randn(4, 8, 16, generator=torch.Generator().manual_seed(1)),
+    )
     plan = initialize(model, scheme, x)
     weight = model.conv.weight.detach()
     assert torch.isfinite(weight).all() and torch.isfinite(model(x)).all()

@@ -259,7 +259,10 @@ def _normalized(graph: Graph, behind: list[int], index: int) -> bool:
         if node.name == "normalize":
             return True
         sources = [j for j in node.sources if j is not None][:2] if node.sources else node.inputs
-        if node.name in _DIVIDES and len(sources) == 2:
-            if all(behind[j] >> index & 1 for j in sources):
-                return True
+        if (
+            node.name in _DIVIDES
+            and len(sources) == 2
+            and all(behind[j] >> index & 1 for j in sources)
+        ):
+            return True
     return False

@@ -351,7 +351,9 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
         elif tied_head(module, prefix) is not None:
             bias = prefix + "bias" if planned(prefix + "bias") else None
             found[module] = [_Unit(mname, [tied_head(module, prefix)], bias)]
-        elif module in inside or isinstance(module, nn.Embedding) and prefix + "weight" in read_back:
+        elif (
+            module in inside or isinstance(module, nn.Embedding) and prefix + "weight" in read_back
+        ):
             continue
         elif isinstance(module, _LINEAR) and planned(prefix + "weight"):
             bias = prefix + "bias" if planned(prefix + "bias") else None
