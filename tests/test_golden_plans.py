@@ -3,6 +3,13 @@ before the package was restructured (issue 11). A plan that changes, or values t
 the same seed, fail here; regenerate only for an intended change:
 
     python tests/test_golden_plans.py --write
+
+The comparison is exact for everything but floating-point numbers, which agree to a relative
+1e-6 (``RTOL``): the last bits of a float32 forward pass (auto's and LSUV's measurements), of a
+QR decomposition (orthogonal) and of numpy's vectorized ``exp`` (the quadrature behind every
+gain) depend on the CPU's instruction set (AVX2 or AVX-512), while any change of a rule moves a
+scale or a value by far more. The applied values are recorded per tensor as (sum, sum of
+squares, first and last entries) in float64.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -37,12 +45,50 @@ PREPARE = {"fixup": add_fixup_scalars, "skipinit": add_residual_gains, "rezero":
 SCHEMES = sorted(wi.schemes())
 
 
+RTOL = 1e-6
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _values(model: torch.nn.Module) -> dict[str, list[float]]:
+    """Per state-dict tensor: sum, sum of squares, first and last entries (float64)."""
+    out = {}
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().double().flatten()
+        out[name] = [t.sum().item(), t.square().sum().item(), t[0].item(), t[-1].item()]
+    return out
+
+
 def _digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
     return h.hexdigest()
+
+
+def same(now, recorded, where: str = "") -> None:
+    """``now`` is ``recorded``: dicts with the same keys in the same order, lists of the same
+    length, floats within ``RTOL`` (and 1e-9 absolute, for the zeros), everything else equal."""
+    if isinstance(recorded, dict):
+        assert isinstance(now, dict) and sorted(now) == sorted(recorded), (where, now, recorded)
+        for key in recorded:
+            same(now[key], recorded[key], f"{where}/{key}")
+    elif isinstance(recorded, list):
+        assert isinstance(now, list) and len(now) == len(recorded), (where, now, recorded)
+        for k, (a, b) in enumerate(zip(now, recorded)):
+            same(a, b, f"{where}[{k}]")
+    elif isinstance(recorded, float) and not isinstance(now, bool):
+        assert isinstance(now, (int, float)), (where, now, recorded)
+        assert now == pytest.approx(recorded, rel=RTOL, abs=1e-9), where
+    elif isinstance(recorded, str) and isinstance(now, str):
+        # reasons quote measured numbers with 3 or 4 digits: the words exactly, the numbers
+        # to their last printed digit (a mean of 1e-17 is 0)
+        words, numbers = _NUMBER.split(now), _NUMBER.findall(now)
+        assert words == _NUMBER.split(recorded), (where, now, recorded)
+        for a, b in zip(numbers, _NUMBER.findall(recorded)):
+            assert float(a) == pytest.approx(float(b), rel=2e-3, abs=1e-9), (where, now, recorded)
+    else:
+        assert now == recorded, where
 
 
 def outcome(model_name: str, scheme: str) -> dict:
@@ -66,19 +112,15 @@ def _outcome(model_name: str, scheme: str) -> dict:
             return {"error": type(err).__name__, "at": "prepare"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        before = _digest(model)
         try:
             plan = wi.plan(model, scheme, example_input=x, data=x, seed=0)
         except (ValueError, TypeError) as err:
             return {"error": type(err).__name__}
-        before = _digest(model)
+        if _digest(model) != before:
+            return {"error": "planning wrote to the model"}
         plan.apply(model)
-    text = hashlib.sha256(plan.to_json().encode()).hexdigest()  # key order included
-    return {
-        "plan": json.loads(plan.to_json()),
-        "text": text,
-        "values": _digest(model),
-        "before": before,
-    }
+    return {"plan": json.loads(plan.to_json()), "values": _values(model)}
 
 
 def _recorded() -> dict:
@@ -90,13 +132,11 @@ def _recorded() -> dict:
 def test_plan_and_values_are_as_recorded(scheme, model_name):
     recorded = _recorded()[f"{model_name}/{scheme}"]
     now = outcome(model_name, scheme)
-    if "error" in recorded:
+    if "error" in recorded or "error" in now:
         assert now == recorded
         return
-    assert now["plan"] == recorded["plan"]
-    assert now["text"] == recorded["text"]  # the same JSON, byte for byte
-    assert now["values"] == recorded["values"]
-    assert now["before"] == recorded["before"]  # planning wrote nothing
+    same(now["plan"], recorded["plan"], "plan")
+    same(now["values"], recorded["values"], "values")
 
 
 def test_every_scheme_is_recorded():
