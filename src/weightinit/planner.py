@@ -241,8 +241,10 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     plan's own options (its scheme's settings, the seed) are used. Returns the calibrated plan;
     a plan whose scheme does not calibrate is returned as it is, one calibrated already is an
     error (its gains were measured on what it draws). Calibration runs the model, so
-    its buffers must hold their values: ``to_empty`` leaves them uninitialized too (running
-    statistics, a Transformer's rotary frequencies), so restore them first.
+    its buffers must hold their values: ``to_empty`` leaves them uninitialized too (a
+    Transformer's rotary frequencies), so restore them first; the running statistics of the
+    norm layers the plan writes are the exception: calibration re-estimates them on ``data``
+    and the plan records them (``plan.buffers``), see docs/automatic.md.
 
     Example:
         >>> import torch, weightinit as wi
