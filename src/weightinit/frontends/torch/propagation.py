@@ -42,7 +42,13 @@ from weightinit.scheme.auto import (
 )
 from weightinit.scheme.protocol import Choice, Options
 from weightinit.understanding.graph import Graph, Node, _classify, leaves, live, map_tensors
-from weightinit.understanding.knowledge import describe, read_back_embeddings, stored, stored_name
+from weightinit.understanding.knowledge import (
+    Kinds,
+    describe,
+    read_back_embeddings,
+    stored,
+    stored_name,
+)
 
 __all__ = ["STABILIZING_SAMPLES", "batch_first", "gaussian_like", "input_statistics", "propagate"]
 
@@ -141,6 +147,7 @@ class _Propagation:
     ):
         self.model, self.graph, self.auto, self.options = model, graph, auto, options
         self.read_back = read_back_embeddings(model)
+        self.param_names = {id(p): n for n, p in model.named_parameters()}
         self.fixed = fixed
         self.names = {m: n for n, m in model.named_modules()}
         self.signals: list[Signal | None] = []
@@ -187,7 +194,9 @@ class _Propagation:
             return self._input_stats(tensor)
         if src is None:  # made outside the trace; on the meta device it has no values
             tensor = leaves([*node.args, *node.kwargs.values()], torch.Tensor)[k]
-            return _tensor_stats(tensor) if tensor.is_floating_point() else None
+            if not tensor.is_floating_point():
+                return None
+            return self._planned_raw(tensor) or _tensor_stats(tensor)
         return self.signals[src]
 
     def _map(self, node: Node) -> Signal | None:
@@ -466,9 +475,7 @@ class _Propagation:
                 "zero-initialized layer before it?), so no weight variance can reach the "
                 "target; give it a rule, or skip it"
             )
-        why = (
-            f"{self._why(x)}{residual}: Var(W) = {target:g} / (fan {fan:.4g} x E[x^2] {q:.3g})"
-        )
+        why = f"{self._why(x)}{residual}: Var(W) = {target:g} / (fan {fan:.4g} x E[x^2] {q:.3g})"
         w2 = self._weight(m, "weight", target / (fan * q), why)
         b_mean, b_second = self._bias(m)
         # W (mean + deviation): W mean is the same at every position, so the mean's part of
@@ -656,12 +663,49 @@ class _Propagation:
         def replace(value: torch.Tensor) -> torch.Tensor:
             k = next(index)
             s = self._input(node, k) if node.sources[k] is not None else None
+            if s is None and value.is_floating_point():
+                s = self._planned_raw(value)
             if s is None or not value.is_floating_point():
                 return torch.zeros(value.shape, dtype=value.dtype) if value.is_meta else value
             noise = torch.randn(value.shape, generator=self.generator, dtype=torch.float64)
             return _keep_masked(value, (s.mean + s.std * noise).to(value.dtype))
 
         return map_tensors(tuple(node.args), replace), map_tensors(dict(node.kwargs), replace)
+
+    def _planned_raw(self, value: torch.Tensor) -> Signal | None:
+        """The statistics of a raw parameter used functionally (``x + pos_embed``,
+        ``x * gamma``) as the plan will draw it: its reference initialization (the knowledge
+        table's), not the values it holds now (a trained table, NaN, or none on the meta
+        device); None for any other tensor, and for a raw parameter the plan leaves alone
+        (skipped, frozen, by a rule)."""
+        name = self.param_names.get(id(value))
+        if name is None or self.fixed(name) is not None:
+            return None
+        info = describe(self.model, name)
+        if info is None or info.kind != Kinds.RAW:
+            return None
+        init, args, _ = info.torch_default
+        draw = capture(get(init), tuple(value.shape), value.dtype, args, info.layout)
+        if draw is None:
+            return None
+        mean = (draw.low + draw.high) / 2 if draw.kind == "uniform" else draw.mean
+        return Signal(mean, draw.std**2)
+
+    def _with_planned_raw(self, module: nn.Module) -> nn.Module:
+        """``module``, or a copy of it whose raw parameters (timm's ``LayerScale.gamma``) hold
+        draws of their planned statistics, as :meth:`_planned_raw` gives them."""
+        planned = {n: self._planned_raw(p) for n, p in module.named_parameters()}
+        planned = {n: s for n, s in planned.items() if s is not None}
+        if not planned:
+            return module
+        copied = copy.deepcopy(module)
+        with torch.no_grad():
+            for name, param in copied.named_parameters():
+                if name in planned:
+                    s = planned[name]
+                    noise = torch.randn(param.shape, generator=self.generator, dtype=torch.float64)
+                    param.copy_(s.mean + s.std * noise)
+        return copied
 
     def _stand_in(self, module: nn.Module) -> nn.Module:
         """A CPU copy of a module on the meta device, to measure it: each parameter mean +-
@@ -687,6 +731,8 @@ class _Propagation:
         if isinstance(target, nn.Module):
             if any(t.is_meta for t in [*target.parameters(), *target.buffers()]):
                 target = self._stand_in(target)
+            else:
+                target = self._with_planned_raw(target)
             buffers = {b: b.clone() for b in target.buffers()}
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
