@@ -248,7 +248,8 @@ def _write_bad_data(folder):
     (folder / "folder.pt").mkdir()
     (folder / "garbage.pt").write_bytes(b"not a tensor at all")
     (folder / "empty.pt").write_bytes(b"")
-    torch.save({"x": torch.randn(2, 4)}, folder / "dict.pt")
+    torch.save({"x": "text"}, folder / "dict.pt")
+    torch.save([torch.randn(2, 4)], folder / "list.pt")
     torch.save(torch.randn(8, 5), folder / "wide.pt")
     (folder / "code.pt").write_bytes(pickle.dumps(_Payload(folder / "ran")))
     np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object))
@@ -260,7 +261,8 @@ def _write_bad_data(folder):
         "garbage.pt": "is not a tensor saved with torch.save",
         "empty.pt": "is not a tensor saved with torch.save",
         "code.pt": "is not a tensor saved with torch.save",
-        "dict.pt": "holds a dict, not a tensor",
+        "dict.pt": "holds a dict with 'x': a str",
+        "list.pt": "holds a list, not a tensor or a dict of tensors",
         "objects.npy": "is not a .npy array",
         "garbage.npy": "is not a .npy array",
         "text.npy": "not numbers",
@@ -384,3 +386,19 @@ def test_diagnose_without_matplotlib_says_how_to_install_it_before_any_work(
     )
     assert_usage_error(code, err, "matplotlib", 'pip install "weightinit[demo]"')
     assert stdout == "" and not (zoo.parent / "built").exists()
+
+
+def test_data_as_a_dict_is_the_models_keyword_arguments(zoo, capsys):
+    """--data may hold a dict of tensors, passed as model(**batch) (Hugging Face models take
+    input_ids= so): nn.Sequential's forward(input) gives the plan of the bare tensor."""
+    batch = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    torch.save(batch, zoo.parent / "tensor.pt")
+    torch.save({"input": batch}, zoo.parent / "kwargs.pt")
+    plans = []
+    for name in ("tensor.pt", "kwargs.pt"):
+        argv = ["plan", f"{zoo}:mlp", "--scheme", "lsuv", "--data", zoo.parent / name, "--json"]
+        code, out, err = run(argv, capsys)
+        assert code == 0, err
+        plans.append(json.loads(out))
+    assert plans[0] == plans[1]
+    assert all("LSUV gain" in row["reason"] for row in plans[0]["rows"] if row["role"] == "weight")

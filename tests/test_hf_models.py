@@ -438,3 +438,20 @@ def test_a_batch_the_model_cannot_take_is_a_clear_error_and_changes_nothing():
     with pytest.raises(ValueError, match=r"failed on `example_input`.*vision_model.embeddings"):
         initialize(model, "auto", {"input_ids": IDS})
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_lsuv_calibrates_hugging_face_conv1d_layers():
+    """GPT-2's projections are HF Conv1D (weight stored (in, out)): LSUV calibrates each, so
+    every projection's output starts at unit std on the calibration batch (tol 0.05)."""
+    model = build("gpt2")
+    ids = torch.randint(3, V, (8, 16), generator=torch.Generator().manual_seed(4))
+    plan = initialize(model, "lsuv", {"input_ids": ids})
+    outputs = {}
+    for name, module in model.named_modules():
+        if type(module).__name__ == "Conv1D":
+            module.register_forward_hook(lambda m, i, o, n=name: outputs.__setitem__(n, o.std()))
+    with torch.no_grad():
+        model(input_ids=ids)
+    assert len(outputs) == 8
+    assert all(abs(std.item() - 1) < 0.05 for std in outputs.values()), outputs
+    assert all("LSUV gain" in plan[f"{n}.weight"].reason for n in outputs)

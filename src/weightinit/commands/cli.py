@@ -24,6 +24,7 @@ from weightinit.initializers.catalog import catalog
 from weightinit.planner import plan
 from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT
 from weightinit.scheme.registry import get_scheme, schemes
+from weightinit.understanding.graph import map_tensors
 
 __all__ = ["UsageError", "load_factory", "main"]
 
@@ -209,9 +210,10 @@ def _random_input(shape: tuple[int, ...], high: int | None) -> torch.Tensor:
     return torch.randn(shape, generator=gen)
 
 
-def _load_data(path: str) -> torch.Tensor:
+def _load_data(path: str) -> torch.Tensor | dict[str, torch.Tensor]:
     """``--data``: a tensor saved with ``torch.save`` (read with ``weights_only=True``, so
-    nothing in the file runs), or a ``.npy`` array."""
+    nothing in the file runs), a dict of tensors (the model's keyword arguments, as Hugging
+    Face models take them), or a ``.npy`` array."""
     npy = path.endswith(".npy")
     try:
         if npy:
@@ -237,10 +239,20 @@ def _load_data(path: str) -> torch.Tensor:
                 f"--data: {path!r} holds an array of {loaded.dtype}, not numbers: save a "
                 "numeric array"
             ) from None
+    if isinstance(loaded, dict):  # keyword arguments: {"input_ids": ids, ...}
+        bad = next(((k, v) for k, v in loaded.items()
+                    if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)  # fmt: skip
+        if not loaded or bad is not None:
+            what = "nothing" if not loaded else f"{bad[0]!r}: a {type(bad[1]).__name__}"
+            raise UsageError(
+                f"--data: {path!r} holds a dict with {what}; a dict is the model's keyword "
+                "arguments, each a tensor: torch.save({'input_ids': ids}, path)"
+            )
+        return loaded
     if not isinstance(loaded, torch.Tensor):
         raise UsageError(
-            f"--data: {path!r} holds a {type(loaded).__name__}, not a tensor: save one batch "
-            "with torch.save(batch, path)"
+            f"--data: {path!r} holds a {type(loaded).__name__}, not a tensor or a dict of "
+            "tensors: save one batch with torch.save(batch, path)"
         )
     return loaded
 
@@ -262,7 +274,9 @@ def _library_errors(command: str, inputs: str) -> Iterator[None]:
         ) from err
 
 
-def _described_inputs(args: argparse.Namespace, data: torch.Tensor | None = None) -> str:
+def _described_inputs(
+    args: argparse.Namespace, data: torch.Tensor | dict[str, torch.Tensor] | None = None
+) -> str:
     """The inputs the command line gave, for errors: ``--input-shape 2,5 --input-int 50``."""
     given = []
     if args.input_shape:
@@ -270,14 +284,18 @@ def _described_inputs(args: argparse.Namespace, data: torch.Tensor | None = None
         high = f" --input-int {args.input_int}" if args.input_int is not None else ""
         given.append(f"--input-shape {shape}{high}")
     if data is not None:
-        given.append(f"--data {args.data} (a {data.dtype} tensor of shape {tuple(data.shape)})")
+        if isinstance(data, dict):
+            what = ", ".join(f"{k}: {v.dtype} {tuple(v.shape)}" for k, v in data.items())
+            given.append(f"--data {args.data} (keyword arguments {what})")
+        else:
+            given.append(f"--data {args.data} (a {data.dtype} tensor of shape {tuple(data.shape)})")
     return " and ".join(given)
 
 
 # what the command line passes for a scheme's needs (the planner's example_input=, data=)
 _GIVEN_BY = {
     EXAMPLE_INPUT: "--input-shape SIZES (or --data PATH)",
-    DATA: "--data PATH (a batch saved with torch.save, or a .npy array)",
+    DATA: "--data PATH (a batch saved with torch.save: a tensor or a dict of them; or .npy)",
 }
 
 
@@ -305,8 +323,8 @@ def _plan(args: argparse.Namespace) -> int:
     if not isinstance(model, nn.Module):
         raise UsageError(f"{args.factory} returned {type(model).__name__}, not a torch.nn.Module")
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if data is not None and data.is_floating_point() and dtype is not None:
-        data = data.to(dtype)  # numpy saves float64; the model has its own dtype
+    if data is not None and dtype is not None:  # numpy saves float64; the model has its own
+        data = map_tensors(data, lambda t: t.to(dtype) if t.is_floating_point() else t)
     example = None
     if args.input_shape:
         example = _random_input(args.input_shape, args.input_int)

@@ -19,7 +19,7 @@ from torch import nn
 from weightinit.plans.plan import SKIP, Plan, Row, rescale_
 from weightinit.scheme.lsuv import check_settings
 from weightinit.understanding.graph import arguments
-from weightinit.understanding.knowledge import read_back_embeddings, unwrap
+from weightinit.understanding.knowledge import Kinds, describe, read_back_embeddings, unwrap
 from weightinit.understanding.recurrent import layer_suffixes, recurrent_preactivations
 
 __all__ = ["Calibration", "lsuv_plan"]
@@ -355,7 +355,7 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
             module in inside or isinstance(module, nn.Embedding) and prefix + "weight" in read_back
         ):
             continue
-        elif isinstance(module, _LINEAR) and planned(prefix + "weight"):
+        elif _layer(module) and planned(prefix + "weight"):
             bias = prefix + "bias" if planned(prefix + "bias") else None
             unit = _Unit(mname, [prefix + "weight"], bias)
             unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
@@ -460,6 +460,18 @@ def _along(t: torch.Tensor, y: torch.Tensor, axis: int | None) -> torch.Tensor:
     """``t`` (one number, or one per channel) broadcastable against ``y`` along ``axis``."""
     t = t.to(y.dtype).to(y.device)
     return t if axis is None else t.reshape([-1 if i == axis else 1 for i in range(y.ndim)])
+
+
+def _layer(module: nn.Module) -> bool:
+    """A layer LSUV calibrates as one unit: torch's linear, conv, bilinear and embedding
+    layers, and the layers of other code bases weightinit knows as linear by class name
+    (Hugging Face's ``Conv1D``, GPT-2's projections; routers)."""
+    if isinstance(module, _LINEAR):
+        return True
+    if module._parameters.get("weight") is None:
+        return False
+    info = describe(module, "weight")
+    return info is not None and info.kind == Kinds.LINEAR
 
 
 def _feature_axis(module: nn.Module, y: torch.Tensor) -> int:
