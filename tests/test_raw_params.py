@@ -383,3 +383,34 @@ def test_a_logit_scale_or_q_bias_of_another_shape_stays_unknown():
     with pytest.warns(UserWarning, match=r"2 parameter\(s\)"):
         p = wi.plan(Bundle({"odd": odd}), "he")
     assert p["odd.logit_scale"].role == p["odd.q_bias"].role == "unknown"
+
+
+class SiglipLike(nn.Module):
+    """Hugging Face SiglipModel's raw parameters: logit_scale and logit_bias (1,), and the
+    attention-pooling head's probe (1, 1, D)."""
+
+    def __init__(self, d: int = 48):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+        self.logit_scale = nn.Parameter(torch.randn(1))
+        self.logit_bias = nn.Parameter(torch.randn(1))
+        self.probe = nn.Parameter(torch.randn(1, 1, d))
+
+    def forward(self, x):
+        y = nn.functional.normalize(self.proj(x + self.probe[0]), dim=-1)
+        return (y @ y.T) * self.logit_scale.exp() + self.logit_bias
+
+
+@pytest.mark.parametrize("scheme", ["he", "torch", "auto"])
+def test_siglip_logit_scale_bias_and_probe(scheme):
+    """SigLIP (Zhai et al. 2023): t' = log 10 and b = -10 (CLIP's scale is log(1/0.07)); the
+    probe as HF's xavier_uniform_ draws a (1, 1, D) tensor: torch's fans of that shape."""
+    model, d = SiglipLike(), 48
+    x = torch.randn(16, d, generator=torch.Generator().manual_seed(0))
+    plan = wi.init(model, scheme, seed=0, strict=True, example_input=x)
+    assert model.logit_scale.item() == pytest.approx(math.log(10))
+    assert model.logit_bias.item() == -10.0
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(torch.empty(1, 1, d))
+    bound = math.sqrt(6 / (fan_in + fan_out))  # torch.nn.init.xavier_uniform_, gain 1
+    assert plan["probe"].args == pytest.approx({"a": -bound, "b": bound})
+    assert model.probe.abs().max() <= bound

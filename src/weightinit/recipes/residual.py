@@ -386,7 +386,7 @@ class FixupOptions(BranchOptions):
             hint = ""
             if self.mode in FIXUP_FANS.values():
                 same = next(k for k, v in FIXUP_FANS.items() if v == self.mode)
-                hint = f" (under \"fixup\" `mode` names the reference: {self.mode} is {same!r})"
+                hint = f' (under "fixup" `mode` names the reference: {self.mode} is {same!r})'
             raise ValueError(
                 "option `mode` must be 'official' (He with fan_out, as the official code) or "
                 f"'paper' (He with fan_in), got {self.mode!r}{hint}"
@@ -409,6 +409,14 @@ def _layer_params(s: Survey, layers: Sequence[str]) -> dict[str, list[Param]]:
             if layer is not None:
                 held.setdefault(layer, []).append(p)
     return held
+
+
+def _scaled(args: dict, by: float) -> dict:
+    """Variance-scaling arguments with the variance times ``by``: ``scale``, or each of the
+    ``scales`` of a packed tensor (a mixture of experts' gate and up halves)."""
+    if "scales" in args:
+        return dict(args, scales=[scale * by for scale in args["scales"]])
+    return dict(args, scale=args["scale"] * by)
 
 
 def _zeroed(params: list[Param], why: str) -> dict[str, Choice]:
@@ -469,7 +477,7 @@ def _fixup(s: Survey) -> dict[str, Choice]:
                     choices[p.name] = Choice("zeros", {}, "Fixup: bias 0")
                     continue
                 chosen = he(p)
-                args = dict(chosen.args, scale=chosen.args["scale"] * factor**2)
+                args = _scaled(chosen.args, factor**2)
                 why = f"Fixup: std x L^(-1/(2m-2)) = {factor:.4g} (L={depth}, m={m})"
                 choices[p.name] = Choice(chosen.init, args, f"{chosen.reason}; {why}")
     for k, branch in enumerate(found):

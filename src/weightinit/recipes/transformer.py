@@ -64,11 +64,13 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from torch import nn
+
 from weightinit._checks import finite, is_integer, is_number
 from weightinit.scheme.classic import classic, constant_choice, scaled
 from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
 from weightinit.scheme.registry import register_scheme
-from weightinit.understanding.knowledge import Kinds, Roles
+from weightinit.understanding.knowledge import Kinds, Roles, describe
 from weightinit.understanding.roles import (
     ROLES,
     TransformerRole,
@@ -396,6 +398,12 @@ def _t5(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
 
 def _vit_jax(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
     label = "ViT (Dosovitskiy et al. 2021), vision_transformer / timm init_weights_vit_jax"
+    if r.role == "head" and _contrastive(ctx.model):
+        why = (
+            "head of a contrastive model (it has a logit_scale): a projection its model divides "
+            "by its norm, not a classifier (0 would give 0 / 0): Xavier uniform"
+        )
+        return _xavier(1.0, f"{why}; {label}")
     if r.role == "head":
         return Choice("zeros", {}, f"head: 0; {label}")
     if r.role == "patch_embedding":
@@ -408,6 +416,15 @@ def _vit_jax(p: Param, r: TransformerRole, ctx: _Context) -> Choice:
             [1.0, 1.0, 1.0], "fan_avg", "uniform", f"qkv: Xavier uniform per projection; {label}"
         )
     return _xavier(1.0, f"{_what(r)}: Xavier uniform; {label}")
+
+
+def _contrastive(model: object) -> bool:
+    """Does ``model`` hold a contrastive logit scale (CLIP, SigLIP)? Its heads are then the
+    towers' projections, normalized before they are compared, not classifiers."""
+    if not isinstance(model, nn.Module):
+        return False
+    infos = (describe(model, n) for n, _ in model.named_parameters() if n.endswith("logit_scale"))
+    return any(info is not None and info.role == Roles.LOGIT_SCALE for info in infos)
 
 
 def _vit_bias(p: Param, r: TransformerRole, ctx: _Context) -> Choice:

@@ -416,7 +416,9 @@ def _bound(node: Node) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _is_elementwise(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
-    """True when changing one input element changes only that output element."""
+    """True when changing one input element changes only that output element, and ``fn``
+    takes a tensor of any shape (moments are taken on a 1-D one: Swin's ``F.pad`` by zeros
+    keeps its 3-D input's shape, and fails on 1-D)."""
     x = torch.linspace(-2.0, 2.0, 24).reshape(2, 3, 4)
     try:
         with torch.no_grad():
@@ -424,10 +426,13 @@ def _is_elementwise(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
             x2 = x.clone()
             x2[1, 2, 3] += 0.5
             y2 = fn(x2)
+            flat = fn(x.flatten())
     # not callable on a plain float tensor (or a meta module): not an activation we can use
     except (RuntimeError, TypeError, ValueError, IndexError, AssertionError):
         return False
     if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        return False
+    if not isinstance(flat, torch.Tensor) or flat.shape != (x.numel(),):
         return False
     if not (y.is_floating_point() or y.is_complex()):
         return False  # comparisons (bool), argsort (int): statistics for control flow

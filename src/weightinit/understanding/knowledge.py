@@ -56,6 +56,7 @@ class Roles:
     LAYER_SCALE = "layer_scale"  # CaiT/ConvNeXt layer scale (gamma, ls1.gamma, layer_scale)
     RELATIVE_BIAS = "relative_position_bias"  # Swin's relative_position_bias_table
     LOGIT_SCALE = "logit_scale"  # CLIP's learned temperature
+    LOGIT_BIAS = "logit_bias"  # SigLIP's learned bias of the pairwise logits
 
 
 class Kinds:
@@ -681,6 +682,9 @@ def _layer_scale(owner: nn.Module, leaf: str, param: torch.Tensor):
 def _logit_scale(owner: nn.Module, leaf: str, param: torch.Tensor):
     # CLIP: logit_scale = nn.Parameter(torch.ones([]) * np.log(1 / 0.07)); HF CLIPModel:
     # logit_scale_init_value 2.6592 (= log(1 / 0.07))
+    if param.numel() == 1 and isinstance(getattr(owner, "logit_bias", None), torch.Tensor):
+        # SigLIP (Zhai et al. 2023, big_vision): t' = log 10 beside a bias b = -10
+        return "constant", {"val": math.log(10)}, "SigLIP logit_scale: log(10) (Zhai et al. 2023)"
     if param.numel() == 1:
         return "constant", {"val": LOGIT_SCALE_INIT}, "CLIP logit_scale: log(1/0.07)"
     # Swin V2 scaled cosine attention, one per head (microsoft Swin-Transformer, timm, HF
@@ -689,6 +693,14 @@ def _logit_scale(owner: nn.Module, leaf: str, param: torch.Tensor):
     if param.ndim == 3 and param.shape[1:] == (1, 1):
         return "constant", {"val": math.log(10)}, "Swin V2 logit_scale per head: log(10)"
     return None
+
+
+def _probe(owner: nn.Module, leaf: str, param: torch.Tensor):
+    if param.ndim != 3 or param.shape[:2] != (1, 1):
+        return None
+    bound = math.sqrt(3 / param.shape[-1])
+    why = "SigLIP attention-pooling probe: xavier_uniform_ on (1, 1, D), U(+-sqrt(3/D))"
+    return "uniform", {"a": -bound, "b": bound}, why
 
 
 def _vector(param: torch.Tensor) -> bool:
@@ -744,6 +756,15 @@ _CONVENTIONAL: dict[str, tuple[str, Callable]] = {
         ),
     ),
     "logit_scale": (Roles.LOGIT_SCALE, _logit_scale),
+    # SigLIP (Zhai et al. 2023; big_vision siglip: b_init = -10): the sigmoid loss starts with
+    # every pair scored negative, as nearly all pairs are
+    "logit_bias": (
+        Roles.LOGIT_BIAS,
+        _fixed("constant", {"val": -10.0}, "SigLIP logit_bias: -10", lambda p: p.numel() == 1),
+    ),
+    # SigLIP's attention-pooling head (HF SiglipMultiheadAttentionPoolingHead, big_vision MAP):
+    # probe (1, 1, D), xavier_uniform_: fans D and D, U(+-sqrt(3 / D))
+    "probe": (_TOKEN, _probe),
     # timm BEiT / EVA / Swin V2 attention: q_bias = nn.Parameter(torch.zeros(all_head_dim)),
     # v_bias likewise (k_bias a zero buffer), passed to F.linear with qkv.weight
     **dict.fromkeys(
