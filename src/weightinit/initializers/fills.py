@@ -390,6 +390,61 @@ def _representable_within(lo: float, hi: float, dtype: torch.dtype) -> tuple[flo
 
 _REDRAWS = 8  # rounds of rejection before the rest is drawn by inverse CDF
 
+# The largest |z| torch's CPU normal_ can write, read from its source (torch 2.13's headers and
+# an older release's: aten/src/ATen/native/cpu/DistributionTemplates.h, and the uniforms of
+# aten/src/ATen/core/DistributionsHelper.h and TransformationHelper.h). Every path is Box-Muller, z = sqrt(-2 ln u1) cos(2 pi u2) (or
+# sin), so |z| <= sqrt(-2 ln u1_min), with u1 = 1 - u and u a uniform k 2^-d, 0 <= k < 2^d
+# (uniform_real keeps the low d = digits bits of a random word), hence u1_min = 2^-d:
+# - contiguous tensors of >= 16 elements in float32, float16 and bfloat16 (normal_fill):
+#   float uniforms, d = 24 (older releases drew float16/bfloat16 ones with d = 11 / 8: less):
+#   sqrt(48 ln 2) = 5.7683;
+# - float64, and any tensor of < 16 elements or not contiguous (normal_distribution<double>):
+#   double uniforms, d = 53: sqrt(106 ln 2) = 8.5717.
+# The margin covers log, sqrt, sin and cos computed in float (a few ulp). CUDA draws through
+# cuRAND (curand_normal4, curand_normal2_double), not read here: no shortcut there.
+_Z_FLOAT_UNIFORMS = math.sqrt(48 * math.log(2))
+_Z_DOUBLE_UNIFORMS = math.sqrt(106 * math.log(2))
+_Z_MARGIN = 1.001
+_BOX_MULLER_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _normal_reach(
+    dtype: torch.dtype, numel: int, device: torch.device | str = "cpu"
+) -> float | None:
+    """The largest |z| that ``torch.empty(numel, dtype=dtype, device=device).normal_()`` can
+    write, with a margin for rounding; None where it is not known (not CPU, other dtypes).
+
+    Formula: sqrt(-2 ln 2^-d) x 1.001, the Box-Muller radius at the smallest uniform torch
+    draws, d = 24 bits (float32, float16 and bfloat16 tensors of >= 16 elements, which torch
+    fills vectorized from float uniforms) or d = 53 (float64, and tensors of < 16 elements);
+    see the derivation above ``_Z_FLOAT_UNIFORMS`` in this module.
+
+    Example:
+        >>> import torch
+        >>> from weightinit.initializers.fills import _normal_reach as reach
+        >>> round(reach(torch.float32, 4096), 3), round(reach(torch.float64, 4096), 3)
+        (5.774, 8.58)
+    """
+    if torch.device(device).type != "cpu" or dtype not in _BOX_MULLER_DTYPES:
+        return None
+    double_uniforms = dtype == torch.float64 or numel < 16
+    return (_Z_DOUBLE_UNIFORMS if double_uniforms else _Z_FLOAT_UNIFORMS) * _Z_MARGIN
+
+
+def _nothing_outside(flat: torch.Tensor, mean: float, sigma: float, lo: float, hi: float) -> bool:
+    """Whether no value ``flat.normal_(mean, sigma)`` can write lies outside [lo, hi] (bounds
+    of ``flat``'s dtype). Torch computes z sigma + mean with mean and sigma rounded to float
+    (or the dtype), a few roundings of relative size eps; 4 eps of |mean| + z sigma, plus the
+    smallest normal number for subnormal results, bounds them, and rounding the result to the
+    dtype cannot cross a bound the dtype represents."""
+    z = _normal_reach(flat.dtype, flat.numel(), flat.device)
+    if z is None:
+        return False
+    info = torch.finfo(flat.dtype)
+    spread = z * sigma
+    slack = 4 * info.eps * (abs(mean) + spread) + info.tiny
+    return lo <= mean - spread - slack and mean + spread + slack <= hi
+
 
 def _fill_by_rejection(flat, mean, sigma, lo, hi, mass, generator):
     """Draw N(mean, sigma^2) once, then redraw only the elements that fell outside [lo, hi].
@@ -464,7 +519,11 @@ def trunc_normal_(
     once and redraws only the few out-of-bounds elements (4.6% at +-2 std); torch 2.13 redraws
     the whole tensor until none is out of bounds (about six full draws for 16M elements), and
     older releases used a slower inverse CDF. Intervals holding less than a quarter of the
-    mass use the inverse CDF in float64 instead.
+    mass use the inverse CDF in float64 instead. Bounds beyond the largest |z| torch's CPU
+    ``normal_`` can produce (5.77 std in float32, float16 and bfloat16, 8.57 in float64: the
+    Box-Muller radius sqrt(-2 ln u) at its smallest uniform u, 2^-24 or 2^-53), such as
+    torchtitan's +-2 absolute at std 0.02, cannot cut anything: the tensor is then one plain
+    ``normal_`` draw, the same values the rejection pass would have kept, at its cost.
 
     Example:
         >>> import torch, weightinit
@@ -510,7 +569,9 @@ def _truncated_fill(tensor, mean, sigma, lo, hi, generator) -> torch.Tensor:
         else torch.empty_like(tensor, memory_format=torch.contiguous_format)
     )
     flat = work.view(-1)
-    if mass >= 0.25:
+    if _nothing_outside(flat, mean, sigma, lo, hi):
+        flat.normal_(mean, sigma, generator=generator)  # the rejection pass would find nothing
+    elif mass >= 0.25:
         _fill_by_rejection(flat, mean, sigma, lo, hi, mass, generator)
     else:
         _fill_by_inverse_cdf(flat, mean, sigma, za, zb, generator)
