@@ -100,6 +100,9 @@ def plan(
                 "example_input=batch (or data=batch)"
             )
         example_input = data
+    measures = EXAMPLE_INPUT in needs or (chosen.calibrate is not None and data is not None)
+    if measures:
+        _not_sharded(frontend.sharded(model), chosen.name, "plan")
     traced = GRAPH in needs or EXAMPLE_INPUT in needs
     graph = frontend.trace(model, example_input, data) if traced else None
 
@@ -274,6 +277,7 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     needs = chosen.needs_for(opts, extra)
     if DATA in needs and data is None:
         raise ValueError(f"calibrate: scheme {plan.scheme!r} {needs[DATA]}: pass data=batch")
+    _not_sharded(frontend.sharded(model), plan.scheme, "calibrate")
     meta = frontend.on_meta_device(plan, model)
     if meta:
         raise ValueError(
@@ -285,6 +289,20 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
         data=data, seed=plan.options.get("seed"), frontend=frontend,
     )  # fmt: skip
     return chosen.calibrate(plan, survey)
+
+
+def _not_sharded(sharded: list[str], scheme: str, fn: str) -> None:
+    """Measuring a model (auto's analysis, calibration) runs it on each rank's data; on
+    sharded parameters the statistics would differ between ranks, and so would the weights.
+    Until they are reduced across ranks, that is an error that says what works instead."""
+    if sharded:
+        raise ValueError(
+            f"{fn}: scheme {scheme!r} measures the model on data, and {sharded[0]!r} is sharded "
+            "(a DTensor): weightinit does not reduce those statistics across ranks yet. Plan "
+            "(and calibrate) the unsharded model, in one process or on the meta device and "
+            "materialized, then apply the plan to the sharded one: plan.apply(sharded_model, "
+            "seed=...), which draws every parameter whole and keeps each rank's shard"
+        )
 
 
 def init(

@@ -453,20 +453,17 @@ class Plan:
         with torch.no_grad():
             for row, param, draw in checked:
                 gen = generator_for(param.device)
-                if draw is not None and draw.kind != "structured":
-                    value = torch.empty_like(param) if atomic else param
-                    if value.numel():
-                        draw.write(value, gen)  # elementwise: straight from the Draw
-                else:  # structured ones need work space: compute, then write
-                    value = get(row.init)(
-                        torch.empty_like(param), **row.args, layout=row.layout, generator=gen
-                    )
+                if is_sharded(param):  # the whole tensor, drawn as in one process; the shard kept
+                    value = _drawn(row, draw, torch.empty(param.shape, dtype=param.dtype), gen)
+                    value = _shard(value, param)
                     if not atomic:
-                        value = param.copy_(value)
-                if row.scale is not None or row.shift is not None:
-                    rescale_(value, row.scale, row.shift, row.layout)
-                for index in row.zero_rows:
-                    value[index] = 0
+                        _local(param).copy_(value)
+                else:
+                    elementwise = draw is not None and draw.kind != "structured"
+                    value = _drawn(row, draw, param if elementwise and not atomic else None, gen,
+                                   like=param)  # fmt: skip
+                    if not atomic and value is not param:
+                        param.copy_(value)
                 if atomic:
                     values.append(value)
         if atomic:  # commit once every value exists
@@ -475,6 +472,48 @@ class Plan:
             _commit(*buffers)
         refresh_after_write(model, names)
         return self
+
+
+def _drawn(
+    row: Row,
+    draw: Draw | None,
+    into: torch.Tensor | None,
+    generator: torch.Generator | None,
+    *,
+    like: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The row's values: drawn into ``into`` (else into new memory shaped as ``like``), then
+    rescaled and the zero rows zeroed. Elementwise rows fill straight from their Draw;
+    structured ones (orthogonal, sparse, identity, ...) compute into work space."""
+    if draw is not None and draw.kind != "structured":
+        value = into if into is not None else torch.empty_like(like)
+        if value.numel():
+            draw.write(value, generator)
+    else:
+        space = into if into is not None else torch.empty_like(like)
+        value = get(row.init)(space, **row.args, layout=row.layout, generator=generator)
+    if row.scale is not None or row.shift is not None:
+        rescale_(value, row.scale, row.shift, row.layout)
+    for index in row.zero_rows:
+        value[index] = 0
+    return value
+
+
+def is_sharded(param: torch.Tensor) -> bool:
+    """Is ``param`` a DTensor (FSDP2, tensor parallel; its shards on other ranks too)? Asked
+    without importing torch.distributed."""
+    return hasattr(param, "device_mesh") and hasattr(param, "placements")
+
+
+def _shard(full: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of ``full``, laid out as the DTensor ``param`` (no communication:
+    every rank drew the same whole tensor from the same seed)."""
+    from torch.distributed.tensor import distribute_tensor
+
+    placed = distribute_tensor(
+        full.to(param.device), param.device_mesh, param.placements, src_data_rank=None
+    )
+    return placed.to_local()
 
 
 def _buffer_values(
@@ -619,6 +658,9 @@ def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Te
     names the target that refuses to be written. Memory: the values (one copy of the
     parameters, computed anyway) plus one scratch buffer and one batch.
     """
+    # sharded parameters (DTensor: FSDP2, tensor parallel) are exchanged shard by shard: each
+    # rank saves and writes its own local tensor, which aliases the parameter's storage
+    targets, values = [_local(t) for t in targets], [_local(v) for v in values]
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, t in enumerate(targets):
         groups.setdefault((t.device, t.dtype), []).append(i)
@@ -663,6 +705,13 @@ def _commit(names: list[str], targets: list[torch.Tensor], values: list[torch.Te
                 values[batch[0]] = old
                 spare = written.view(-1) if written.is_contiguous() else None
             done.append((batch, flat))
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """The local shard of a DTensor (a view of its storage, so writing it writes the
+    parameter); any other tensor as it is."""
+    to_local = getattr(tensor, "to_local", None)  # DTensor's, without importing distributed
+    return to_local() if to_local is not None else tensor
 
 
 def _roll_back(

@@ -28,7 +28,7 @@ from weightinit.frontends.torch.settle import (
     row,
     settle,
 )
-from weightinit.plans.plan import SKIP, Plan, Row
+from weightinit.plans.plan import SKIP, Plan, Row, is_sharded
 from weightinit.scheme.auto import Analysis
 from weightinit.scheme.protocol import Choice, Param, Survey
 from weightinit.understanding.graph import (
@@ -139,6 +139,11 @@ class TorchFrontend:
             for r in plan.rows
             if r.init != SKIP and r.name in params and params[r.name].is_meta
         ]
+
+    def sharded(self, model: nn.Module) -> list[str]:
+        """The parameters held as DTensors (FSDP2, tensor parallel): their shards are on other
+        ranks."""
+        return [n for n, p in model.named_parameters() if is_sharded(p)]
 
     # --- what schemes ask ------------------------------------------------------------------
 
