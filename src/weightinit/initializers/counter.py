@@ -1,0 +1,524 @@
+"""Counter-based random draws: Philox4x32-10 keyed by (seed, parameter name), counted by the
+element's index in the full tensor.
+
+A value drawn here is a pure function of ``(key, stream, index)``, so a rank that holds a shard
+of a parameter generates exactly its own elements (from the shard's global indices) and gets the
+same bits as a single process that generates the whole tensor. Nothing here is wired into
+``seed=`` yet: this module is the generator (rng version :data:`RNG_VERSION`), tested on its own.
+
+The scheme (version ``"philox-v1"``):
+
+- **Block cipher**: Philox4x32 with 10 rounds (Salmon, Moraes, Dror and Shaw, "Parallel random
+  numbers: as easy as 1, 2, 3", SC'11), the generator of ``curand`` and of JAX's and
+  TensorFlow's stateless draws; checked against Random123's known-answer vectors. It runs in
+  torch integer ops: int64 tensors hold uint32 words, and the 32x32 -> 64-bit products are
+  split into 16-bit halves of the multiplier so that no int64 operation overflows.
+- **Key**: 64 bits of BLAKE2b (``hashlib.blake2b``, digest 8 bytes, personalization
+  ``b"wi-philox-v1"``) of ``f"{seed}"``, a NUL byte and the UTF-8 name (:func:`philox_key`);
+  stable across processes and platforms, unlike Python's ``hash()``.
+- **Counter**: element ``i`` belongs to block ``j = i // 4`` and takes lane ``i % 4`` of that
+  block's four output words. The counter is ``(j mod 2**32, j // 2**32, stream, 0)``, where the
+  stream word names the draw (0 uniform, 1 normal, 2 truncated normal), so that the uniform,
+  normal and truncated-normal values of one element are independent. The value of element ``i``
+  depends only on ``(key, stream, i)``: not on the tensor's size or shape, nor on which slice
+  is generated.
+
+Indices are given as a ``range`` (any positive step: a strided shard), a sequence of ranges
+(concatenated) or an int64 tensor (the result has its shape). Every draw has an eager path in
+torch ops and a compiled path (``torch.compile`` of the same function, used by default for large
+draws when a C compiler works; it is probed once and must reproduce the eager bits, else the
+eager path is used silently).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal, Union
+
+import torch
+
+from weightinit._checks import finite, is_integer, positive
+
+__all__ = [
+    "RNG_VERSION",
+    "compiled_available",
+    "normal",
+    "philox4x32",
+    "philox_key",
+    "truncated_normal",
+    "uniform",
+]
+
+RNG_VERSION = "philox-v1"
+
+Index = Union[range, Sequence[range], torch.Tensor]
+Key = tuple[int, int]
+Impl = Literal["auto", "eager", "compiled"]
+
+_MASK = 0xFFFFFFFF
+# Philox4x32 constants (Salmon et al. 2011, Random123's philox.h): round multipliers and the
+# Weyl increments of the key schedule.
+_M0, _M1 = 0xD2511F53, 0xCD9E8D57
+_W0, _W1 = 0x9E3779B9, 0xBB67AE85
+_ROUNDS = 10
+# Stream words (counter word 2): which draw an element's words feed.
+_UNIFORM, _NORMAL, _TRUNCATED = 0, 1, 2
+_LANES = 4  # elements per Philox block
+_MAX_INDEX = 2**63 - 1  # int64 tensors hold the indices
+_COMPILE_FROM = 1 << 16  # impl="auto" compiles draws of at least this many elements
+_TWO_POW_M32 = 2.0**-32
+
+
+def _mulhilo(m: int, a):
+    """(hi, lo) 32-bit words of the 64-bit product m * a, for uint32 m and a.
+
+    m = mh 2^16 + ml, so m a = (a mh) 2^16 + a ml with both products below 2^48: no int64
+    operation overflows (a wrapping multiply would, and wrapping is not promised everywhere)."""
+    p = a * (m >> 16)
+    t = a * (m & 0xFFFF) + ((p & 0xFFFF) << 16)
+    return (p >> 16) + (t >> 32), t & _MASK
+
+
+def _philox_words(c0, c1, c2, c3, k0, k1, rounds: int = _ROUNDS):
+    """Philox4x32-``rounds`` on words held in int64 tensors (or ints): Random123's
+    ``philox4x32_R``, the key bumped by the Weyl constants before every round but the first."""
+    for r in range(rounds):
+        if r:
+            k0 = (k0 + _W0) & _MASK
+            k1 = (k1 + _W1) & _MASK
+        hi0, lo0 = _mulhilo(_M0, c0)
+        hi1, lo1 = _mulhilo(_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def philox4x32(counters: torch.Tensor, key: Key, rounds: int = _ROUNDS) -> torch.Tensor:
+    """The Philox4x32 block cipher, applied to every counter of ``counters`` under ``key``.
+
+    Salmon, Moraes, Dror and Shaw, "Parallel random numbers: as easy as 1, 2, 3", SC'11. A
+    round maps the words (c0, c1, c2, c3) under the key (k0, k1) to
+
+    .. math::
+        (\\mathrm{hi}(M_1 c_2) \\oplus c_1 \\oplus k_0,\\ \\mathrm{lo}(M_1 c_2),\\
+        \\mathrm{hi}(M_0 c_0) \\oplus c_3 \\oplus k_1,\\ \\mathrm{lo}(M_0 c_0))
+
+    with M0 = 0xD2511F53, M1 = 0xCD9E8D57; the key grows by (0x9E3779B9, 0xBB67AE85) mod 2^32
+    between rounds. With 10 rounds this is Random123's ``philox4x32_10``.
+
+    Args:
+        counters: int64 tensor of shape (..., 4) holding uint32 words.
+        key: two uint32 words (k0, k1), e.g. from :func:`philox_key`.
+        rounds: number of rounds (10 is the standard; 7 is Random123's fastest crush-resistant).
+
+    Returns:
+        int64 tensor of the same shape: the four output words of each counter.
+
+    Example (Random123's known-answer vector for the zero counter and key)::
+
+        >>> out = philox4x32(torch.zeros(1, 4, dtype=torch.int64), (0, 0))
+        >>> [hex(w) for w in out[0].tolist()]
+        ['0x6627e8d5', '0xe169c58d', '0xbc57ac4c', '0x9b00dbd8']
+    """
+    if not isinstance(counters, torch.Tensor) or counters.dtype != torch.int64:
+        raise TypeError(
+            f"philox4x32: `counters` must be an int64 tensor of uint32 words, got "
+            f"{getattr(counters, 'dtype', type(counters).__name__)}"
+        )
+    if counters.ndim == 0 or counters.shape[-1] != 4:
+        raise ValueError(
+            f"philox4x32: `counters` must have shape (..., 4), got {tuple(counters.shape)}"
+        )
+    if counters.numel() and (counters.min() < 0 or counters.max() > _MASK):
+        raise ValueError("philox4x32: `counters` must hold uint32 words, in [0, 2**32)")
+    k0, k1 = _check_key(key, "philox4x32")
+    if not is_integer(rounds) or rounds < 1:
+        raise ValueError(f"philox4x32: `rounds` must be a positive int, got {rounds!r}")
+    words = _philox_words(*counters.unbind(-1), k0, k1, int(rounds))
+    return torch.stack(words, dim=-1)
+
+
+def philox_key(seed: int, name: str) -> Key:
+    """The 64-bit Philox key of a parameter: two uint32 words from BLAKE2b of (seed, name).
+
+    ``k0 + 2**32 k1`` is the little-endian integer of ``blake2b(f"{seed}" + "\\0" + name,
+    digest_size=8, person=b"wi-philox-v1")`` (RFC 7693; ``hashlib``), the same on every
+    machine and in every process. ``name`` is the parameter's canonical (unsharded) name.
+
+    Example::
+
+        >>> philox_key(0, "fc.weight") == philox_key(0, "fc.weight")
+        True
+        >>> philox_key(0, "fc.weight") != philox_key(1, "fc.weight")
+        True
+    """
+    if not is_integer(seed) or isinstance(seed, bool):
+        raise TypeError(f"philox_key: `seed` must be an int, got {seed!r}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"philox_key: `seed` must be in [0, 2**64), got {seed}")
+    if not isinstance(name, str):
+        raise TypeError(f"philox_key: `name` must be a str, got {type(name).__name__}")
+    digest = hashlib.blake2b(
+        f"{int(seed)}".encode() + b"\0" + name.encode("utf-8"),
+        digest_size=8,
+        person=b"wi-philox-v1",
+    ).digest()
+    value = int.from_bytes(digest, "little")
+    return value & _MASK, value >> 32
+
+
+# -- the draws' kernels: counters j (int64 tensor, blocks) -> (len(j), 4) standard values --------
+
+
+def _words(j: torch.Tensor, k: torch.Tensor, stream: int):
+    """The four Philox words of blocks ``j`` in ``stream``; ``k`` holds the key (int64, (2,))."""
+    return _philox_words(j & _MASK, j >> 32, stream, 0, k[0], k[1])
+
+
+def _uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """U[0, 1) on a 2^-24 grid, (w >> 8) 2^-24: exact in float32 and float64."""
+    words = _words(j, k, _UNIFORM)
+    return torch.stack([(w >> 8).to(dtype) for w in words], dim=1) * 2.0**-24
+
+
+def _normal_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
+    """Box-Muller's inputs from the word pairs (w0, w1) and (w2, w3) of each block, both of
+    shape (len(j), 2): u1 = (w0 + 1) 2^-32 in (0, 1] and theta = 2 pi w1 2^-32, in ``dtype``
+    (each one correctly rounded product: the same bits eager or compiled)."""
+    w0, w1, w2, w3 = _words(j, k, _NORMAL)
+    u1 = torch.stack([w0 + 1, w2 + 1], dim=1).to(dtype) * _TWO_POW_M32
+    theta = torch.stack([w1, w3], dim=1).to(dtype) * (2.0 * math.pi * _TWO_POW_M32)
+    return u1, theta
+
+
+def _box_muller(u1: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """(len, 4) standard normals: r = sqrt(-2 ln u1), lanes (r cos theta, r sin theta) per pair.
+
+    Always eager torch ops, also after the compiled kernel: torch.compile's log, cos and sin
+    differ from eager's in the last bit for about one value in five, so the transcendental
+    part is kept out of the compiled graph to give both paths the same bits."""
+    r = torch.log(u1).mul_(-2.0).sqrt_()
+    out = torch.empty(*u1.shape, 2, dtype=u1.dtype, device=u1.device)
+    torch.mul(r, torch.cos(theta), out=out[..., 0])
+    torch.mul(r, torch.sin(theta), out=out[..., 1])
+    return out.reshape(len(u1), 4)
+
+
+def _open_uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """U(0, 1) at the cell midpoints (w + 1/2) 2^-32, exact in float64 (truncated normal)."""
+    words = _words(j, k, _TRUNCATED)
+    return torch.stack([(w.to(dtype) + 0.5) * _TWO_POW_M32 for w in words], dim=1)
+
+
+_KERNELS: dict[str, Callable] = {
+    "uniform": _uniform_kernel,
+    "normal": _normal_kernel,
+    "truncated_normal": _open_uniform_kernel,
+}
+
+
+def _block_values(kernel: Callable, kind: str, j: torch.Tensor, k, dtype) -> torch.Tensor:
+    """The (len(j), 4) standard values of blocks ``j``: the kernel, then Box-Muller (eager)."""
+    raw = kernel(j, k, dtype)
+    return _box_muller(*raw) if kind == "normal" else raw
+
+
+@functools.cache
+def _compiled_kernel(kind: str, dtype: torch.dtype) -> Callable | None:
+    """``torch.compile`` of one kernel, or None where compiling fails or changes the bits
+    (probed once per kernel and dtype on a few thousand blocks against the eager kernel)."""
+    try:
+        fn = torch.compile(_KERNELS[kind], dynamic=True, fullgraph=True)
+        k = torch.tensor([0x12345678, 0x9ABCDEF0], dtype=torch.int64)
+        for start, n in ((0, 4099), (2**40 - 17, 1031)):
+            j = torch.arange(start, start + n, dtype=torch.int64)
+            ours, eager = fn(j, k, dtype), _KERNELS[kind](j, k, dtype)
+            if isinstance(ours, torch.Tensor):
+                ours, eager = (ours,), (eager,)
+            if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
+                return None
+        return fn
+    except Exception:  # no compiler, an unsupported platform: the eager path gives the same bits
+        return None
+
+
+def compiled_available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether ``torch.compile`` works here and reproduces the eager bits of every draw's
+    kernel for results of ``dtype`` (probed once; the first call compiles, seconds).
+
+    Example::
+
+        >>> compiled_available()  # doctest: +SKIP
+        True
+    """
+    compute = _compute_dtype(dtype, "compiled_available")
+    return all(_compiled_kernel(kind, compute) is not None for kind in _KERNELS)
+
+
+# -- indices ------------------------------------------------------------------------------------
+
+
+def _check_key(key: object, fn: str) -> Key:
+    if (
+        not isinstance(key, tuple)
+        or len(key) != 2
+        or not all(is_integer(w) and 0 <= w <= _MASK for w in key)
+    ):
+        raise ValueError(
+            f"{fn}: `key` must be a tuple of two uint32 ints (k0, k1), as philox_key(seed, name) "
+            f"returns, got {key!r}"
+        )
+    return int(key[0]), int(key[1])
+
+
+def _check_range(r: range, fn: str) -> None:
+    if len(r) and (min(r[0], r[-1]) < 0 or max(r[0], r[-1]) > _MAX_INDEX):
+        raise ValueError(f"{fn}: `index` must lie in [0, 2**63), got {r}")
+
+
+def _pieces(index: Index, fn: str) -> tuple[list[range | torch.Tensor], tuple[int, ...]]:
+    """The index as contiguous ranges (step 1, the fast path) and int64 tensors, in order, and
+    the result's shape."""
+    if isinstance(index, torch.Tensor):
+        if index.dtype != torch.int64:
+            raise TypeError(f"{fn}: an `index` tensor must be int64, got {index.dtype}")
+        if index.numel() and index.min() < 0:
+            raise ValueError(f"{fn}: `index` must lie in [0, 2**63), got a negative index")
+        return [index.reshape(-1)], tuple(index.shape)
+    ranges = [index] if isinstance(index, range) else index
+    if not isinstance(ranges, Sequence) or not all(isinstance(r, range) for r in ranges):
+        raise TypeError(
+            f"{fn}: `index` must be a range, a sequence of ranges or an int64 tensor, got "
+            f"{type(index).__name__}"
+        )
+    pieces: list[range | torch.Tensor] = []
+    for r in ranges:
+        _check_range(r, fn)
+        if len(r) and r.step != 1:
+            pieces.append(torch.arange(r.start, r.stop, r.step, dtype=torch.int64))
+        elif len(r):
+            pieces.append(r)
+    return pieces, (sum(len(p) for p in pieces),)
+
+
+def _standard(
+    kind: str, key: Key, index: Index, dtype: torch.dtype, device, impl: Impl, fn: str
+) -> torch.Tensor:
+    """Standard values (U[0, 1), N(0, 1) or U(0, 1)) of the elements ``index``, in ``dtype``."""
+    if impl not in ("auto", "eager", "compiled"):
+        raise ValueError(f"{fn}: `impl` must be 'auto', 'eager' or 'compiled', got {impl!r}")
+    pieces, shape = _pieces(index, fn)
+    k = torch.tensor(key, dtype=torch.int64, device=device)
+    kernel = _KERNELS[kind]
+    if impl == "compiled" or (impl == "auto" and math.prod(shape) >= _COMPILE_FROM):
+        compiled = _compiled_kernel(kind, dtype)
+        if compiled is None and impl == "compiled":
+            raise RuntimeError(
+                f"{fn}: impl='compiled' but torch.compile does not work here (no C compiler?) "
+                "or does not reproduce the eager bits; use impl='eager' (the same values)"
+            )
+        kernel = compiled or kernel
+    out = []
+    for piece in pieces:
+        if isinstance(piece, range):
+            first = piece.start // _LANES
+            blocks = torch.arange(first, (piece.stop - 1) // _LANES + 1, device=device)
+            offset = piece.start - first * _LANES
+            values = _block_values(kernel, kind, blocks, k, dtype)
+            out.append(values.reshape(-1)[offset : offset + len(piece)])
+        else:
+            i = piece.to(device)
+            values = _block_values(kernel, kind, i >> 2, k, dtype)
+            out.append(values.gather(1, (i & 3).unsqueeze(1)).squeeze(1))
+    if not out:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return (out[0] if len(out) == 1 else torch.cat(out)).reshape(shape)
+
+
+def _compute_dtype(dtype: object, fn: str) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"{fn}: `dtype` must be a floating-point torch.dtype, got {dtype!r}")
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _below(bound: float, dtype: torch.dtype) -> float:
+    """The largest ``dtype`` value strictly below ``bound``."""
+    b = torch.tensor(bound, dtype=dtype)
+    if b.item() >= bound:
+        b = torch.nextafter(b, torch.tensor(-math.inf, dtype=dtype))
+    return b.item()
+
+
+# -- the public draws ---------------------------------------------------------------------------
+
+
+def uniform(
+    key: Key,
+    index: Index,
+    low: float = 0.0,
+    high: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+    *,
+    device: torch.device | str | None = None,
+    impl: Impl = "auto",
+) -> torch.Tensor:
+    """U[low, high) values of the elements ``index`` of the stream keyed by ``key``.
+
+    Element i takes lane i mod 4 of Philox4x32-10 (Salmon et al. 2011) at counter
+    (i // 4 mod 2^32, i // 2^34, 0, 0); its word w gives
+
+    .. math::
+        x_i = \\mathrm{low} + (\\mathrm{high} - \\mathrm{low})\\, u_i, \\qquad
+        u_i = \\lfloor w / 2^8 \\rfloor\\, 2^{-24} \\in [0, 1),
+
+    computed in float64 for a float64 result and in float32 otherwise, then rounded to
+    ``dtype``; a value that rounding lifts to ``high`` is set to the largest value below it.
+    u is exact (24 bits) in float32 and float64, on every device.
+
+    Args:
+        key: from :func:`philox_key`.
+        index: the elements' indices in the full (flattened) tensor: a ``range``, a sequence of
+            ranges (concatenated) or an int64 tensor (the result takes its shape).
+        low, high: the interval, low < high.
+        dtype: a floating-point dtype.
+        device: where to draw (default CPU).
+        impl: "eager", "compiled" (torch.compile; an error where it does not work) or "auto"
+            (compiled for draws of 65536 elements and more where it works). Same bits.
+
+    Example::
+
+        >>> key = philox_key(0, "fc.weight")
+        >>> x = uniform(key, range(10), -1.0, 1.0)
+        >>> torch.equal(x[3:7], uniform(key, range(3, 7), -1.0, 1.0))
+        True
+        >>> bool(((x >= -1) & (x < 1)).all())
+        True
+    """
+    fn = "uniform"
+    key = _check_key(key, fn)
+    low, high = finite(fn, "low", low), finite(fn, "high", high)
+    if not low < high:
+        raise ValueError(f"{fn}: `low` must be < `high`, got low={low}, high={high}")
+    compute = _compute_dtype(dtype, fn)
+    x = _standard("uniform", key, index, compute, device, impl, fn)
+    if (low, high) != (0.0, 1.0):
+        x = x * (high - low) + low
+    return x.to(dtype).clamp_(max=_below(high, dtype))
+
+
+def normal(
+    key: Key,
+    index: Index,
+    mean: float = 0.0,
+    std: float = 1.0,
+    dtype: torch.dtype = torch.float32,
+    *,
+    device: torch.device | str | None = None,
+    impl: Impl = "auto",
+) -> torch.Tensor:
+    """N(mean, std^2) values of the elements ``index`` of the stream keyed by ``key``.
+
+    Box-Muller (Box and Muller 1958) on the words of Philox4x32-10 (Salmon et al. 2011) at
+    counter (j mod 2^32, j // 2^32, 1, 0), j = i // 4: the word pairs (w0, w1) and (w2, w3)
+    each give two values, lanes 0, 1 and 2, 3:
+
+    .. math::
+        u_1 = (w_0 + 1)\\, 2^{-32} \\in (0, 1],\\quad u_2 = w_1 2^{-32},\\quad
+        z = \\sqrt{-2 \\ln u_1}\\, (\\cos 2\\pi u_2,\\ \\sin 2\\pi u_2),\\quad
+        x = \\mathrm{mean} + \\mathrm{std}\\, z.
+
+    32-bit uniforms: |z| <= sqrt(64 ln 2) = 6.66. The math runs in float32 (float64 for a
+    float64 result) with torch's log, sqrt, cos and sin, so values are exact functions of the
+    element's counter on one device and backend (eager and compiled agree bit for bit, which
+    the compiled path checks); other devices' libraries may differ by a few ulp.
+
+    Args:
+        key, index, dtype, device, impl: as for :func:`uniform`.
+        mean, std: the distribution, std > 0.
+
+    Example::
+
+        >>> key = philox_key(0, "fc.weight")
+        >>> z = normal(key, range(1000))
+        >>> torch.equal(z[[5, 17]], normal(key, torch.tensor([5, 17])))
+        True
+        >>> abs(float(z.mean())) < 0.15
+        True
+    """
+    fn = "normal"
+    key = _check_key(key, fn)
+    mean, std = finite(fn, "mean", mean), positive(fn, "std", std)
+    compute = _compute_dtype(dtype, fn)
+    z = _standard("normal", key, index, compute, device, impl, fn)
+    if (mean, std) != (0.0, 1.0):
+        z = z * std + mean
+    return z.to(dtype)
+
+
+def _phi(x: float) -> float:
+    """Standard normal CDF, accurate in both tails: erfc(-x / sqrt 2) / 2."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def truncated_normal(
+    key: Key,
+    index: Index,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    dtype: torch.dtype = torch.float32,
+    *,
+    device: torch.device | str | None = None,
+    impl: Impl = "auto",
+) -> torch.Tensor:
+    """N(mean, std^2) truncated to [a, b] (absolute bounds, as in ``torch.nn.init.trunc_normal_``)
+    for the elements ``index`` of the stream keyed by ``key``, by the inverse CDF: no rejection.
+
+    With alpha = (a - mean) / std, beta = (b - mean) / std and u = (w + 1/2) 2^-32 from lane
+    i mod 4 of Philox4x32-10 (Salmon et al. 2011) at counter (i // 4 mod 2^32, i // 2^34, 2, 0):
+
+    .. math::
+        x = \\mathrm{mean} + \\mathrm{std}\\; \\Phi^{-1}\\big(\\Phi(\\alpha)
+            + u\\, (\\Phi(\\beta) - \\Phi(\\alpha))\\big),
+
+    in float64 (``torch.special.ndtri``), clamped to [a, b] after rounding to ``dtype``. When
+    alpha > 0 the interval is mirrored (x = mean - std Phi^-1(Phi(-beta) + u (Phi(-alpha) -
+    Phi(-beta)))) so that Phi is always taken in its lower tail, where float64 keeps its
+    relative precision: the quantile's error stays near 1e-16 / |x| even far in a tail. An
+    interval whose probability underflows float64 (beyond about 37 std) is an error.
+
+    Args:
+        key, index, dtype, device, impl: as for :func:`uniform`.
+        mean, std: of the untruncated normal, std > 0.
+        a, b: the bounds, a < b.
+
+    Example::
+
+        >>> key = philox_key(0, "fc.weight")
+        >>> x = truncated_normal(key, range(1000), 0.0, 1.0, -2.0, 2.0)
+        >>> bool(((x >= -2) & (x <= 2)).all())
+        True
+    """
+    fn = "truncated_normal"
+    key = _check_key(key, fn)
+    mean, std = finite(fn, "mean", mean), positive(fn, "std", std)
+    a, b = finite(fn, "a", a), finite(fn, "b", b)
+    if not a < b:
+        raise ValueError(f"{fn}: `a` must be < `b`, got a={a}, b={b}")
+    _compute_dtype(dtype, fn)
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    sign = -1.0 if alpha > 0 else 1.0
+    lo, hi = (-beta, -alpha) if sign < 0 else (alpha, beta)
+    p_lo, p_hi = _phi(lo), _phi(hi)
+    if not p_hi > p_lo:
+        raise ValueError(
+            f"{fn}: the interval [a, b] = [{a}, {b}] has probability {p_hi - p_lo:.3g} under "
+            f"N({mean}, {std}^2), too small to draw from in float64; move a, b or mean closer"
+        )
+    u = _standard("truncated_normal", key, index, torch.float64, device, impl, fn)
+    z = torch.special.ndtri(u * (p_hi - p_lo) + p_lo).clamp_(lo, hi)
+    x = (z * (sign * std) + mean).to(dtype)
+    return x.clamp_(a, b)
