@@ -507,3 +507,38 @@ def test_lsuv_calibrates_hugging_face_conv1d_layers():
     assert len(outputs) == 8
     assert all(abs(std.item() - 1) < 0.05 for std in outputs.values()), outputs
     assert all("LSUV gain" in plan[f"{n}.weight"].reason for n in outputs)
+
+
+# --- built on the meta device, planned, materialized, applied -----------------------------
+
+
+@pytest.mark.parametrize(("name", "preset"), [("llama", "bert"), ("qwen2", "he"), ("bert", "bert"),
+                                              ("gpt2", "gpt2"), ("t5", "t5")])  # fmt: skip
+def test_a_model_built_on_meta_equals_the_eager_one(name, preset):
+    """from_config on the meta device, plan (no memory), to_empty, plan.apply: the same
+    parameters, buffers and outputs as the model built and initialized eagerly with the same
+    seed. to_empty unties the tied embedding (re-tied by apply, with a warning) and leaves the
+    rotary frequencies and position ids uninitialized (rebuilt by the model's own
+    _init_weights, which apply calls on the modules that hold them and no parameter)."""
+    inputs = MODELS[name][1]
+    eager = build(name)
+    initialize(eager, preset, inputs)
+    tied = ties(eager)
+    with torch.device("meta"):
+        lazy = build(name)
+    plan = wi.plan(lazy, preset, seed=0)  # example_input or not, as initialize does: none
+    lazy.to_empty(device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan.apply(lazy)
+    said = " ".join(str(w.message) for w in caught)
+    assert ties(lazy) == tied
+    if tied:
+        assert "tied again" in said
+    assert "uninitialized" not in said and "no row" not in said, said
+    for (n, a), (_, b) in zip(eager.state_dict().items(), lazy.state_dict().items()):
+        assert torch.equal(a, b), n
+    for (n, a), (_, b) in zip(eager.named_buffers(), lazy.named_buffers()):
+        assert torch.equal(a, b), n
+    with torch.no_grad():
+        assert torch.equal(eager(**inputs).logits, lazy(**inputs).logits)

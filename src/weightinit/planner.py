@@ -115,6 +115,9 @@ def plan(
         model, graph, opts, extra, settled.params, example_input,
         settled=settled.moments, data=data, seed=seed, frontend=frontend,
     )  # fmt: skip
+    meta = frontend.meta_buffers(model)
+    if meta:  # apply sets them again after to_empty (see Plan.apply)
+        survey.notes["meta_buffers"] = meta
     if graph is not None and graph.traced_on:  # no input given: the model's own dummy inputs
         survey.notes["example_input"] = graph.traced_on
     surveyed = chosen.survey(survey) if chosen.survey is not None else {}

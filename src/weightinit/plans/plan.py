@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from weightinit._table import format_table
 from weightinit.initializers.catalog import get
 from weightinit.initializers.fills import Draw, capture
 from weightinit.initializers.layout import Layout, geometry
-from weightinit.understanding.knowledge import refresh_after_write, unwrap
+from weightinit.understanding.knowledge import owner_of, refresh_after_write, unwrap
 
 __all__ = ["Plan", "Row", "rescale_"]
 
@@ -436,7 +437,7 @@ class Plan:
         ):
             values = [computed[n].to(t.device, t.dtype) for n, t in zip(names, targets)]
             _commit(names + buffers[0], targets + buffers[1], values + buffers[2])
-            refresh_after_write(model, names)
+            self._written(model, names, params)
             return self
         generators: dict[torch.device, torch.Generator | None] = {}
 
@@ -470,8 +471,39 @@ class Plan:
             _commit(names + buffers[0], targets + buffers[1], values + buffers[2])
         else:
             _commit(*buffers)
-        refresh_after_write(model, names)
+        self._written(model, names, params)
         return self
+
+    def _written(self, model: nn.Module, names: list[str], params: dict) -> None:
+        """After the commit: spectral_norm's power iterations on what was written, ties the
+        plan saw restored (:func:`_retie`), and a warning naming any parameter no row covers
+        (it keeps what it holds: after ``to_empty``, whatever memory held)."""
+        refresh_after_write(model, names)
+        left = _rebuilt_buffers(model, self.notes.get("meta_buffers", []), self.buffers)
+        if left:
+            warnings.warn(
+                f"apply: the model was planned on the meta device and to_empty left these "
+                f"buffers uninitialized, which weightinit cannot compute: {', '.join(left[:5])}"
+                f"{', ...' if len(left) > 5 else ''}; set them before use",
+                stacklevel=3,
+            )
+        retied = _retie(model, self.rows, params)
+        if retied:
+            warnings.warn(
+                f"apply: {', '.join(retied)} tied again to what the plan saw them tied to (they "
+                "had their own tensors, as to_empty leaves them)",
+                stacklevel=3,
+            )
+        covered = {r.name for r in self.rows}
+        uncovered = [n for n, _ in _named_parameters(model) if n not in covered]
+        if uncovered:
+            warnings.warn(
+                f"apply: {len(uncovered)} parameter(s) of the model have no row in this plan and "
+                f"keep what they hold (after to_empty: whatever memory held): "
+                f"{', '.join(uncovered[:5])}{', ...' if len(uncovered) > 5 else ''}; plan the "
+                "model as it is now",
+                stacklevel=3,
+            )
 
 
 def _drawn(
@@ -814,6 +846,66 @@ def _unit_shape(values: list, shape: torch.Size, layout: Layout | None) -> tuple
         f"{len(values)} per-unit values for a parameter of shape {tuple(shape)} with "
         f"{g.num_blocks * g.n_out} output units"
     )
+
+
+TIED = "tied"  # the role of a tied tensor's second names
+
+
+def tied_row(name: str, module: str, first: str) -> Row:
+    """The row of a tied tensor's second name: written once, under ``first``."""
+    return Row(name, module, TIED, SKIP, reason=f"tied to {first}: skipped")
+
+
+def _tied_to(row: Row) -> str | None:
+    """The first name a tied row's tensor is written under (see :func:`tied_row`)."""
+    if row.role != TIED or not row.reason.startswith("tied to "):
+        return None
+    return row.reason.removeprefix("tied to ").removesuffix(": skipped")
+
+
+def _retie(model: nn.Module, rows: list[Row], params: dict[str, torch.Tensor]) -> list[str]:
+    """Tie again what the plan saw tied and is no longer: ``to_empty`` (materializing a model
+    built on the meta device) gives each name its own tensor, and the second name's would keep
+    whatever memory held. Each such name is set to its first name's parameter, as Hugging
+    Face's ``model.tie_weights()`` does; the names re-tied."""
+    done = []
+    for row in rows:
+        first = _tied_to(row)
+        if first in params and row.name in params and params[row.name] is not params[first]:
+            owner, leaf = owner_of(model, row.name)
+            if params[row.name].shape == params[first].shape:
+                setattr(owner, leaf, params[first])
+                done.append(row.name)
+    return done
+
+
+_RUNNING = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@torch.no_grad()
+def _rebuilt_buffers(model: nn.Module, names: list[str], planned: dict[str, Any]) -> list[str]:
+    """Set again the buffers that were on the meta device when the model was planned (after
+    ``to_empty`` they hold whatever memory held), those the plan does not write itself; the
+    names left that weightinit cannot compute. Norm layers' running statistics: reset, as a
+    freshly built layer holds them (``reset_running_stats``). A Hugging Face model's other
+    buffers (rotary frequencies, ``position_ids``): its own ``_init_weights`` on the modules
+    that hold them and hold no parameter themselves (so nothing the plan wrote is touched)."""
+    found = dict(model.named_buffers(remove_duplicate=False))
+    hf_init = getattr(model, "_init_weights", None) if hasattr(model, "config") else None
+    left, owners = [], {}
+    for name in names:
+        if name not in found or name in planned or found[name].is_meta:
+            continue
+        owner, leaf = owner_of(model, name)
+        if leaf in _RUNNING and hasattr(owner, "reset_running_stats"):
+            owners[id(owner)] = (owner, owner.reset_running_stats)
+        elif hf_init is not None and all(p is None for p in owner._parameters.values()):
+            owners[id(owner)] = (owner, lambda owner=owner: hf_init(owner))
+        else:
+            left.append(name)
+    for _, rebuild in owners.values():
+        rebuild()
+    return left
 
 
 def _named_parameters(model: nn.Module):

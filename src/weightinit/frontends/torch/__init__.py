@@ -140,6 +140,10 @@ class TorchFrontend:
             if r.init != SKIP and r.name in params and params[r.name].is_meta
         ]
 
+    def meta_buffers(self, model: nn.Module) -> list[str]:
+        """The buffers on the meta device: ``to_empty`` will leave them uninitialized."""
+        return [n for n, b in model.named_buffers(remove_duplicate=False) if b.is_meta]
+
     def sharded(self, model: nn.Module) -> list[str]:
         """The parameters held as DTensors (FSDP2, tensor parallel): their shards are on other
         ranks."""

@@ -20,7 +20,7 @@ from torch import nn
 from weightinit.initializers.catalog import get
 from weightinit.initializers.fills import capture
 from weightinit.initializers.layout import Layout
-from weightinit.plans.plan import SKIP, Row, dtype_name, row_fans
+from weightinit.plans.plan import SKIP, Row, dtype_name, row_fans, tied_row
 from weightinit.scheme.protocol import Choice, Param
 from weightinit.understanding.graph import Follower
 from weightinit.understanding.knowledge import (
@@ -152,8 +152,7 @@ def settle(
         owner, leaf, plain = _where(model, name)
         module = type(owner).__name__
         if id(param) in seen:
-            reason = f"tied to {seen[id(param)]}: skipped"
-            out.rows.append(Row(name, module, "tied", SKIP, reason=reason))
+            out.rows.append(tied_row(name, module, seen[id(param)]))
             continue
         seen[id(param)] = name
         pattern = next((s for s in skip if fnmatch.fnmatchcase(name, s)), None)
