@@ -69,6 +69,15 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     mesh = init_device_mesh("cpu", (world,))
     results: dict = {}
     try:
+        if world == 4:  # a 2 x 2 mesh: tensor parallel inside, FSDP2 across
+            grid = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
+            for scheme in SCHEMES:
+                torch.manual_seed(0)
+                model = mlp()
+                _shard(model, "tp", grid["tp"])
+                _shard(model, "fsdp", grid["dp"])
+                wi.init(model, scheme, seed=0)
+                results[("fsdp_tp", scheme, True)] = _full(model)
         for layout in LAYOUTS:
             for scheme in SCHEMES:
                 for atomic in (True, False):
@@ -118,10 +127,11 @@ def unsharded() -> dict[str, dict[str, torch.Tensor]]:
 
 @pytest.mark.parametrize("world", [1, 2, 4])
 def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, tmp_path):
-    """FSDP2 (dim-0 shards), tensor parallel (column- and row-wise shards), and FSDP2 on a
-    model planned on the meta device and materialized with to_empty: the gathered full
-    tensors equal the unsharded model's for every scheme, atomic or in place, at world sizes
-    1, 2 and 4 (4 processes on 2 cores: small model). Measuring schemes refuse clearly."""
+    """FSDP2 (dim-0 shards), tensor parallel (column- and row-wise shards), FSDP2 on a model
+    planned on the meta device and materialized with to_empty, and at world size 4 a 2 x 2
+    mesh (TP inside, FSDP2 across): the gathered full tensors equal the unsharded model's for
+    every scheme, atomic or in place, at world sizes 1, 2 and 4 (4 processes on 2 cores:
+    small model). Measuring schemes refuse clearly."""
     out = tmp_path / "results.pt"
     mp.spawn(_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
     results = torch.load(out)
@@ -133,5 +143,9 @@ def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, 
                 assert got.keys() == want.keys()
                 for name in want:
                     assert torch.equal(got[name], want[name]), (world, layout, scheme, atomic, name)
+    if world == 4:
+        for scheme in SCHEMES:
+            got, want = results[("fsdp_tp", scheme, True)], unsharded[scheme]
+            assert all(torch.equal(got[n], want[n]) for n in want), ("2x2 mesh", scheme)
     assert "does not reduce those statistics across ranks" in results["lsuv"]
     assert "plan.apply(sharded_model" in results["lsuv"]
