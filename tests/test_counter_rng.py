@@ -2,6 +2,8 @@
 independent plain-Python Philox, slice invariance, the draws' distributions against scipy, stream
 independence, the compiled path's bits and argument errors."""
 
+import hashlib
+import itertools
 import math
 import shutil
 
@@ -14,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from weightinit.initializers.counter import (
+    _CHUNK,
     RNG_VERSION,
     normal,
     philox4x32,
@@ -111,7 +114,7 @@ def test_draws_follow_the_documented_formulas():
 DRAWS = {
     "uniform": lambda index: uniform(KEY, index, -2.0, 3.0, impl="eager"),
     "normal": lambda index: normal(KEY, index, 0.1, 2.0, impl="eager"),
-    "truncated_normal": lambda index: truncated_normal(KEY, index, 0.0, 1.0, -1.5, 2.5),
+    "truncated_normal": lambda index: truncated_normal(KEY, index, 0, 1, -1.5, 2.5, impl="eager"),
 }
 
 
@@ -125,7 +128,7 @@ def test_any_split_concatenates_to_the_full_draw(draw, start, n, cuts):
     fn = DRAWS[draw]
     full = fn(range(start, start + n))
     edges = sorted({0, n, *(c for c in cuts if c < n)})
-    ranges = [range(start + a, start + b) for a, b in zip(edges, edges[1:])]
+    ranges = [range(start + a, start + b) for a, b in itertools.pairwise(edges)]
     assert torch.equal(torch.cat([fn(r) for r in ranges]), full)
     assert torch.equal(fn(ranges), full)
     singles = torch.cat([fn(range(i, i + 1)) for i in range(start, start + n)])
@@ -137,16 +140,28 @@ def test_strided_shards_and_index_tensors(draw, step, offset):
     """A strided shard (range with a step, or its indices as a tensor of any shape) gets the
     full draw's elements."""
     fn = DRAWS[draw]
-    full = fn(range(0, 120))
+    full = fn(range(120))
     assert torch.equal(fn(range(offset, 120, step)), full[offset::step])
     index = torch.tensor([[7, 3, 3], [119, 0, 64]])
     assert torch.equal(fn(index), full[index])
 
 
-def test_element_values_do_not_depend_on_dtype_of_index_container():
-    assert torch.equal(normal(KEY, [range(0, 5), range(9, 12)]), normal(KEY, torch.tensor(
-        [0, 1, 2, 3, 4, 9, 10, 11]
-    )))
+def test_list_of_ranges_equals_index_tensor():
+    assert torch.equal(
+        normal(KEY, [range(5), range(9, 12)]),
+        normal(KEY, torch.tensor([0, 1, 2, 3, 4, 9, 10, 11])),
+    )
+
+
+@pytest.mark.parametrize("draw", sorted(DRAWS))
+def test_splits_across_chunks_of_a_large_draw(draw):
+    """A draw is computed a chunk of _CHUNK blocks at a time: cuts anywhere, also off the chunk
+    grid, give the same bits (eager transcendentals do not depend on the position in a chunk)."""
+    fn = DRAWS[draw]
+    n = 4 * _CHUNK * 2 + 37
+    full = fn(range(3, 3 + n))
+    for cut in [1, 4 * _CHUNK - 3, 4 * _CHUNK + 2, 5 * _CHUNK + 1]:
+        assert torch.equal(torch.cat([fn(range(3, 3 + cut)), fn(range(3 + cut, 3 + n))]), full)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -181,7 +196,7 @@ def test_normal_moments_and_ks(dtype):
     [(0.0, 1.0, -2.0, 2.0), (1.0, 0.5, 0.0, 3.0), (0.0, 1.0, 3.0, 5.0), (0.0, 2.0, -30.0, -16.0)],
 )
 def test_truncated_normal_against_scipy(mean, std, a, b):
-    x = truncated_normal(KEY, range(N), mean, std, a, b, dtype=torch.float64).numpy()
+    x = truncated_normal(KEY, range(N), mean, std, a, b, torch.float64, impl="eager").numpy()
     assert x.min() >= a and x.max() <= b
     ref = scipy.stats.truncnorm((a - mean) / std, (b - mean) / std, loc=mean, scale=std)
     m, v = (float(s) for s in ref.stats("mv"))
@@ -217,8 +232,6 @@ def test_different_names_seeds_and_streams_are_uncorrelated(other):
 def test_keys_are_stable_and_distinct():
     assert RNG_VERSION == "philox-v1"
     # BLAKE2b of the documented message, recomputed here: a change of the hash breaks old plans
-    import hashlib
-
     digest = hashlib.blake2b(b"7\0fc.weight", digest_size=8, person=b"wi-philox-v1").digest()
     value = int.from_bytes(digest, "little")
     assert philox_key(7, "fc.weight") == (value % 2**32, value >> 32)
@@ -263,7 +276,11 @@ def test_compiled_path_gives_the_eager_bits():
             ValueError,
             "too small to draw from",
         ),
-        (lambda: philox4x32(torch.zeros(3, dtype=torch.int64), (0, 0)), ValueError, r"\(\.\.\., 4\)"),
+        (
+            lambda: philox4x32(torch.zeros(3, dtype=torch.int64), (0, 0)),
+            ValueError,
+            r"\(\.\.\., 4\)",
+        ),
         (lambda: philox4x32(torch.zeros(1, 4), (0, 0)), TypeError, "int64 tensor"),
         (lambda: philox4x32(torch.full((1, 4), 2**32), (0, 0)), ValueError, "uint32 words"),
     ],

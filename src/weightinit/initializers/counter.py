@@ -36,7 +36,7 @@ import functools
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 
@@ -54,7 +54,7 @@ __all__ = [
 
 RNG_VERSION = "philox-v1"
 
-Index = Union[range, Sequence[range], torch.Tensor]
+Index = range | Sequence[range] | torch.Tensor
 Key = tuple[int, int]
 Impl = Literal["auto", "eager", "compiled"]
 
@@ -69,6 +69,7 @@ _UNIFORM, _NORMAL, _TRUNCATED = 0, 1, 2
 _LANES = 4  # elements per Philox block
 _MAX_INDEX = 2**63 - 1  # int64 tensors hold the indices
 _COMPILE_FROM = 1 << 16  # impl="auto" compiles draws of at least this many elements
+_CHUNK = 1 << 14  # blocks drawn at a time: 65536 elements, their temporaries stay in L2
 _TWO_POW_M32 = 2.0**-32
 
 
@@ -193,17 +194,17 @@ def _normal_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
     return u1, theta
 
 
-def _box_muller(u1: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """(len, 4) standard normals: r = sqrt(-2 ln u1), lanes (r cos theta, r sin theta) per pair.
+def _box_muller(u1: torch.Tensor, theta: torch.Tensor, out: torch.Tensor) -> None:
+    """Standard normals into ``out`` (len, 4): r = sqrt(-2 ln u1), lanes (r cos theta,
+    r sin theta) per pair.
 
     Always eager torch ops, also after the compiled kernel: torch.compile's log, cos and sin
     differ from eager's in the last bit for about one value in five, so the transcendental
     part is kept out of the compiled graph to give both paths the same bits."""
-    r = torch.log(u1).mul_(-2.0).sqrt_()
-    out = torch.empty(*u1.shape, 2, dtype=u1.dtype, device=u1.device)
-    torch.mul(r, torch.cos(theta), out=out[..., 0])
-    torch.mul(r, torch.sin(theta), out=out[..., 1])
-    return out.reshape(len(u1), 4)
+    r = u1.log_().mul_(-2.0).sqrt_()
+    pairs = out.view(len(u1), 2, 2)
+    torch.mul(r, torch.cos(theta), out=pairs[..., 0])
+    torch.mul(r, theta.sin_(), out=pairs[..., 1])
 
 
 def _open_uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -219,10 +220,21 @@ _KERNELS: dict[str, Callable] = {
 }
 
 
-def _block_values(kernel: Callable, kind: str, j: torch.Tensor, k, dtype) -> torch.Tensor:
-    """The (len(j), 4) standard values of blocks ``j``: the kernel, then Box-Muller (eager)."""
-    raw = kernel(j, k, dtype)
-    return _box_muller(*raw) if kind == "normal" else raw
+def _block_values(kernel: Callable, kind: str, j: int | torch.Tensor, k, out: torch.Tensor) -> None:
+    """The standard values of blocks ``j`` (a tensor, or an int: blocks j, j + 1, ...) into
+    ``out`` (blocks, 4), a chunk at a time (a chunk's temporaries stay in cache): the kernel,
+    then Box-Muller (eager) for the normal."""
+    for c in range(0, len(out), _CHUNK):
+        part = out[c : c + _CHUNK]
+        if isinstance(j, int):
+            blocks = torch.arange(j + c, j + c + len(part), device=out.device)
+        else:
+            blocks = j[c : c + _CHUNK]
+        raw = kernel(blocks, k, out.dtype)
+        if kind == "normal":
+            _box_muller(*raw, out=part)
+        else:
+            part.copy_(raw)
 
 
 @functools.cache
@@ -240,7 +252,7 @@ def _compiled_kernel(kind: str, dtype: torch.dtype) -> Callable | None:
             if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
                 return None
         return fn
-    except Exception:  # no compiler, an unsupported platform: the eager path gives the same bits
+    except Exception:  # noqa: BLE001 (no compiler, an unsupported platform: eager, same bits)
         return None
 
 
@@ -324,13 +336,15 @@ def _standard(
     for piece in pieces:
         if isinstance(piece, range):
             first = piece.start // _LANES
-            blocks = torch.arange(first, (piece.stop - 1) // _LANES + 1, device=device)
+            blocks = (piece.stop - 1) // _LANES + 1 - first
             offset = piece.start - first * _LANES
-            values = _block_values(kernel, kind, blocks, k, dtype)
+            values = torch.empty(blocks, _LANES, dtype=dtype, device=device)
+            _block_values(kernel, kind, first, k, values)
             out.append(values.reshape(-1)[offset : offset + len(piece)])
         else:
             i = piece.to(device)
-            values = _block_values(kernel, kind, i >> 2, k, dtype)
+            values = torch.empty(len(i), _LANES, dtype=dtype, device=device)
+            _block_values(kernel, kind, i >> 2, k, values)
             out.append(values.gather(1, (i & 3).unsqueeze(1)).squeeze(1))
     if not out:
         return torch.empty(shape, dtype=dtype, device=device)
