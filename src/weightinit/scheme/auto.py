@@ -392,10 +392,23 @@ def recurrent_rule(
 # --- moments through the ops every framework has -------------------------------------------
 
 
-def through_activation(act, x: Signal | None) -> Signal | None:
+def through_activation(act, x: Signal | None, cache: dict | None = None) -> Signal | None:
+    """phi(x) for x ~ N(mean, var): its Gaussian moments by quadrature (:func:`moments`).
+    ``cache``: a dict that keeps them per (activation, mean, variance) across calls, for one
+    model (a module activation is keyed by the module, whose state must not change)."""
     if x is None:
         return None
-    m = moments(act, x.mean, max(x.var, 0.0))
+    var = max(x.var, 0.0)
+    key = (act.name, act.param, act.fn, x.mean, var)
+    try:
+        m = None if cache is None else cache.get(key)
+    except TypeError:  # an unhashable callable: not kept
+        cache = None
+        m = None
+    if m is None:
+        m = moments(act, x.mean, var)
+        if cache is not None:
+            cache[key] = m
     return Signal(m.mean, max(m.second_moment - m.mean**2, 0.0), x.shared)
 
 
@@ -445,7 +458,7 @@ def _survey(s: Survey) -> dict[str, Choice]:
         found = analysis.residual
         s.notes["residual"] = {"rule": found.rule, "branches": found.count,
                                "outputs": list(found.outputs)}  # fmt: skip
-    s.predictions.extend(dataclasses.asdict(p) for p in analysis.predictions)
+    s.predictions.extend(dict(vars(p)) for p in analysis.predictions)  # asdict: numbers, str
     choices = {}
     for p in s.params:
         choice = analysis.choices.get(p.plain)

@@ -56,6 +56,11 @@ class Node:
     # execution traces: the producer of every tensor in [*args, *kwargs.values()], in order
     # (None: a tensor made outside the trace, e.g. a parameter used functionally)
     sources: list[int | None] = field(default_factory=list)
+    # what :func:`_classify` found for this call, computed once: settle's followers and auto's
+    # propagation both ask
+    classified: tuple[str, Activation | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
 
 @dataclass
@@ -64,9 +69,12 @@ class Graph:
     method: str  # "fx" or "execution"
     # what an execution trace ran on when the user gave no input (for the plan's notes)
     traced_on: str = ""
+    # :func:`live`, computed once (every follower walk and the propagation ask); reset by add
+    alive: list[bool] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, node: Node) -> int:
         self.nodes.append(node)
+        self.alive = None
         index = len(self.nodes) - 1
         for i in node.inputs:
             self.nodes[i].users.append(index)
@@ -193,18 +201,19 @@ def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
     graph = Graph([], "execution")
     recorder = _Recorder(graph)
     names = {id(m): n for n, m in model.named_modules()}
+    atomic = {id(m): is_atomic(m) for m in model.modules()}  # asked twice per call
     handles = []
     running: list[tuple[nn.Module, Any]] = []  # the modules being called, innermost last
 
     def pre(module, args, kwargs):
         running.append((module, (args, kwargs)))
-        if is_atomic(module):
+        if atomic[id(module)]:
             recorder.depth += 1
 
     def post(module, args, kwargs, output):
         while running and running.pop()[0] is not module:
             pass  # calls that raised and were caught inside the forward pass
-        if not is_atomic(module):
+        if not atomic[id(module)]:
             return
         recorder.depth -= 1
         if recorder.depth == 0:
@@ -442,8 +451,59 @@ def _is_elementwise(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
     return changed in ([], [[1, 2, 3]])
 
 
+#: the standard state of a torch.nn module (hooks, registries): not configuration
+_MODULE_STATE = frozenset(nn.Module().__dict__)
+#: _is_elementwise of torch.nn modules by (type, configuration): the test runs each module,
+#: and a 1000-layer MLP has 999 ReLUs of one configuration
+_ELEMENTWISE: dict[tuple, bool] = {}
+
+
+def _module_is_elementwise(module: nn.Module) -> bool:
+    """:func:`_is_elementwise` of ``module``, remembered for torch.nn's own modules without
+    parameters, buffers, submodules or hooks, whose forward is a function of their type and
+    their scalar attributes alone (``inplace``, ``negative_slope``, ``training``, ...)."""
+    key = _configuration(module)
+    if key is None:
+        return _is_elementwise(module)
+    if key not in _ELEMENTWISE:
+        _ELEMENTWISE[key] = _is_elementwise(module)
+    return _ELEMENTWISE[key]
+
+
+def _configuration(module: nn.Module) -> tuple | None:
+    """(type, scalar attributes) of a torch.nn module that holds nothing else; else None."""
+    if not type(module).__module__.startswith("torch.nn.modules."):
+        return None
+    if module._parameters or module._buffers or module._modules or _hooked(module):
+        return None
+    config = []
+    for name, value in vars(module).items():
+        if name in _MODULE_STATE and name != "training":
+            continue
+        if type(value) not in (bool, int, float, str, type(None)):
+            return None  # a tensor, a callable (a forward of its own), ...
+        config.append((name, value))
+    return type(module), type(module).forward, tuple(config)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Does a hook (the module's own or a global one) run when ``module`` is called?"""
+    own = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
+           module._backward_pre_hooks)  # fmt: skip
+    glob = nn.modules.module
+    every = (glob._global_forward_hooks, glob._global_forward_pre_hooks,
+             glob._global_backward_hooks, glob._global_backward_pre_hooks)  # fmt: skip
+    return any(own) or any(every)
+
+
 def _classify(node: Node) -> tuple[str, Activation | None]:
-    """("activation", act) | ("pass", None) | ("stop", None)."""
+    """("activation", act) | ("pass", None) | ("stop", None); computed once per node."""
+    if node.classified is None:
+        node.classified = _classified(node)
+    return node.classified
+
+
+def _classified(node: Node) -> tuple[str, Activation | None]:
     if node.kind == "module":
         module = node.target
         if isinstance(module, _PASS_MODULES) or getattr(module, "keeps_signal", False):
@@ -453,7 +513,7 @@ def _classify(node: Node) -> tuple[str, Activation | None]:
             return "stop", None
         if isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
             return "stop", None
-        if _is_elementwise(module):
+        if _module_is_elementwise(module):
             return "activation", activation(module)
         return "stop", None
     if node.kind != "function" or node.target is None:
@@ -516,7 +576,14 @@ def follower(graph: Graph, index: int) -> Follower:
 def live(graph: Graph) -> list[bool]:
     """Per node: does its value reach the output or a layer with parameters? Not so for
     statistics computed for Python control flow (``if h.mean() > 0:``, ``.item()``) and for
-    outputs nobody uses (``out, _ = lstm(x)``)."""
+    outputs nobody uses (``out, _ = lstm(x)``). Computed once per graph (do not modify the
+    list)."""
+    if graph.alive is None:
+        graph.alive = _live(graph)
+    return graph.alive
+
+
+def _live(graph: Graph) -> list[bool]:
     alive = [False] * len(graph.nodes)
     for index in reversed(range(len(graph.nodes))):  # every user comes after what it uses
         node = graph.nodes[index]

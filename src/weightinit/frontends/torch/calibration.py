@@ -7,8 +7,11 @@ in ``plan.buffers``).
 
 from __future__ import annotations
 
+import collections
 import copy
+import copyreg
 import dataclasses
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from weightinit.plans.plan import SKIP, Plan, Row, rescale_
+from weightinit.plans.plan import SKIP, Plan, Row, is_sharded, rescale_
 from weightinit.scheme.lsuv import check_settings
 from weightinit.understanding.graph import arguments
 from weightinit.understanding.knowledge import Kinds, describe, read_back_embeddings, unwrap
@@ -155,8 +158,8 @@ def lsuv_plan(
             f"dict of its keyword arguments, got {type(data).__name__}"
         )
     args, kwargs = arguments(data)
-    work = copy.deepcopy(unwrap(model))
     rows = {r.name: r for r in base.rows}
+    work = _copy(unwrap(model), rows)
     norms = _reestimated(work, rows)
     kept = {m for m in work.modules() if isinstance(m, _NORMS) and not m.training}
     kept -= set(norms.values())
@@ -232,11 +235,7 @@ def lsuv_plan(
             # the copy: in place is fine; the analytic plan is what is being calibrated
             drawn = dataclasses.replace(base, pending_calibration=False, computed=None)
             drawn.apply(work, seed=seed, atomic=False)
-            originals = {
-                name: params[name].detach().clone()
-                for u in every
-                for name in u.weights + ([u.bias] if u.bias else [])
-            }
+            originals = _Originals(every, params, max_iter)
             for sweep in range(max_iter):
                 for unit in every:
                     unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
@@ -280,6 +279,86 @@ def lsuv_plan(
         name: p.detach() for name, p in params.items() if name in written
     }
     return plan, records
+
+
+def _copy(model: nn.Module, rows: dict[str, Row]) -> nn.Module:
+    """``copy.deepcopy(model)``, faster: the parameters a row of the plan writes get fresh
+    memory, not a copy of the values the plan overwrites, and torch.nn modules are rebuilt
+    from their attribute dicts as deepcopy rebuilds them (without its per-object dispatch);
+    whatever else they hold goes through deepcopy itself, with the same memo."""
+    memo: dict[int, Any] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        row = rows.get(name)
+        if row is not None and row.init != SKIP and _plain(param):
+            memo[id(param)] = nn.Parameter(torch.empty_like(param), param.requires_grad)
+    return _deepcopy(model, memo)
+
+
+#: types deepcopy returns as they are
+_ATOMIC = frozenset({type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device})
+#: the copy protocol of a plain torch.nn.Module: what _deepcopy reproduces
+_PROTOCOL = {
+    name: getattr(nn.Module, name)
+    for name in ("__reduce_ex__", "__reduce__", "__getstate__", "__setstate__")
+}
+
+
+def _deepcopy(value: Any, memo: dict[int, Any]) -> Any:
+    """``copy.deepcopy(value, memo)``: modules with torch.nn.Module's copy protocol, the
+    dicts in them, and tuples and sets of numbers and strings, copied here as deepcopy copies
+    them (the originals stay alive in the model, so deepcopy's keep-alive list is not
+    needed); everything else by deepcopy itself."""
+    cls = type(value)
+    if cls in _ATOMIC:
+        return value
+    found = memo.get(id(value), memo)
+    if found is not memo:
+        return found
+    if cls is tuple and all(type(v) in _ATOMIC for v in value):
+        return value  # deepcopy returns such a tuple itself
+    if cls is set and all(type(v) in _ATOMIC for v in value):  # _non_persistent_buffers_set
+        memo[id(value)] = new = set(value)
+        return new
+    if isinstance(value, nn.Module) and _plain_module(cls) and "__deepcopy__" not in vars(value):
+        new = cls.__new__(cls)
+        memo[id(value)] = new
+        state = {}
+        for k, v in value.__dict__.items():
+            state[k] = v if type(v) in _ATOMIC else _deepcopy(v, memo)
+        new.__setstate__(state)
+        return new
+    if cls is dict or (cls is collections.OrderedDict and not vars(value)):
+        new = cls()
+        memo[id(value)] = new
+        for k, v in value.items():
+            new[k if type(k) in _ATOMIC else _deepcopy(k, memo)] = (
+                v if type(v) in _ATOMIC else _deepcopy(v, memo)
+            )
+        return new
+    return copy.deepcopy(value, memo)
+
+
+@functools.lru_cache(maxsize=1024)  # parametrize makes a class per module
+def _plain_module(cls: type) -> bool:
+    """Is a module of class ``cls`` deep-copied as torch.nn.Module copies it: rebuilt with
+    ``cls.__new__``, its attribute dict copied, ``__setstate__`` called?"""
+    if copyreg.dispatch_table.get(cls) is not None or hasattr(cls, "__deepcopy__"):
+        return False
+    if any("__slots__" in vars(k) for k in cls.__mro__) or issubclass(cls, (list, dict)):
+        return False
+    if hasattr(cls, "__getnewargs_ex__") or hasattr(cls, "__getnewargs__"):
+        return False
+    return all(getattr(cls, name) is method for name, method in _PROTOCOL.items())
+
+
+def _plain(param: torch.Tensor) -> bool:
+    """A parameter whose deep copy is ``nn.Parameter(its data cloned, requires_grad)``."""
+    return (
+        type(param) is nn.Parameter
+        and not param.is_meta
+        and param.layout == torch.strided
+        and not is_sharded(param)
+    )
 
 
 def _forward(work: nn.Module, args: tuple, kwargs: dict, norms: dict[str, nn.Module]) -> None:
@@ -389,18 +468,43 @@ def _settle(unit: _Unit, fix, target: float, center: bool) -> bool:
     return True
 
 
-def _write(unit: _Unit, params: dict, originals: dict, rows: dict[str, Row]) -> None:
+class _Originals:
+    """The drawn values of the units' parameters, each kept at its first correction when a
+    later correction rescales it again (a later sweep, or another unit using the same tensor):
+    with ``max_iter=1`` (auto's stabilizing sweep) nothing is kept."""
+
+    def __init__(self, units: list[_Unit], params: dict, max_iter: int):
+        uses = collections.Counter(id(params[n]) for u in units for n in _written(u))
+        self.keep = {i for i, count in uses.items() if count > 1 or max_iter > 1}
+        self.kept: dict[int, torch.Tensor] = {}
+
+    def restore(self, param: torch.Tensor) -> None:
+        """Bring ``param`` back to its drawn values (kept now, at its first correction)."""
+        key = id(param)
+        if key in self.kept:
+            param.copy_(self.kept[key])
+        elif key in self.keep:
+            self.kept[key] = param.detach().clone()
+
+
+def _written(unit: _Unit) -> list[str]:
+    """The parameters a unit's correction rescales: its weights and bias."""
+    return unit.weights + ([unit.bias] if unit.bias else [])
+
+
+def _write(unit: _Unit, params: dict, originals: _Originals, rows: dict[str, Row]) -> None:
     """The unit's parameters from their pre-initialization, as the plan will write them."""
     scale, shift = _values(unit.gain), _values(unit.shift)
-    for name in unit.weights + ([unit.bias] if unit.bias else []):
-        param = params[name].copy_(originals[name])
+    for name in _written(unit):
+        param = params[name]
+        originals.restore(param)
         rescale_(param, scale, shift if name == unit.bias else None, rows[name].layout)
 
 
 def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
     plan = Plan(
         base.scheme,
-        [copy.copy(r) for r in base.rows],
+        [_shallow(r) for r in base.rows],
         dict(base.options),
         base.graph,
         notes=dict(base.notes),
@@ -431,6 +535,13 @@ def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
         records.append(Calibration(unit.name, unit.iterations, rms, std, mean, spread, verified))
     plan.calibration = [dataclasses.asdict(r) for r in records]
     return plan, records
+
+
+def _shallow(row: Row) -> Row:
+    """``copy.copy(row)``, without its per-object dispatch."""
+    new = object.__new__(Row)
+    new.__dict__.update(row.__dict__)
+    return new
 
 
 def _unsettled(units: list[_Unit], changed: list[str], max_iter: int) -> None:

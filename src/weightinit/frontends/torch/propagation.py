@@ -166,6 +166,8 @@ class _Propagation:
             self.given.setdefault(id(copied), self.given[id(given)])
         self.alive = live(graph)
         self.analysis.residual = Residual.find(model, graph, auto)
+        self.moments: dict = {}  # through_activation's, per (activation, mean, variance)
+        self.draws: dict = {}  # unit draws of _choice, per (initializer, shape, dtype, layout)
 
     # --- driver ---
 
@@ -260,7 +262,7 @@ class _Propagation:
             return Signal(mean, scale * scale - mean * mean, x.shared)
         kind, act = _classify(node)
         if kind == "activation":
-            return through_activation(act, x)
+            return through_activation(act, x, self.moments)
         return self._measure(node, f"{type(m).__name__} (measured on Gaussian input)")
 
     def _norm(self, node: Node, m: nn.Module, x: Signal) -> Signal:
@@ -326,7 +328,7 @@ class _Propagation:
         else:
             kind, act = _classify(node)
             if kind == "activation":
-                return through_activation(act, x)
+                return through_activation(act, x, self.moments)
         return self._measure(node, f"{name} (measured on Gaussian input)")
 
     def _operand(self, node: Node, value: Any, index: int) -> Signal | None:
@@ -442,12 +444,19 @@ class _Propagation:
             return Choice("zeros", {}, reason)
         dist = self.auto.distribution
         if dist == "orthogonal":
-            unit = capture(get("orthogonal"), param.shape, param.dtype, {}, layout)
+            unit = self._unit_draw("orthogonal", param, layout)
             gain = math.sqrt(w2) / unit.std
             return Choice("orthogonal", {"gain": gain}, f"{reason}; orthogonal, gain {gain:.4g}")
-        fan_in = capture(get("lecun_normal"), param.shape, param.dtype, {}, layout).std ** -2
+        fan_in = self._unit_draw("lecun_normal", param, layout).std ** -2
         args = {"scale": w2 * fan_in, "mode": "fan_in", "distribution": dist}
         return Choice("variance_scaling", args, f"{reason}; Var(W) = {w2:.4g}")
+
+    def _unit_draw(self, init: str, param: torch.Tensor, layout):
+        """The Draw of ``init`` without arguments for ``param``: one per shape and layout."""
+        key = (init, tuple(param.shape), param.dtype, layout)
+        if key not in self.draws:
+            self.draws[key] = capture(get(init), param.shape, param.dtype, {}, layout)
+        return self.draws[key]
 
     def _bias(self, module: nn.Module, leaf: str = "bias") -> tuple[float, float]:
         """(mean, second moment) of a bias."""
