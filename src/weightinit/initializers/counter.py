@@ -185,24 +185,27 @@ def _uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> tor
 
 
 def _normal_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
-    """Box-Muller's inputs from the word pairs (w0, w1) and (w2, w3) of each block, both of
-    shape (len(j), 2): u1 = (w0 + 1) 2^-32 in (0, 1] and theta = 2 pi w1 2^-32, in ``dtype``
-    (each one correctly rounded product: the same bits eager or compiled)."""
+    """Box-Muller's inputs from the word pairs (w0, w1) and (w2, w3) of the blocks ``j``, both
+    of shape (2 len(j),), the first pairs then the second: u1 = (w0 + 1) 2^-32 in (0, 1] and
+    theta = 2 pi w1 2^-32, in ``dtype`` (each a correctly rounded product of an exact integer:
+    the same bits eager or compiled). Concatenated, not stacked: a compiled stack interleaves
+    its inputs element by element, 20% slower."""
     w0, w1, w2, w3 = _words(j, k, _NORMAL)
-    u1 = torch.stack([w0 + 1, w2 + 1], dim=1).to(dtype) * _TWO_POW_M32
-    theta = torch.stack([w1, w3], dim=1).to(dtype) * (2.0 * math.pi * _TWO_POW_M32)
+    u1 = torch.cat([w0 + 1, w2 + 1]).to(dtype) * _TWO_POW_M32
+    theta = torch.cat([w1, w3]).to(dtype) * (2.0 * math.pi * _TWO_POW_M32)
     return u1, theta
 
 
 def _box_muller(u1: torch.Tensor, theta: torch.Tensor, out: torch.Tensor) -> None:
-    """Standard normals into ``out`` (len, 4): r = sqrt(-2 ln u1), lanes (r cos theta,
-    r sin theta) per pair.
+    """Standard normals into ``out`` (blocks, 4) from :func:`_normal_kernel`'s u1 and theta:
+    r = sqrt(-2 ln u1), lanes (r cos theta, r sin theta) of the first pair, then the second.
 
     Always eager torch ops, also after the compiled kernel: torch.compile's log, cos and sin
     differ from eager's in the last bit for about one value in five, so the transcendental
     part is kept out of the compiled graph to give both paths the same bits."""
-    r = u1.log_().mul_(-2.0).sqrt_()
-    pairs = out.view(len(u1), 2, 2)
+    r = u1.log_().mul_(-2.0).sqrt_().view(2, -1)
+    theta = theta.view(2, -1)
+    pairs = out.view(-1, 2, 2).permute(1, 0, 2)  # (pair, block, cos/sin)
     torch.mul(r, torch.cos(theta), out=pairs[..., 0])
     torch.mul(r, theta.sin_(), out=pairs[..., 1])
 
