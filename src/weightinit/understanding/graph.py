@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from weightinit._gc import collector_paused
 from weightinit.initializers.activations import Activation, activation
 from weightinit.understanding.knowledge import is_conventional
 
@@ -327,7 +328,8 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
                 # a model without storage runs on meta copies of the input: shapes, no values
                 example_input = map_tensors(example_input, lambda t: t.to("meta"))
             buffers = {b: b.clone() for b in model.buffers()}
-            with torch.random.fork_rng(devices=[]):  # dropout in the trace draws from it
+            # dropout in the trace draws from the RNG; the trace's nodes live on with it
+            with torch.random.fork_rng(devices=[]), collector_paused():
                 return _execution_trace(model, example_input)
         try:
             return _fx_trace(model)

@@ -12,6 +12,7 @@ import copy
 import copyreg
 import dataclasses
 import functools
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from weightinit._gc import collector_paused
 from weightinit.plans.plan import SKIP, Plan, Row, is_sharded, rescale_
 from weightinit.scheme.lsuv import check_settings
 from weightinit.understanding.graph import arguments
@@ -58,12 +60,19 @@ class Calibration:
     verified: bool = True
 
 
+# A unit's numbers (std, mean, gain, shift) are one per channel (float64 tensors) or, pooled,
+# one float: the arithmetic on them is IEEE float64 either way, the float saving a tensor op
+# per step; sqrt is torch's for both (its float64 sqrt is not always math.sqrt's).
+Value = torch.Tensor | float
+
+
 class _Moments:
     """Count, mean and sum of squared deviations, pooled over uses (Chan, Golub & LeVeque)."""
 
     def __init__(self) -> None:
         self.n = 0
-        self.mean = self.m2 = torch.zeros((), dtype=torch.float64)
+        self.mean: Value = 0.0
+        self.m2: Value = 0.0
 
     def add(self, y: torch.Tensor, axis: int | None = None) -> None:
         """Add the values of ``y``, all pooled or (``axis``) per channel along that axis."""
@@ -72,20 +81,38 @@ class _Moments:
             flat = y.reshape(-1)
             mean = flat.mean()
             d = flat - mean
-            n, m2 = flat.numel(), torch.dot(d, d)
+            n, m2, mean = flat.numel(), torch.dot(d, d).item(), mean.item()
         else:
             dims = [i for i in range(y.ndim) if i != axis]
             mean = y.mean(dims, keepdim=True)
             n, m2 = y.numel() // y.shape[axis], (y - mean).square().sum(dims)
-        m2, mean = m2.double().cpu(), mean.reshape(m2.shape).double().cpu()
+            m2, mean = m2.double().cpu(), mean.reshape(m2.shape).double().cpu()
         total = self.n + n
         delta = mean - self.mean
-        self.m2 = self.m2 + m2 + delta**2 * (self.n * n / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.n * n / total)
         self.mean = self.mean + delta * (n / total)
         self.n = total
 
-    def std(self) -> torch.Tensor:
-        return (self.m2 / max(self.n - 1, 1)).sqrt()
+    def std(self) -> Value:
+        var = self.m2 / max(self.n - 1, 1)
+        return var.sqrt() if isinstance(var, torch.Tensor) else _sqrt(var)
+
+
+def _sqrt(x: float) -> float:
+    """torch's float64 square root of ``x``, as a 0-d tensor's ``sqrt()`` computes it."""
+    return torch.tensor(x, dtype=torch.float64).sqrt().item()
+
+
+def _finite(v: Value) -> bool:
+    return bool(torch.isfinite(v).all()) if isinstance(v, torch.Tensor) else math.isfinite(v)
+
+
+def _any(v: Value | bool) -> bool:
+    return bool(v.any()) if isinstance(v, torch.Tensor) else bool(v)
+
+
+def _all(v: Value | bool) -> bool:
+    return bool(v.all()) if isinstance(v, torch.Tensor) else bool(v)
 
 
 @dataclass(eq=False)
@@ -95,14 +122,14 @@ class _Unit:
     name: str
     weights: list[str]  # qualified names of the parameters the gain multiplies
     bias: str | None  # qualified name of the bias scaled (and centred) with them
-    gain: torch.Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.float64))
-    shift: torch.Tensor | None = None  # the bias's added shift, when centring
+    gain: Value = 1.0
+    shift: Value | None = None  # the bias's added shift, when centring
     iterations: int = 0
     zero: bool = False  # deliberately zero (Fixup, zero heads): left alone
     # this sweep
     uses: int = 0
     stats: _Moments = field(default_factory=_Moments)
-    in_pass: tuple[torch.Tensor, torch.Tensor | None] | None = None  # applied in the pass
+    in_pass: tuple[Value, Value | None] | None = None  # applied in the pass
     shared: bool = False  # seen used more than once: corrected between passes only
     record: tuple[float | None, float | None, bool] = (None, None, True)  # std, mean, verified
 
@@ -157,128 +184,133 @@ def lsuv_plan(
             "lsuv: `data` must be a tensor, a tuple of the model's positional arguments or a "
             f"dict of its keyword arguments, got {type(data).__name__}"
         )
-    args, kwargs = arguments(data)
-    rows = {r.name: r for r in base.rows}
-    work = _copy(unwrap(model), rows)
-    norms = _reestimated(work, rows)
-    kept = {m for m in work.modules() if isinstance(m, _NORMS) and not m.training}
-    kept -= set(norms.values())
-    work.eval()  # dropout off
-    for module in work.modules():
-        if isinstance(module, _NORMS) and module not in kept:
-            module.train()  # batch statistics (the running ones are the copy's)
-    for norm in norms.values():
-        norm.momentum = None  # a cumulative average: one pass gives the batch's own moments
-    units = _units(work, rows, center)
-    every = [u for found in units.values() for u in found if u is not None]
-    params = dict(work.named_parameters(remove_duplicate=False))
+    # the copy, the hooks and the records live until the plan is made: see weightinit._gc
+    with collector_paused():
+        args, kwargs = arguments(data)
+        rows = {r.name: r for r in base.rows}
+        work = _copy(unwrap(model), rows)
+        norms = _reestimated(work, rows)
+        kept = {m for m in work.modules() if isinstance(m, _NORMS) and not m.training}
+        kept -= set(norms.values())
+        work.eval()  # dropout off
+        for module in work.modules():
+            if isinstance(module, _NORMS) and module not in kept:
+                module.train()  # batch statistics (the running ones are the copy's)
+        for norm in norms.values():
+            norm.momentum = None  # a cumulative average: one pass gives the batch's own moments
+        units = _units(work, rows, center)
+        every = [u for found in units.values() for u in found if u is not None]
+        params = dict(work.named_parameters(remove_duplicate=False))
 
-    def correction(unit: _Unit) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        """(scale, mean to subtract) that brings the unit's pooled output to the target: in the
-        first sweep always (exact, at no extra cost), later only when outside tolerance; None
-        otherwise, or when the unit is deliberately zero."""
-        std, mean = unit.stats.std(), unit.stats.mean
-        if unit.stats.n < 2:
-            raise ValueError(
-                f"lsuv: layer {unit.name!r} gives fewer than 2 values per channel on `data`; "
-                "pass a larger batch"
+        def correction(unit: _Unit) -> tuple[Value, Value | None] | None:
+            """(scale, mean to subtract) that brings the unit's pooled output to the target: in the
+            first sweep always (exact, at no extra cost), later only when outside tolerance; None
+            otherwise, or when the unit is deliberately zero."""
+            std, mean = unit.stats.std(), unit.stats.mean
+            if unit.stats.n < 2:
+                raise ValueError(
+                    f"lsuv: layer {unit.name!r} gives fewer than 2 values per channel on `data`; "
+                    "pass a larger batch"
+                )
+            if not (_finite(std) and _finite(mean)):
+                raise ValueError(f"lsuv: layer {unit.name!r} gives non-finite outputs on `data`")
+            if _any(std == 0):
+                if _all(std == 0) and not any(params[w].any() for w in unit.weights):
+                    unit.zero = True  # deliberately zero (Fixup, zero heads): left at zero
+                    return None
+                raise ValueError(
+                    f"lsuv: layer {unit.name!r} has constant outputs (std 0{' in some channels' if per_channel else ''}) "
+                    "on `data`, so no scale can reach the target std; check the data or the layers "
+                    "before it"
+                )
+            centre = unit.shift is not None
+            off = (
+                sweep == 0
+                or _any(abs(std - target) > tol * target)
+                or (centre and _any(abs(mean) > tol * target))
             )
-        if not (torch.isfinite(std).all() and torch.isfinite(mean).all()):
-            raise ValueError(f"lsuv: layer {unit.name!r} gives non-finite outputs on `data`")
-        if (std == 0).any():
-            if (std == 0).all() and not any(params[w].any() for w in unit.weights):
-                unit.zero = True  # deliberately zero (Fixup, zero heads): left at zero
+            # target / std as torch divides a number by a tensor: reciprocal, then times target
+            return ((1.0 / std) * target, mean if centre else None) if off else None
+
+        def hook(module, inputs, kwargs, output):
+            if isinstance(module, _RECURRENT):
+                x = inputs[0] if inputs else kwargs["input"]
+                hx = inputs[1] if len(inputs) > 1 else kwargs.get("hx")
+                for unit, a in zip(units[module], recurrent_preactivations(module, x, hx)):
+                    if unit is not None:
+                        unit.uses += 1
+                        unit.stats.add(a)
                 return None
-            raise ValueError(
-                f"lsuv: layer {unit.name!r} has constant outputs (std 0{' in some channels' if per_channel else ''}) "
-                "on `data`, so no scale can reach the target std; check the data or the layers "
-                "before it"
-            )
-        centre = unit.shift is not None
-        off = (
-            sweep == 0
-            or ((std - target).abs() > tol * target).any()
-            or (centre and (mean.abs() > tol * target).any())
-        )
-        return (target / std, mean if centre else None) if off else None
+            (unit,) = units[module]
+            attention = isinstance(module, nn.MultiheadAttention)  # (output, weights)
+            out = output[0] if attention else output
+            if unit.zero or not isinstance(out, torch.Tensor) or not out.is_floating_point():
+                return None
+            axis = _feature_axis(module, out) if per_channel else None
+            unit.uses += 1
+            unit.stats.add(out, axis)
+            if unit.uses == 1 and not unit.shared:
+                unit.in_pass = correction(unit)
+            if unit.in_pass is None:
+                return None
+            scale, mean = (
+                unit.in_pass
+            )  # every use this sweep, so later layers see calibrated inputs
+            y = out if mean is None else out - _along(mean, out, axis)
+            y = y * _along(scale, out, axis)
+            return (y, *output[1:]) if attention else y
 
-    def hook(module, inputs, kwargs, output):
-        if isinstance(module, _RECURRENT):
-            x = inputs[0] if inputs else kwargs["input"]
-            hx = inputs[1] if len(inputs) > 1 else kwargs.get("hx")
-            for unit, a in zip(units[module], recurrent_preactivations(module, x, hx)):
-                if unit is not None:
-                    unit.uses += 1
-                    unit.stats.add(a)
-            return None
-        (unit,) = units[module]
-        attention = isinstance(module, nn.MultiheadAttention)  # (output, weights)
-        out = output[0] if attention else output
-        if unit.zero or not isinstance(out, torch.Tensor) or not out.is_floating_point():
-            return None
-        axis = _feature_axis(module, out) if per_channel else None
-        unit.uses += 1
-        unit.stats.add(out, axis)
-        if unit.uses == 1 and not unit.shared:
-            unit.in_pass = correction(unit)
-        if unit.in_pass is None:
-            return None
-        scale, mean = unit.in_pass  # every use this sweep, so later layers see calibrated inputs
-        y = out if mean is None else out - _along(mean, out, axis)
-        y = y * _along(scale, out, axis)
-        return (y, *output[1:]) if attention else y
-
-    cuda = sorted({p.device.index or 0 for p in params.values() if p.is_cuda})
-    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
-    try:
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            # the copy: in place is fine; the analytic plan is what is being calibrated
-            drawn = dataclasses.replace(base, pending_calibration=False, computed=None)
-            drawn.apply(work, seed=seed, atomic=False)
-            originals = _Originals(every, params, max_iter)
-            for sweep in range(max_iter):
-                for unit in every:
-                    unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
+        cuda = sorted({p.device.index or 0 for p in params.values() if p.is_cuda})
+        handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
+        try:
+            with torch.random.fork_rng(devices=cuda), torch.no_grad():
+                # the copy: in place is fine; the analytic plan is what is being calibrated
+                drawn = dataclasses.replace(base, pending_calibration=False, computed=None)
+                drawn.apply(work, seed=seed, atomic=False)
+                originals = _Originals(every, params, max_iter)
+                for sweep in range(max_iter):
+                    for unit in every:
+                        unit.uses, unit.stats, unit.in_pass = 0, _Moments(), None
+                    _forward(work, args, kwargs, norms)
+                    changed = []  # corrected, or corrected inside the pass only
+                    for unit in every:
+                        if unit.uses and not unit.zero:
+                            unit.shared |= unit.uses > 1
+                            if _settle(unit, correction(unit), target, center):
+                                _write(unit, params, originals, rows)
+                                changed.append(unit.name)
+                            elif unit.in_pass is not None:
+                                changed.append(unit.name)
+                    if not changed:
+                        break
+                else:
+                    _unsettled(every, changed, max_iter)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if norms and changed:  # the last pass ran before its corrections: measure the final network
+            with torch.random.fork_rng(devices=cuda), torch.no_grad():
                 _forward(work, args, kwargs, norms)
-                changed = []  # corrected, or corrected inside the pass only
-                for unit in every:
-                    if unit.uses and not unit.zero:
-                        unit.shared |= unit.uses > 1
-                        if _settle(unit, correction(unit), target, center):
-                            _write(unit, params, originals, rows)
-                            changed.append(unit.name)
-                        elif unit.in_pass is not None:
-                            changed.append(unit.name)
-                if not changed:
-                    break
-            else:
-                _unsettled(every, changed, max_iter)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if norms and changed:  # the last pass ran before its corrections: measure the final network
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            _forward(work, args, kwargs, norms)
-    plan, records = _calibrated(base, every, rows, center)
-    plan.options.update(
-        seed=seed,
-        target_std=target,
-        tol=tol,
-        max_iter=max_iter,
-        center=center,
-        per_channel=per_channel,
-    )
-    plan.buffers = {  # the running statistics of the final network on `data`
-        f"{layer}.{name}" if layer else name: _values(buffer)
-        for layer, norm in norms.items()
-        for name, buffer in norm.named_buffers(recurse=False)
-        if name in _STATISTICS
-    }
-    written = {r.name for r in plan.rows if r.init != SKIP}
-    plan.computed = {  # exactly what apply(seed=seed) would draw: no need to draw it again
-        name: p.detach() for name, p in params.items() if name in written
-    }
-    return plan, records
+        plan, records = _calibrated(base, every, rows, center)
+        plan.options.update(
+            seed=seed,
+            target_std=target,
+            tol=tol,
+            max_iter=max_iter,
+            center=center,
+            per_channel=per_channel,
+        )
+        plan.buffers = {  # the running statistics of the final network on `data`
+            f"{layer}.{name}" if layer else name: _values(buffer)
+            for layer, norm in norms.items()
+            for name, buffer in norm.named_buffers(recurse=False)
+            if name in _STATISTICS
+        }
+        written = {r.name for r in plan.rows if r.init != SKIP}
+        plan.computed = {  # exactly what apply(seed=seed) would draw: no need to draw it again
+            name: p.detach() for name, p in params.items() if name in written
+        }
+        return plan, records
 
 
 def _copy(model: nn.Module, rows: dict[str, Row]) -> nn.Module:
@@ -425,7 +457,7 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
         if isinstance(module, nn.MultiheadAttention) and planned(prefix + "out_proj.weight"):
             bias = prefix + "out_proj.bias" if planned(prefix + "out_proj.bias") else None
             unit = _Unit(mname, [prefix + "out_proj.weight"], bias)
-            unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
+            unit.shift = 0.0 if center and bias else None
             found[module] = [unit]
         elif tied_head(module, prefix) is not None:
             bias = prefix + "bias" if planned(prefix + "bias") else None
@@ -437,7 +469,7 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
         elif _layer(module) and planned(prefix + "weight"):
             bias = prefix + "bias" if planned(prefix + "bias") else None
             unit = _Unit(mname, [prefix + "weight"], bias)
-            unit.shift = torch.zeros((), dtype=torch.float64) if center and bias else None
+            unit.shift = 0.0 if center and bias else None
             found[module] = [unit]
         elif isinstance(module, _RECURRENT):
             suffixes = layer_suffixes(module) if isinstance(module, nn.RNNBase) else [""]
@@ -513,8 +545,13 @@ def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
     by_name = {r.name: r for r in plan.rows}
     records = []
     for unit in units:
-        rms = unit.gain.square().mean().sqrt().item()
-        spread = (unit.gain.min().item(), unit.gain.max().item()) if unit.gain.ndim else None
+        gain = unit.gain
+        if isinstance(gain, torch.Tensor):
+            rms = gain.square().mean().sqrt().item()
+            spread = (gain.min().item(), gain.max().item()) if gain.ndim else None
+            largest = gain.abs().max().item()
+        else:  # one number: its root mean square, as the tensor's, computed by torch's sqrt
+            rms, spread, largest = _sqrt(gain * gain), None, abs(gain)
         for name in unit.weights + ([unit.bias] if unit.bias else []):
             row = by_name[name]
             if unit.record[0] is None and not unit.zero:
@@ -523,7 +560,7 @@ def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
                 continue
             row.scale = _values(unit.gain)
             row.std = None if row.std is None else row.std * rms
-            row.bound = None if row.bound is None else row.bound * unit.gain.abs().max().item()
+            row.bound = None if row.bound is None else row.bound * largest
             gains = f"gains {spread[0]:.4g}-{spread[1]:.4g}" if spread else f"gain {rms:.4g}"
             row.reason += f"; LSUV {gains}"
             if name == unit.bias and unit.shift is not None:
@@ -533,7 +570,7 @@ def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
         if unit.zero:
             std, mean = 0.0, (0.0 if center else None)
         records.append(Calibration(unit.name, unit.iterations, rms, std, mean, spread, verified))
-    plan.calibration = [dataclasses.asdict(r) for r in records]
+    plan.calibration = [dict(vars(r)) for r in records]  # asdict: numbers, str, a tuple
     return plan, records
 
 
@@ -557,18 +594,24 @@ def _unsettled(units: list[_Unit], changed: list[str], max_iter: int) -> None:
         )
 
 
-def _worst(values: torch.Tensor, target: float) -> float:
+def _worst(values: Value, target: float) -> float:
     """The value farthest from ``target`` (the value itself for a single one)."""
+    if not isinstance(values, torch.Tensor):
+        return values
     flat = values.reshape(-1)
     return flat[(flat - target).abs().argmax()].item()
 
 
-def _values(t: torch.Tensor | None) -> float | int | list[float] | None:
-    return None if t is None else t.item() if t.ndim == 0 else t.tolist()
+def _values(t: Value | None) -> float | int | list[float] | None:
+    if t is None or not isinstance(t, torch.Tensor):
+        return t
+    return t.item() if t.ndim == 0 else t.tolist()
 
 
-def _along(t: torch.Tensor, y: torch.Tensor, axis: int | None) -> torch.Tensor:
+def _along(t: Value, y: torch.Tensor, axis: int | None) -> torch.Tensor:
     """``t`` (one number, or one per channel) broadcastable against ``y`` along ``axis``."""
+    if not isinstance(t, torch.Tensor):
+        t = torch.tensor(t, dtype=torch.float64)
     t = t.to(y.dtype).to(y.device)
     return t if axis is None else t.reshape([-1 if i == axis else 1 for i in range(y.ndim)])
 

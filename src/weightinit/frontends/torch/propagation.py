@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightinit._checks import is_number
+from weightinit._gc import collector_paused
 from weightinit.initializers.catalog import get
 from weightinit.initializers.fills import capture
 from weightinit.scheme.auto import (
@@ -912,4 +913,5 @@ def propagate(
     of parameters the plan already settled (rules, skip, frozen, tied), or None."""
     if graph.method != "execution":
         raise ValueError("auto: needs an execution trace (pass example_input)")
-    return _Propagation(model, graph, example_input, auto, options, fixed).run()
+    with collector_paused():  # see weightinit._gc
+        return _Propagation(model, graph, example_input, auto, options, fixed).run()
