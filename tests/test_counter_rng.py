@@ -63,10 +63,17 @@ def py_philox(ctr, key, rounds=10):
     return c
 
 
+def py_block(key, stream, i):
+    """The four Philox words of element i's block in ``stream`` and its lane, by the module's
+    documented layout: tiles of 256 elements, 64 blocks each, lane-major within a tile."""
+    tile, q = divmod(i, 256)
+    j = 64 * tile + q % 64
+    return py_philox([j % 2**32, j // 2**32, stream, 0], key), q // 64
+
+
 def py_word(key, stream, i):
-    """The Philox word of element i in ``stream``, by the module's documented counter layout."""
-    j = i // 4
-    return py_philox([j % 2**32, j // 2**32, stream, 0], key)[i % 4]
+    words, lane = py_block(key, stream, i)
+    return words[lane]
 
 
 @pytest.mark.parametrize("rounds, ctr, key, expected", KAT)
@@ -87,17 +94,18 @@ def test_vectorized_philox_matches_plain_python():
 
 def test_draws_follow_the_documented_formulas():
     """Each draw's element i from the plain-Python words and float64 math (the oracle)."""
-    idx = [0, 1, 2, 3, 4, 7, 2**32 * 4 + 5, 2**40 + 3]
+    idx = [0, 1, 2, 3, 4, 7, 64, 129, 200, 255, 256, 2**32 * 4 + 5, 2**40 + 3, 2**40 + 250]
     index = torch.tensor(idx)
     u = uniform(KEY, index, dtype=torch.float64, impl="eager")
     assert u.tolist() == [(py_word(KEY, 0, i) >> 8) * 2.0**-24 for i in idx]
     z = normal(KEY, index, dtype=torch.float64, impl="eager")
     expected = []
     for i in idx:
-        pair = i - i % 2  # lanes (0, 1) and (2, 3) share one Box-Muller pair
-        u1 = (py_word(KEY, 1, pair) + 1) * 2.0**-32
-        theta = 2 * math.pi * py_word(KEY, 1, pair + 1) * 2.0**-32
-        trig = math.cos(theta) if i % 2 == 0 else math.sin(theta)
+        words, lane = py_block(KEY, 1, i)  # lanes (0, 1) and (2, 3) share a Box-Muller pair
+        pair = lane - lane % 2
+        u1 = (words[pair] + 1) * 2.0**-32
+        theta = 2 * math.pi * words[pair + 1] * 2.0**-32
+        trig = math.cos(theta) if lane % 2 == 0 else math.sin(theta)
         expected.append(math.sqrt(-2 * math.log(u1)) * trig)
     assert z.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-13)
     z32 = normal(KEY, index, impl="eager")
@@ -156,7 +164,8 @@ def test_list_of_ranges_equals_index_tensor():
 @pytest.mark.parametrize("draw", sorted(DRAWS))
 def test_splits_across_chunks_of_a_large_draw(draw):
     """A draw is computed a chunk of _CHUNK blocks at a time: cuts anywhere, also off the chunk
-    grid, give the same bits (eager transcendentals do not depend on the position in a chunk)."""
+    and tile grids, give the same bits (eager transcendentals do not depend on the position in a
+    chunk)."""
     fn = DRAWS[draw]
     n = 4 * _CHUNK * 2 + 37
     full = fn(range(3, 3 + n))

@@ -67,6 +67,8 @@ _ROUNDS = 10
 # Stream words (counter word 2): which draw an element's words feed.
 _UNIFORM, _NORMAL, _TRUNCATED = 0, 1, 2
 _LANES = 4  # elements per Philox block
+_TILE_BLOCKS = 64  # blocks per tile
+_TILE = _LANES * _TILE_BLOCKS  # elements per tile: lane-major within it
 _MAX_INDEX = 2**63 - 1  # int64 tensors hold the indices
 _COMPILE_FROM = 1 << 16  # impl="auto" compiles draws of at least this many elements
 _CHUNK = 1 << 14  # blocks drawn at a time: 65536 elements, their temporaries stay in L2
@@ -178,42 +180,47 @@ def _words(j: torch.Tensor, k: torch.Tensor, stream: int):
     return _philox_words(j & _MASK, j >> 32, stream, 0, k[0], k[1])
 
 
-def _uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """U[0, 1) on a 2^-24 grid, (w >> 8) 2^-24: exact in float32 and float64."""
-    words = _words(j, k, _UNIFORM)
-    return torch.stack([(w >> 8).to(dtype) for w in words], dim=1) * 2.0**-24
+def _uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
+    """U[0, 1) on a 2^-24 grid, (w >> 8) 2^-24 (exact in float32 and float64), for each of the
+    four lanes of the blocks ``j``: four tensors of j's shape."""
+    return tuple((w >> 8).to(dtype) * 2.0**-24 for w in _words(j, k, _UNIFORM))
 
 
 def _normal_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
-    """Box-Muller's inputs from the word pairs (w0, w1) and (w2, w3) of the blocks ``j``, both
-    of shape (2 len(j),), the first pairs then the second: u1 = (w0 + 1) 2^-32 in (0, 1] and
-    theta = 2 pi w1 2^-32, in ``dtype`` (each a correctly rounded product of an exact integer:
-    the same bits eager or compiled). Concatenated, not stacked: a compiled stack interleaves
-    its inputs element by element, 20% slower."""
+    """Box-Muller's inputs from the word pairs (w0, w1) and (w2, w3) of the blocks ``j``:
+    u1 = (w0 + 1) 2^-32 in (0, 1] and theta = 2 pi w1 2^-32 of each pair, in ``dtype``, each a
+    correctly rounded product of an exact integer (the same bits eager or compiled): four
+    tensors of j's shape, (u1, theta) of the first pair, then of the second."""
     w0, w1, w2, w3 = _words(j, k, _NORMAL)
-    u1 = torch.cat([w0 + 1, w2 + 1]).to(dtype) * _TWO_POW_M32
-    theta = torch.cat([w1, w3]).to(dtype) * (2.0 * math.pi * _TWO_POW_M32)
-    return u1, theta
+    angle = 2.0 * math.pi * _TWO_POW_M32
+    return (
+        (w0 + 1).to(dtype) * _TWO_POW_M32,
+        w1.to(dtype) * angle,
+        (w2 + 1).to(dtype) * _TWO_POW_M32,
+        w3.to(dtype) * angle,
+    )
 
 
-def _box_muller(u1: torch.Tensor, theta: torch.Tensor, out: torch.Tensor) -> None:
-    """Standard normals into ``out`` (blocks, 4) from :func:`_normal_kernel`'s u1 and theta:
-    r = sqrt(-2 ln u1), lanes (r cos theta, r sin theta) of the first pair, then the second.
+def _open_uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
+    """U(0, 1) at the cell midpoints (w + 1/2) 2^-32 (exact in float64; truncated normal), for
+    each of the four lanes of the blocks ``j``: four tensors of j's shape."""
+    return tuple((w.to(dtype) + 0.5) * _TWO_POW_M32 for w in _words(j, k, _TRUNCATED))
+
+
+def _box_muller(u1a, theta_a, u1b, theta_b, out: torch.Tensor) -> None:
+    """Standard normals into ``out`` (rows, 4, L) from :func:`_normal_kernel`'s four tensors
+    (rows, L): r = sqrt(-2 ln u1); lanes 0 to 3 are r cos theta, r sin theta of the first pair,
+    then of the second.
 
     Always eager torch ops, also after the compiled kernel: torch.compile's log, cos and sin
     differ from eager's in the last bit for about one value in five, so the transcendental
     part is kept out of the compiled graph to give both paths the same bits."""
-    r = u1.log_().mul_(-2.0).sqrt_().view(2, -1)
-    theta = theta.view(2, -1)
-    pairs = out.view(-1, 2, 2).permute(1, 0, 2)  # (pair, block, cos/sin)
-    torch.mul(r, torch.cos(theta), out=pairs[..., 0])
-    torch.mul(r, theta.sin_(), out=pairs[..., 1])
-
-
-def _open_uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """U(0, 1) at the cell midpoints (w + 1/2) 2^-32, exact in float64 (truncated normal)."""
-    words = _words(j, k, _TRUNCATED)
-    return torch.stack([(w.to(dtype) + 0.5) * _TWO_POW_M32 for w in words], dim=1)
+    rows, width = u1a.shape
+    r = torch.stack([u1a, u1b], dim=1).log_().mul_(-2.0).sqrt_()  # (row, pair, block)
+    theta = torch.stack([theta_a, theta_b], dim=1)
+    lanes = out.view(rows, 2, 2, width)  # (row, pair, cos/sin, block)
+    torch.mul(r, torch.cos(theta), out=lanes[:, :, 0])
+    torch.mul(r, theta.sin_(), out=lanes[:, :, 1])
 
 
 _KERNELS: dict[str, Callable] = {
@@ -224,20 +231,25 @@ _KERNELS: dict[str, Callable] = {
 
 
 def _block_values(kernel: Callable, kind: str, j: int | torch.Tensor, k, out: torch.Tensor) -> None:
-    """The standard values of blocks ``j`` (a tensor, or an int: blocks j, j + 1, ...) into
-    ``out`` (blocks, 4), a chunk at a time (a chunk's temporaries stay in cache): the kernel,
-    then Box-Muller (eager) for the normal."""
-    for c in range(0, len(out), _CHUNK):
-        part = out[c : c + _CHUNK]
+    """The standard values of the blocks ``j`` (rows, L) into ``out`` (rows, 4 L), lanes 0 to 3
+    one after the other in each row, a few rows at a time (their temporaries stay in cache):
+    the kernel, then Box-Muller (eager) for the normal. An int ``j`` stands for the tiles of
+    blocks j, j + 1, ... (L = 64), made a chunk at a time."""
+    width = _TILE_BLOCKS if isinstance(j, int) else j.shape[1]
+    step = max(1, _CHUNK // width)
+    lanes = out.view(len(out), _LANES, width)
+    for c in range(0, len(out), step):
         if isinstance(j, int):
-            blocks = torch.arange(j + c, j + c + len(part), device=out.device)
+            rows = min(step, len(out) - c)
+            first = j + c * width
+            blocks = torch.arange(first, first + rows * width, device=out.device).view(rows, width)
         else:
-            blocks = j[c : c + _CHUNK]
+            blocks = j[c : c + step]
         raw = kernel(blocks, k, out.dtype)
         if kind == "normal":
-            _box_muller(*raw, out=part)
+            _box_muller(*raw, out=lanes[c : c + step])
         else:
-            part.copy_(raw)
+            torch.stack(raw, dim=1, out=lanes[c : c + step])
 
 
 @functools.cache
@@ -247,11 +259,9 @@ def _compiled_kernel(kind: str, dtype: torch.dtype) -> Callable | None:
     try:
         fn = torch.compile(_KERNELS[kind], dynamic=True, fullgraph=True)
         k = torch.tensor([0x12345678, 0x9ABCDEF0], dtype=torch.int64)
-        for start, n in ((0, 4099), (2**40 - 17, 1031)):
-            j = torch.arange(start, start + n, dtype=torch.int64)
+        for start, rows, width in ((0, 67, _TILE_BLOCKS), (2**40 - 17, 1031, 1)):
+            j = torch.arange(start, start + rows * width).view(rows, width)
             ours, eager = fn(j, k, dtype), _KERNELS[kind](j, k, dtype)
-            if isinstance(ours, torch.Tensor):
-                ours, eager = (ours,), (eager,)
             if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
                 return None
         return fn
@@ -301,7 +311,7 @@ def _pieces(index: Index, fn: str) -> tuple[list[range | torch.Tensor], tuple[in
             raise TypeError(f"{fn}: an `index` tensor must be int64, got {index.dtype}")
         if index.numel() and index.min() < 0:
             raise ValueError(f"{fn}: `index` must lie in [0, 2**63), got a negative index")
-        return [index.reshape(-1)], tuple(index.shape)
+        return ([index.reshape(-1)] if index.numel() else []), tuple(index.shape)
     ranges = [index] if isinstance(index, range) else index
     if not isinstance(ranges, Sequence) or not all(isinstance(r, range) for r in ranges):
         raise TypeError(
@@ -337,18 +347,19 @@ def _standard(
         kernel = compiled or kernel
     out = []
     for piece in pieces:
-        if isinstance(piece, range):
-            first = piece.start // _LANES
-            blocks = (piece.stop - 1) // _LANES + 1 - first
-            offset = piece.start - first * _LANES
-            values = torch.empty(blocks, _LANES, dtype=dtype, device=device)
-            _block_values(kernel, kind, first, k, values)
-            out.append(values.reshape(-1)[offset : offset + len(piece)])
-        else:
+        if isinstance(piece, range):  # whole tiles, then the slice
+            first, last = piece.start // _TILE, (piece.stop - 1) // _TILE
+            values = torch.empty(last + 1 - first, _TILE, dtype=dtype, device=device)
+            _block_values(kernel, kind, first * _TILE_BLOCKS, k, values)
+            offset = piece.start - first * _TILE
+            out.append(values.view(-1)[offset : offset + len(piece)])
+        else:  # each element's block alone, then its lane
             i = piece.to(device)
+            q = i % _TILE
+            blocks = (i - q) // _LANES + q % _TILE_BLOCKS
             values = torch.empty(len(i), _LANES, dtype=dtype, device=device)
-            _block_values(kernel, kind, i >> 2, k, values)
-            out.append(values.gather(1, (i & 3).unsqueeze(1)).squeeze(1))
+            _block_values(kernel, kind, blocks.unsqueeze(1), k, values)
+            out.append(values.gather(1, (q // _TILE_BLOCKS).unsqueeze(1)).squeeze(1))
     if not out:
         return torch.empty(shape, dtype=dtype, device=device)
     return (out[0] if len(out) == 1 else torch.cat(out)).reshape(shape)
