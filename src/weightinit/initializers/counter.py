@@ -16,15 +16,18 @@ The scheme (version ``"philox-v1"``):
 - **Key**: 64 bits of BLAKE2b (``hashlib.blake2b``, digest 8 bytes, personalization
   ``b"wi-philox-v1"``) of ``f"{seed}"``, a NUL byte and the UTF-8 name (:func:`philox_key`);
   stable across processes and platforms, unlike Python's ``hash()``.
-- **Counter**: element ``i`` belongs to block ``j = i // 4`` and takes lane ``i % 4`` of that
-  block's four output words. The counter is ``(j mod 2**32, j // 2**32, stream, 0)``, where the
-  stream word names the draw (0 uniform, 1 normal, 2 truncated normal), so that the uniform,
-  normal and truncated-normal values of one element are independent. The value of element ``i``
-  depends only on ``(key, stream, i)``: not on the tensor's size or shape, nor on which slice
-  is generated.
+- **Counter**: elements come in tiles of 256, each drawn from 64 consecutive Philox blocks
+  (four words each), lane-major: element ``i``, at ``q = i % 256`` in tile ``t = i // 256``,
+  takes word (lane) ``q // 64`` of block ``j = 64 t + q % 64``. So lane by lane, a tile's values
+  are contiguous runs of 64, which Box-Muller fills without interleaving. The counter of block
+  ``j`` is ``(j mod 2**32, j // 2**32, stream, 0)``, where the stream word names the draw
+  (0 uniform, 1 normal, 2 truncated normal), so that the uniform, normal and truncated-normal
+  values of one element are independent. The value of element ``i`` depends only on
+  ``(key, stream, i)``: not on the tensor's size or shape, nor on which slice is generated.
 
 Indices are given as a ``range`` (any positive step: a strided shard), a sequence of ranges
-(concatenated) or an int64 tensor (the result has its shape). Every draw has an eager path in
+(concatenated) or an int64 tensor (the result has its shape; each of its elements costs a
+whole Philox block, four times a range's work per element). Every draw has an eager path in
 torch ops and a compiled path (``torch.compile`` of the same function, used by default for large
 draws when a C compiler works; it is probed once and must reproduce the eager bits, else the
 eager path is used silently).
@@ -394,8 +397,8 @@ def uniform(
 ) -> torch.Tensor:
     """U[low, high) values of the elements ``index`` of the stream keyed by ``key``.
 
-    Element i takes lane i mod 4 of Philox4x32-10 (Salmon et al. 2011) at counter
-    (i // 4 mod 2^32, i // 2^34, 0, 0); its word w gives
+    Element i takes its word w (lane) of Philox4x32-10 (Salmon et al. 2011) at the counter of
+    its block in stream 0 (the layout is in the module's docstring) and gives
 
     .. math::
         x_i = \\mathrm{low} + (\\mathrm{high} - \\mathrm{low})\\, u_i, \\qquad
@@ -413,7 +416,8 @@ def uniform(
         dtype: a floating-point dtype.
         device: where to draw (default CPU).
         impl: "eager", "compiled" (torch.compile; an error where it does not work) or "auto"
-            (compiled for draws of 65536 elements and more where it works). Same bits.
+            (compiled for draws of 65536 elements and more where it works; the first compile
+            of a kernel takes seconds). Same bits.
 
     Example::
 
@@ -449,8 +453,8 @@ def normal(
     """N(mean, std^2) values of the elements ``index`` of the stream keyed by ``key``.
 
     Box-Muller (Box and Muller 1958) on the words of Philox4x32-10 (Salmon et al. 2011) at
-    counter (j mod 2^32, j // 2^32, 1, 0), j = i // 4: the word pairs (w0, w1) and (w2, w3)
-    each give two values, lanes 0, 1 and 2, 3:
+    the counter of element i's block in stream 1 (the layout is in the module's docstring): the
+    word pairs (w0, w1) and (w2, w3) each give two values, lanes 0 (cos), 1 (sin) and 2, 3:
 
     .. math::
         u_1 = (w_0 + 1)\\, 2^{-32} \\in (0, 1],\\quad u_2 = w_1 2^{-32},\\quad
@@ -505,8 +509,9 @@ def truncated_normal(
     """N(mean, std^2) truncated to [a, b] (absolute bounds, as in ``torch.nn.init.trunc_normal_``)
     for the elements ``index`` of the stream keyed by ``key``, by the inverse CDF: no rejection.
 
-    With alpha = (a - mean) / std, beta = (b - mean) / std and u = (w + 1/2) 2^-32 from lane
-    i mod 4 of Philox4x32-10 (Salmon et al. 2011) at counter (i // 4 mod 2^32, i // 2^34, 2, 0):
+    With alpha = (a - mean) / std, beta = (b - mean) / std and u = (w + 1/2) 2^-32 from element
+    i's word of Philox4x32-10 (Salmon et al. 2011) at its block's counter in stream 2 (the
+    layout is in the module's docstring):
 
     .. math::
         x = \\mathrm{mean} + \\mathrm{std}\\; \\Phi^{-1}\\big(\\Phi(\\alpha)
