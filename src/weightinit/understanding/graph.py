@@ -201,8 +201,9 @@ def shapes(value: Any) -> str:
 def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
     graph = Graph([], "execution")
     recorder = _Recorder(graph)
-    names = {id(m): n for n, m in model.named_modules()}
-    atomic = {id(m): is_atomic(m) for m in model.modules()}  # asked twice per call
+    modules = list(model.named_modules())
+    names = {id(m): n for n, m in modules}
+    atomic = {id(m): is_atomic(m) for _, m in modules}  # asked twice per call
     handles = []
     running: list[tuple[nn.Module, Any]] = []  # the modules being called, innermost last
 
@@ -224,7 +225,7 @@ def _execution_trace(model: nn.Module, example_input: Any) -> Graph:
             )
             recorder.mark(output, graph.add(node))
 
-    for module in model.modules():
+    for _, module in modules:
         handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
         handles.append(module.register_forward_hook(post, with_kwargs=True))
     inputs, named = arguments(example_input)
@@ -340,7 +341,8 @@ def trace(model: nn.Module, example_input: Any = None) -> Graph:
             ) from err
     finally:
         for module, training in modes.items():
-            module.training = training
+            if module.training != training:
+                module.training = training
         with torch.no_grad():
             for buffer, saved in buffers.items():
                 buffer.copy_(saved)

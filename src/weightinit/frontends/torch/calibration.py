@@ -219,7 +219,8 @@ def lsuv_plan(
                     unit.zero = True  # deliberately zero (Fixup, zero heads): left at zero
                     return None
                 raise ValueError(
-                    f"lsuv: layer {unit.name!r} has constant outputs (std 0{' in some channels' if per_channel else ''}) "
+                    f"lsuv: layer {unit.name!r} has constant outputs (std 0"
+                    f"{' in some channels' if per_channel else ''}) "
                     "on `data`, so no scale can reach the target std; check the data or the layers "
                     "before it"
                 )
@@ -253,9 +254,11 @@ def lsuv_plan(
                 unit.in_pass = correction(unit)
             if unit.in_pass is None:
                 return None
-            scale, mean = (
-                unit.in_pass
-            )  # every use this sweep, so later layers see calibrated inputs
+            # every use this sweep, so later layers see calibrated inputs
+            scale, mean = unit.in_pass
+            if _fresh(module, out):  # memory no one else holds: corrected where it is
+                y = out if mean is None else out.sub_(_along(mean, out, axis))
+                return y.mul_(_along(scale, out, axis))
             y = out if mean is None else out - _along(mean, out, axis)
             y = y * _along(scale, out, axis)
             return (y, *output[1:]) if attention else y
@@ -614,6 +617,25 @@ def _along(t: Value, y: torch.Tensor, axis: int | None) -> torch.Tensor:
         t = torch.tensor(t, dtype=torch.float64)
     t = t.to(y.dtype).to(y.device)
     return t if axis is None else t.reshape([-1 if i == axis else 1 for i in range(y.ndim)])
+
+
+#: layers whose forward returns new memory (exactly these classes: a subclass may return a view)
+_FRESH = {
+    nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d,
+    nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Embedding,
+}  # fmt: skip
+
+
+def _fresh(module: nn.Module, out: torch.Tensor) -> bool:
+    """Is ``out`` memory that only the hook that corrects it holds: the output of a layer
+    that returns new memory, which no other hook sees (a user's hook copied with the model
+    may keep it)?"""
+    return (
+        type(module) in _FRESH
+        and len(module._forward_hooks) == 1
+        and not nn.modules.module._global_forward_hooks
+        and out._base is None
+    )
 
 
 def _layer(module: nn.Module) -> bool:

@@ -121,11 +121,14 @@ def _tensor_stats(t: torch.Tensor) -> Signal | None:
     x = t.detach().double()
     keep = torch.isfinite(x)
     masked = _masked(t)
-    if masked is not None:
-        keep &= ~masked
-    if not keep.any():
-        return Signal(0.0, 0.0) if masked is not None or not x.numel() else None
-    x = x[keep]
+    if masked is None and x.numel() and x.is_contiguous() and not x.storage_offset() and keep.all():
+        x = x.reshape(-1)  # every entry: x[keep] would copy them all, in this order
+    else:
+        if masked is not None:
+            keep &= ~masked
+        if not keep.any():
+            return Signal(0.0, 0.0) if masked is not None or not x.numel() else None
+        x = x[keep]
     return Signal(float(x.mean()), float(x.var(unbiased=False)))
 
 
@@ -168,6 +171,7 @@ class _Propagation:
         self.alive = live(graph)
         self.analysis.residual = Residual.find(model, graph, auto)
         self.moments: dict = {}  # through_activation's, per (activation, mean, variance)
+        self.inputs: dict[int, Signal] = {}  # the statistics of input tensors, by id
         self.draws: dict = {}  # unit draws of _choice, per (initializer, shape, dtype, layout)
 
     # --- driver ---
@@ -230,9 +234,14 @@ class _Propagation:
         return found
 
     def _input_stats(self, tensor: torch.Tensor) -> Signal | None:
-        """The statistics of an input tensor (the user's, not the meta copy traced)."""
+        """The statistics of an input tensor (the user's, not the meta copy traced), measured
+        once."""
         given, name = self.given.get(id(tensor), (tensor, "`example_input`"))
-        return input_statistics(given, self.auto, name) if given.is_floating_point() else None
+        if not given.is_floating_point():
+            return None
+        if id(given) not in self.inputs:
+            self.inputs[id(given)] = input_statistics(given, self.auto, name)
+        return self.inputs[id(given)]
 
     # --- modules ---
 
