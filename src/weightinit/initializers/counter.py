@@ -256,14 +256,15 @@ def _block_values(kernel: Callable, kind: str, j: int | torch.Tensor, k, out: to
 
 
 @functools.cache
-def _compiled_kernel(kind: str, dtype: torch.dtype) -> Callable | None:
+def _compiled_kernel(kind: str, dtype: torch.dtype, device_type: str) -> Callable | None:
     """``torch.compile`` of one kernel, or None where compiling fails or changes the bits
-    (probed once per kernel and dtype on a few thousand blocks against the eager kernel)."""
+    (probed once per kernel, dtype and device type on a few thousand blocks against the eager
+    kernel, in both shapes the draws use: rows of a tile's 64 blocks, and single blocks)."""
     try:
         fn = torch.compile(_KERNELS[kind], dynamic=True, fullgraph=True)
-        k = torch.tensor([0x12345678, 0x9ABCDEF0], dtype=torch.int64)
+        k = torch.tensor([0x12345678, 0x9ABCDEF0], dtype=torch.int64, device=device_type)
         for start, rows, width in ((0, 67, _TILE_BLOCKS), (2**40 - 17, 1031, 1)):
-            j = torch.arange(start, start + rows * width).view(rows, width)
+            j = torch.arange(start, start + rows * width, device=device_type).view(rows, width)
             ours, eager = fn(j, k, dtype), _KERNELS[kind](j, k, dtype)
             if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
                 return None
@@ -272,9 +273,12 @@ def _compiled_kernel(kind: str, dtype: torch.dtype) -> Callable | None:
         return None
 
 
-def compiled_available(dtype: torch.dtype = torch.float32) -> bool:
+def compiled_available(
+    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> bool:
     """Whether ``torch.compile`` works here and reproduces the eager bits of every draw's
-    kernel for results of ``dtype`` (probed once; the first call compiles, seconds).
+    kernel for results of ``dtype`` on ``device`` (probed once; the first call compiles,
+    seconds).
 
     Example::
 
@@ -282,7 +286,8 @@ def compiled_available(dtype: torch.dtype = torch.float32) -> bool:
         True
     """
     compute = _compute_dtype(dtype, "compiled_available")
-    return all(_compiled_kernel(kind, compute) is not None for kind in _KERNELS)
+    kind_of_device = torch.device(device).type
+    return all(_compiled_kernel(kind, compute, kind_of_device) is not None for kind in _KERNELS)
 
 
 # -- indices ------------------------------------------------------------------------------------
@@ -341,7 +346,7 @@ def _standard(
     k = torch.tensor(key, dtype=torch.int64, device=device)
     kernel = _KERNELS[kind]
     if impl == "compiled" or (impl == "auto" and math.prod(shape) >= _COMPILE_FROM):
-        compiled = _compiled_kernel(kind, dtype)
+        compiled = _compiled_kernel(kind, dtype, k.device.type)
         if compiled is None and impl == "compiled":
             raise RuntimeError(
                 f"{fn}: impl='compiled' but torch.compile does not work here (no C compiler?) "
