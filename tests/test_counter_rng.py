@@ -255,7 +255,7 @@ def has_c_compiler() -> bool:
 @pytest.mark.skipif(not has_c_compiler(), reason="torch.compile needs a C compiler")
 def test_compiled_path_gives_the_eager_bits():
     """Compiles one kernel (the normal's, float32): seconds."""
-    index = range(2**34 - 3, 2**34 + 70_001)
+    index = range(2**34 - 3, 2**34 + 2**20)
     eager = normal(KEY, index, 0.0, 0.02, impl="eager")
     assert torch.equal(normal(KEY, index, 0.0, 0.02, impl="compiled"), eager)
     assert torch.equal(normal(KEY, index, 0.0, 0.02), eager)  # "auto" compiles this size
