@@ -9,8 +9,9 @@ same bits as a single process that generates the whole tensor. Nothing here is w
 The scheme (version ``"philox-v1"``):
 
 - **Block cipher**: Philox4x32 with 10 rounds (Salmon, Moraes, Dror and Shaw, "Parallel random
-  numbers: as easy as 1, 2, 3", SC'11), the generator of ``curand`` and of JAX's and
-  TensorFlow's stateless draws; checked against Random123's known-answer vectors. It runs in
+  numbers: as easy as 1, 2, 3", SC'11), one of cuRAND's generators (the one torch draws
+  with on CUDA) and that of TensorFlow's stateless random ops; checked against Random123's
+  known-answer vectors. It runs in
   torch integer ops: int64 tensors hold uint32 words, and the 32x32 -> 64-bit products are
   split into 16-bit halves of the multiplier so that no int64 operation overflows.
 - **Key**: 64 bits of BLAKE2b (``hashlib.blake2b``, digest 8 bytes, personalization
@@ -25,7 +26,7 @@ The scheme (version ``"philox-v1"``):
   values of one element are independent. The value of element ``i`` depends only on
   ``(key, stream, i)``: not on the tensor's size or shape, nor on which slice is generated.
 
-Indices are given as a ``range`` (any positive step: a strided shard), a sequence of ranges
+Indices are given as a ``range`` (with any step: a strided shard), a sequence of ranges
 (concatenated) or an int64 tensor (the result has its shape; each of its elements costs a
 whole Philox block, four times a range's work per element). Every draw has an eager path in
 torch ops and a compiled path (``torch.compile`` of the same function, used by default for large
@@ -471,7 +472,8 @@ def normal(
     32-bit uniforms: |z| <= sqrt(64 ln 2) = 6.66. The math runs in float32 (float64 for a
     float64 result) with torch's log, sqrt, cos and sin, so values are exact functions of the
     element's counter on one device and backend (eager and compiled agree bit for bit, which
-    the compiled path checks); other devices' libraries may differ by a few ulp.
+    the compiled path checks, and any cut of a range gives the same bits, which the tests
+    check); other devices' libraries may differ by a few ulp (untested: CPU only so far).
 
     Args:
         key, index, dtype, device, impl: as for :func:`uniform`.
