@@ -149,3 +149,72 @@ def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, 
             assert all(torch.equal(got[n], want[n]) for n in want), ("2x2 mesh", scheme)
     assert "does not reduce those statistics across ranks" in results["lsuv"]
     assert "plan.apply(sharded_model" in results["lsuv"]
+
+
+# --- the counter-based generator: keyed by name, generated shard by shard -------------------
+
+
+class Counted(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the collective operations dispatched while it is on."""
+
+    def __init__(self):
+        super().__init__()
+        self.collectives = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if "c10d" in func.namespace:
+            self.collectives += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _keyed_worker(rank: int, world: int, port: int, out: str) -> None:
+    warnings.simplefilter("ignore")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh("cpu", (world,))
+    results: dict = {}
+    try:
+        for layout in ("fsdp", "tp"):
+            for scheme in SCHEMES:
+                torch.manual_seed(0)
+                model = mlp()
+                _shard(model, layout, mesh)
+                plan = wi.plan(model, scheme, seed=0)
+                with Counted() as counted:
+                    plan.apply(model, seed=0, rng="philox-v1")
+                with Counted() as gathering:  # the count sees collectives: gathering is one
+                    full = _full(model)
+                results[(layout, scheme)] = (full, counted.collectives, gathering.collectives)
+    finally:
+        if rank == 0:
+            torch.save(results, out)
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def keyed() -> dict[str, dict[str, torch.Tensor]]:
+    found = {}
+    for scheme in SCHEMES:
+        torch.manual_seed(0)
+        model = mlp()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wi.init(model, scheme, seed=0, rng="philox-v1")
+        found[scheme] = _full(model)
+    return found
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_counter_based_draws_generate_each_shard_alone(world, keyed, tmp_path):
+    """rng='philox-v1': every rank generates its own elements from (seed, name, index), no
+    collective runs while applying, and the gathered weights equal the unsharded ones."""
+    out = tmp_path / "results.pt"
+    mp.spawn(_keyed_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
+    results = torch.load(out)
+    for (layout, scheme), (got, collectives, gathering) in results.items():
+        assert collectives == 0 < gathering, (layout, scheme)
+        for name, want in keyed[scheme].items():
+            assert torch.equal(got[name], want), (world, layout, scheme, name)

@@ -84,3 +84,52 @@ def test_the_meta_flow_gives_the_eager_values(scheme):
     assert applied(lazy, plan) == []
     for (n, a), (_, b) in zip(eager.state_dict().items(), lazy.state_dict().items()):
         assert torch.equal(a, b), n
+
+
+class Pair(nn.Module):
+    def __init__(self, order: str):
+        super().__init__()
+        for name in order:
+            setattr(self, name, nn.Linear(8, 8))
+
+    def forward(self, x):
+        return self.a(self.b(x))
+
+
+@pytest.mark.parametrize("scheme", ["he", "torch", "orthogonal", "gpt2"])
+def test_counter_based_draws_do_not_depend_on_the_registration_order(scheme):
+    """rng='philox-v1' keys each parameter by its name: two modules registered in the other
+    order get the same values; torch's generator, drawing row after row, swaps them."""
+    first, second = Pair("ab"), Pair("ba")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the presets' note on a model without blocks
+        for model in (first, second):
+            wi.init(model, scheme, seed=0, rng="philox-v1")
+    for name, param in first.named_parameters():
+        assert torch.equal(param, second.get_parameter(name)), name
+    torch_first, torch_second = Pair("ab"), Pair("ba")
+    wi.init(torch_first, "he", seed=0)
+    wi.init(torch_second, "he", seed=0)
+    assert not torch.equal(torch_first.a.weight, torch_second.a.weight)
+
+
+def test_counter_based_values_are_the_generators_draws_of_the_name():
+    from weightinit.initializers import counter
+
+    model = nn.Linear(6, 4)
+    plan = wi.init(model, "torch", seed=5, rng="philox-v1")  # U(-1/sqrt(6), 1/sqrt(6))
+    low, high = plan["weight"].args["a"], plan["weight"].args["b"]
+    want = counter.uniform(counter.philox_key(5, "weight"), range(24), low, high)
+    assert torch.equal(model.weight.detach().view(-1), want)
+
+
+def test_counter_based_draws_refuse_what_they_cannot_key():
+    model = nn.Linear(4, 4)
+    plan = wi.plan(model, "he")
+    with pytest.raises(ValueError, match="keyed by the seed: pass seed="):
+        plan.apply(model, rng="philox-v1")
+    with pytest.raises(ValueError, match="`rng` must be one of 'torch', 'philox-v1'"):
+        plan.apply(model, seed=0, rng="philox")
+    lsuv = wi.plan(model, "lsuv", data=torch.randn(32, 4), seed=0)
+    with pytest.raises(ValueError, match="calibrated on values drawn by torch"):
+        lsuv.apply(model, rng="philox-v1", seed=0)

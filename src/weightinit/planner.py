@@ -315,11 +315,13 @@ def init(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     atomic: bool = True,
+    rng: str = "torch",
     **kw: Any,
 ) -> Plan:
     """Plan and apply in one call; returns the plan (print it to see what was done).
 
-    ``seed``, ``generator`` and ``atomic`` go to :meth:`Plan.apply`, the rest to :func:`plan`.
+    ``seed``, ``generator``, ``atomic`` and ``rng`` go to :meth:`Plan.apply`, the rest to
+    :func:`plan`.
 
     Example:
         >>> import torch, weightinit
@@ -331,7 +333,7 @@ def init(
     if seed is not None and generator is not None:
         raise ValueError("init: pass `seed` or `generator`, not both")
     made = plan(model, scheme, seed=seed, **kw)
-    return made.apply(model, generator=generator, atomic=atomic)
+    return made.apply(model, seed=seed, generator=generator, atomic=atomic, rng=rng)
 
 
 def apply(model: nn.Module, **kw: Any) -> Plan:

@@ -24,7 +24,9 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from weightinit._checks import check_seed, is_integer, is_number
 from weightinit._table import format_table
+from weightinit.initializers import counter
 from weightinit.initializers.catalog import get
+from weightinit.initializers.counter import RNG_VERSION, philox_key
 from weightinit.initializers.fills import Draw, capture
 from weightinit.initializers.layout import Layout, geometry
 from weightinit.understanding.knowledge import owner_of, refresh_after_write, unwrap
@@ -350,6 +352,7 @@ class Plan:
         generator: torch.Generator | None = None,
         *,
         atomic: bool = True,
+        rng: str = "torch",
     ) -> Plan:
         """Write the plan into ``model``.
 
@@ -374,6 +377,15 @@ class Plan:
         written, but an error in the middle of writing (out of memory, an interrupt) can leave
         earlier parameters written.
 
+        ``rng="philox-v1"`` (with ``seed``) draws every parameter from the counter-based
+        generator (:mod:`weightinit.initializers.counter`): each value is a pure function of
+        (seed, the parameter's name, the element's index in the full tensor), so the weights do
+        not depend on the order the modules were registered in, and a sharded parameter's rank
+        generates only its own elements (no whole tensor, no communication). Structured
+        initializers (orthogonal, sparse, ...) draw the whole tensor from a torch generator
+        seeded by the same key. ``rng="torch"`` (the default) draws from torch's generators,
+        row after row.
+
         A calibrated plan commits the values it computed while calibrating (once: they are
         the same values its seed draws, which later applies draw again). The plan's
         ``buffers`` (norm layers' running statistics measured while calibrating) are checked
@@ -388,12 +400,25 @@ class Plan:
                 f"apply: `generator` must be a torch.Generator, got {type(generator).__name__}; "
                 "pass seed= for a private one"
             )
+        if rng not in RNGS:
+            raise ValueError(
+                f"apply: `rng` must be one of {', '.join(map(repr, RNGS))}, got {rng!r}"
+            )
+        if rng != "torch" and (seed is None or generator is not None):
+            raise ValueError(
+                f"apply: rng={rng!r} is keyed by the seed: pass seed=... (and no generator)"
+            )
         if self.pending_calibration:
             raise ValueError(
                 f"apply: this {self.scheme!r} plan awaits calibration on data: pass data=batch "
                 "to plan/init, or run weightinit.calibrate(plan, model, data=batch) first"
             )
         planned = self.options.get("seed")
+        if self.calibration and rng != "torch":
+            raise ValueError(
+                f"apply: this {self.scheme!r} plan was calibrated on values drawn by torch's "
+                "generator; apply it with rng='torch' (the default)"
+            )
         if self.calibration and (generator is not None or seed not in (None, planned)):
             raise ValueError(
                 f"apply: this {self.scheme!r} plan was calibrated on values drawn with seed "
@@ -451,10 +476,15 @@ class Plan:
             return generators[device]
 
         values: list[torch.Tensor] = []
+        keyed = _keys(self.rows, seed) if rng != "torch" else {}
         with torch.no_grad():
             for row, param, draw in checked:
                 gen = generator_for(param.device)
-                if is_sharded(param):  # the whole tensor, drawn as in one process; the shard kept
+                if keyed:
+                    value = _keyed(row, draw, param, keyed[row.name])
+                    if not atomic:
+                        _local(param).copy_(value)
+                elif is_sharded(param):  # the whole tensor, drawn as in one process; the shard kept
                     value = _drawn(row, draw, torch.empty(param.shape, dtype=param.dtype), gen)
                     value = _shard(value, param)
                     if not atomic:
@@ -529,6 +559,92 @@ def _drawn(
     for index in row.zero_rows:
         value[index] = 0
     return value
+
+
+RNGS = ("torch", RNG_VERSION)
+
+
+def _keys(rows: list[Row], seed: int) -> dict[str, tuple[int, int]]:
+    """The counter-based generator's key of each written row: (seed, the parameter's
+    canonical name), the first of a tied tensor's names in sorted order, so that neither the
+    registration order nor which name came first decides the values."""
+    names: dict[str, list[str]] = {r.name: [r.name] for r in rows if r.init != SKIP}
+    for row in rows:
+        first = _tied_to(row)
+        if first in names:
+            names[first].append(row.name)
+    return {name: philox_key(seed, min(group)) for name, group in names.items()}
+
+
+def _keyed(row: Row, draw: Draw | None, param: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+    """The row's values for ``param`` (its local shard, if sharded) from the counter-based
+    generator keyed by ``key``: elementwise draws generate exactly the elements held here, by
+    their index in the full tensor; structured ones draw the whole tensor from a torch
+    generator seeded by the key (as does a row with per-unit scales or zero rows on a shard)."""
+    sharded = is_sharded(param)
+    shape = tuple(param.shape)
+    device = _local(param).device
+    elementwise = draw is not None and draw.kind != "structured"
+    per_unit = bool(row.zero_rows) or isinstance(row.scale, list) or isinstance(row.shift, list)
+    if elementwise and not (sharded and per_unit):
+        local, index = _local_index(param) if sharded else (shape, range(math.prod(shape)))
+        value = _counted(draw, key, index, param.dtype, device).view(local)
+        if not sharded:
+            return _finished(row, value)
+        if row.scale is not None or row.shift is not None:  # numbers: the same on every shard
+            rescale_(value, row.scale, row.shift, None)
+        return value
+    if elementwise:
+        whole = _counted(draw, key, range(math.prod(shape)), param.dtype, device).view(shape)
+        whole = _finished(row, whole)
+    else:
+        generator = torch.Generator(device).manual_seed(key[0] | key[1] << 32)
+        whole = _drawn(row, draw, torch.empty(shape, dtype=param.dtype, device=device), generator)
+    return _shard(whole, param) if sharded else whole
+
+
+def _counted(
+    draw: Draw, key: tuple[int, int], index: Any, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """The Draw's values at ``index`` (flat) from the counter-based generator."""
+    if draw.kind == "constant":
+        n = len(index) if isinstance(index, range) else index.numel()
+        return torch.full((n,), draw.mean, dtype=dtype, device=device)
+    kw = {"dtype": dtype, "device": device}
+    if draw.kind == "uniform":
+        return counter.uniform(key, index, draw.low, draw.high, **kw)
+    if draw.kind == "normal":
+        return counter.normal(key, index, draw.mean, draw.sigma, **kw)
+    return counter.truncated_normal(key, index, draw.mean, draw.sigma, draw.low, draw.high, **kw)
+
+
+def _finished(row: Row, value: torch.Tensor) -> torch.Tensor:
+    """``value`` rescaled by the row and its zero rows zeroed, as :func:`_drawn` ends."""
+    if row.scale is not None or row.shift is not None:
+        rescale_(value, row.scale, row.shift, row.layout)
+    for index in row.zero_rows:
+        value[index] = 0
+    return value
+
+
+def _local_index(param: torch.Tensor) -> tuple[tuple[int, ...], Any]:
+    """(local shape, the flat indices in the full tensor of the elements this rank holds) of
+    a DTensor: from its offset for plain shards, else (strided shards) by sharding an arange."""
+    from torch.distributed.tensor import distribute_tensor
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+    from torch.distributed.tensor.placement_types import Replicate, Shard
+
+    shape, mesh, placements = tuple(param.shape), param.device_mesh, param.placements
+    if all(type(p) in (Shard, Replicate) for p in placements):
+        local, offset = compute_local_shape_and_global_offset(shape, mesh, placements)
+        strides = torch.tensor(shape[1:] + (1,)).flip(0).cumprod(0).flip(0).tolist()
+        index = torch.zeros((), dtype=torch.int64)
+        for size, start, stride in zip(local, offset, strides):
+            index = index.unsqueeze(-1) + torch.arange(start, start + size) * stride
+        return tuple(local), index.reshape(-1)
+    whole = torch.arange(math.prod(shape), dtype=torch.int64).view(shape)
+    placed = distribute_tensor(whole, mesh, placements, src_data_rank=None).to_local()
+    return tuple(placed.shape), placed.reshape(-1)
 
 
 def is_sharded(param: torch.Tensor) -> bool:
