@@ -73,14 +73,23 @@ class _Moments:
         self.n = 0
         self.mean: Value = 0.0
         self.m2: Value = 0.0
+        self.found: Value | None = None  # std(), once asked
 
-    def add(self, y: torch.Tensor, axis: int | None = None) -> None:
-        """Add the values of ``y``, all pooled or (``axis``) per channel along that axis."""
+    def add(self, y: torch.Tensor, axis: int | None = None, scratch: dict | None = None) -> None:
+        """Add the values of ``y``, all pooled or (``axis``) per channel along that axis.
+        ``scratch``: memory for the deviations, kept per size between calls."""
         y = y.float()  # two passes: accurate, and far faster than torch.var_mean on CPU
+        self.found = None
         if axis is None:
             flat = y.reshape(-1)
             mean = flat.mean()
-            d = flat - mean
+            key = (flat.numel(), flat.device)
+            if scratch is None:
+                d = flat - mean
+            else:
+                if key not in scratch:
+                    scratch[key] = torch.empty_like(flat)
+                d = torch.sub(flat, mean, out=scratch[key])
             n, m2, mean = flat.numel(), torch.dot(d, d).item(), mean.item()
         else:
             dims = [i for i in range(y.ndim) if i != axis]
@@ -94,8 +103,10 @@ class _Moments:
         self.n = total
 
     def std(self) -> Value:
-        var = self.m2 / max(self.n - 1, 1)
-        return var.sqrt() if isinstance(var, torch.Tensor) else _sqrt(var)
+        if self.found is None:
+            var = self.m2 / max(self.n - 1, 1)
+            self.found = var.sqrt() if isinstance(var, torch.Tensor) else _sqrt(var)
+        return self.found
 
 
 def _sqrt(x: float) -> float:
@@ -249,7 +260,7 @@ def lsuv_plan(
                 return None
             axis = _feature_axis(module, out) if per_channel else None
             unit.uses += 1
-            unit.stats.add(out, axis)
+            unit.stats.add(out, axis, scratch)
             if unit.uses == 1 and not unit.shared:
                 unit.in_pass = correction(unit)
             if unit.in_pass is None:
@@ -263,6 +274,7 @@ def lsuv_plan(
             y = y * _along(scale, out, axis)
             return (y, *output[1:]) if attention else y
 
+        scratch: dict = {}  # the deviations of a layer's output, one buffer per size
         cuda = sorted({p.device.index or 0 for p in params.values() if p.is_cuda})
         handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
         try:
