@@ -20,6 +20,7 @@ PACKAGE = Path(wi.__file__).parent
 #: layer of each module, by the longest matching prefix (lower layers never import upper ones)
 LAYERS = {
     "weightinit._checks": 0,
+    "weightinit._gc": 0,  # the garbage collector paused while a plan is built
     "weightinit._names": 0,
     "weightinit._table": 0,
     "weightinit._moved": 0,
