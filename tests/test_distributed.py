@@ -34,6 +34,52 @@ def mlp() -> nn.Sequential:
     return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 4))
 
 
+class TitanBlock(nn.Module):
+    """torchtitan's Llama block, by its parameter names (the presets read roles from them)."""
+
+    def __init__(self, d: int = 16, hidden: int = 32):
+        super().__init__()
+        self.attention = nn.Module()
+        for name in ("wq", "wk", "wv", "wo"):
+            setattr(self.attention, name, nn.Linear(d, d, bias=False))
+        self.attention_norm, self.ffn_norm = nn.RMSNorm(d), nn.RMSNorm(d)
+        self.feed_forward = nn.Module()
+        self.feed_forward.w1 = nn.Linear(d, hidden, bias=False)
+        self.feed_forward.w2 = nn.Linear(hidden, d, bias=False)
+        self.feed_forward.w3 = nn.Linear(d, hidden, bias=False)
+
+
+def llama(layers: int = 2, d: int = 16, vocab: int = 40) -> nn.Module:
+    model = nn.Module()
+    model.tok_embeddings = nn.Embedding(vocab, d)
+    model.layers = nn.ModuleList(TitanBlock(d) for _ in range(layers))
+    model.norm = nn.RMSNorm(d)
+    model.output = nn.Linear(d, vocab, bias=False)
+    return model
+
+
+PRESETS = ["torchtitan", "olmo", "megatron", "gpt2"]
+
+
+def _shard_llama(model: nn.Module, grid) -> None:
+    """torchtitan's 2-D layout: tensor parallel inside each block, FSDP2 across."""
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    column, row = ColwiseParallel(), RowwiseParallel()
+    for block in model.layers:
+        plan = {"attention.wq": column, "attention.wk": column, "attention.wv": column,
+                "attention.wo": row, "feed_forward.w1": column, "feed_forward.w3": column,
+                "feed_forward.w2": row}  # fmt: skip
+        parallelize_module(block, grid["tp"], plan)
+        fully_shard(block, mesh=grid["dp"])
+    fully_shard(model, mesh=grid["dp"])
+
+
 def _shard(model: nn.Sequential, layout: str, mesh) -> None:
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor.parallel import (
@@ -78,6 +124,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 _shard(model, "fsdp", grid["dp"])
                 wi.init(model, scheme, seed=0)
                 results[("fsdp_tp", scheme, True)] = _full(model)
+            for preset in PRESETS:
+                for rng in ("torch", "philox-v1"):
+                    torch.manual_seed(0)
+                    model = llama()
+                    _shard_llama(model, grid)
+                    wi.init(model, preset, seed=0, rng=rng)
+                    results[("llama", preset, rng)] = _full(model)
         for layout in LAYOUTS:
             for scheme in SCHEMES:
                 for atomic in (True, False):
@@ -129,9 +182,10 @@ def unsharded() -> dict[str, dict[str, torch.Tensor]]:
 def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, tmp_path):
     """FSDP2 (dim-0 shards), tensor parallel (column- and row-wise shards), FSDP2 on a model
     planned on the meta device and materialized with to_empty, and at world size 4 a 2 x 2
-    mesh (TP inside, FSDP2 across): the gathered full tensors equal the unsharded model's for
-    every scheme, atomic or in place, at world sizes 1, 2 and 4 (4 processes on 2 cores:
-    small model). Measuring schemes refuse clearly."""
+    mesh (TP inside, FSDP2 across), where a torchtitan-style Llama also gets the presets
+    (torchtitan, olmo, megatron, gpt2; both generators): the gathered full tensors equal the
+    unsharded model's, atomic or in place, at world sizes 1, 2 and 4 (4 processes on 2 cores:
+    small models). Measuring schemes refuse clearly."""
     out = tmp_path / "results.pt"
     mp.spawn(_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
     results = torch.load(out)
@@ -147,6 +201,16 @@ def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, 
         for scheme in SCHEMES:
             got, want = results[("fsdp_tp", scheme, True)], unsharded[scheme]
             assert all(torch.equal(got[n], want[n]) for n in want), ("2x2 mesh", scheme)
+        for preset in PRESETS:  # a torchtitan-style Llama, FSDP2 x TP, under the presets
+            for rng in ("torch", "philox-v1"):
+                torch.manual_seed(0)
+                model = llama()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    wi.init(model, preset, seed=0, rng=rng)
+                got = results[("llama", preset, rng)]
+                for name, want in _full(model).items():
+                    assert torch.equal(got[name], want), ("llama", preset, rng, name)
     assert "does not reduce those statistics across ranks" in results["lsuv"]
     assert "plan.apply(sharded_model" in results["lsuv"]
 
