@@ -156,7 +156,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     finally:
         if rank == 0:
             torch.save(results, out)
-        dist.destroy_process_group()
+        _close()
+
+
+def _close() -> None:
+    """Every rank reaches the end before the group goes: a rank that tears gloo down while
+    another still talks to it aborts (``terminate called without an active exception``)."""
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def _free_port() -> int:
@@ -255,7 +262,7 @@ def _keyed_worker(rank: int, world: int, port: int, out: str) -> None:
     finally:
         if rank == 0:
             torch.save(results, out)
-        dist.destroy_process_group()
+        _close()
 
 
 @pytest.fixture(scope="module")
