@@ -1,0 +1,134 @@
+"""Per-rank memory, generated elements and time of ``plan.apply`` on a Llama-style model
+sharded with FSDP2 over 1, 2 or 4 CPU processes (gloo).
+
+The model is built on the meta device, planned there ("torchtitan"), sharded block by block
+with ``fully_shard``, materialized with ``to_empty`` and then applied. Every configuration
+runs in fresh processes, so each rank's peak resident memory (``ru_maxrss``) during apply is
+its own (the shards are touched first: to_empty does not make them resident). Reported per
+rank: the local parameters (MiB), the peak's growth during apply (MiB),
+the elements the generator produced on that rank, and the time (meaningful for 1 and 2
+processes only: four processes on two cores wait on each other).
+
+    python benchmarks/bench_distributed.py                      # ~1B parameters, 1/2/4 ranks
+    python benchmarks/bench_distributed.py --layers 2 --world 2  # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import time
+import warnings
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.attention = nn.Module()
+        for name in ("wq", "wk", "wv", "wo"):
+            setattr(self.attention, name, nn.Linear(d, d, bias=False))
+        self.attention_norm, self.ffn_norm = nn.RMSNorm(d), nn.RMSNorm(d)
+        self.feed_forward = nn.Module()
+        self.feed_forward.w1 = nn.Linear(d, hidden, bias=False)
+        self.feed_forward.w2 = nn.Linear(hidden, d, bias=False)
+        self.feed_forward.w3 = nn.Linear(d, hidden, bias=False)
+
+
+def llama(layers: int, d: int, hidden: int, vocab: int) -> nn.Module:
+    model = nn.Module()
+    model.tok_embeddings = nn.Embedding(vocab, d)
+    model.layers = nn.ModuleList(Block(d, hidden) for _ in range(layers))
+    model.norm = nn.RMSNorm(d)
+    model.output = nn.Linear(d, vocab, bias=False)
+    return model
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: str, out) -> None:
+    warnings.simplefilter("ignore")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    import weightinit as wi
+
+    mesh = init_device_mesh("cpu", (world,))
+    with torch.device("meta"):
+        model = llama(args.layers, args.d, args.hidden, args.vocab)
+    plan = wi.plan(model, "torchtitan", seed=0)
+    for block in model.layers:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    model.to_empty(device="cpu")
+    with torch.no_grad():  # to_empty allocates without touching: make the shards resident
+        for p in model.parameters():
+            p.to_local().zero_()
+    local = sum(p.to_local().numel() for p in model.parameters())
+    rng, atomic = mode.split("/")
+    dist.barrier()
+    before = _peak_mib()
+    start = time.perf_counter()
+    plan.apply(model, seed=0, rng=rng, atomic=atomic == "atomic")
+    seconds = time.perf_counter() - start
+    grown = _peak_mib() - before
+    full = sum(p.numel() for p in model.parameters())
+    generated = local if rng == "philox-v1" else full  # torch's generator draws whole tensors
+    row = (rank, local * 4 / 2**20, grown, generated, seconds)
+    rows = [None] * world
+    dist.all_gather_object(rows, row)
+    if rank == 0:
+        out.put(rows)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--d", type=int, default=2048)
+    parser.add_argument("--hidden", type=int, default=5632)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--world", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument(
+        "--modes", nargs="+", default=["torch/atomic", "torch/in-place", "philox-v1/in-place"]
+    )
+    args = parser.parse_args()
+    with torch.device("meta"):
+        total = sum(
+            p.numel() for p in llama(args.layers, args.d, args.hidden, args.vocab).parameters()
+        )
+    print(f"torch {torch.__version__}, one thread per process, {total / 1e9:.3f} B parameters "
+          f"({total * 4 / 2**30:.2f} GiB float32)")  # fmt: skip
+    print("| world | rng / mode | rank | local MiB | peak growth MiB | elements generated | s |")
+    print("|--:|---|--:|--:|--:|--:|--:|")
+    context = mp.get_context("spawn")
+    for world in args.world:
+        for mode in args.modes:
+            out = context.SimpleQueue()
+            mp.spawn(_worker, args=(world, _free_port(), args, mode, out), nprocs=world, join=True)
+            for rank, local, grown, generated, seconds in out.get():
+                shown = f"{seconds:.1f}" if world <= 2 else "-"
+                print(f"| {world} | {mode} | {rank} | {local:.0f} | {grown:.0f} | "
+                      f"{generated / 1e6:.0f} M | {shown} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
