@@ -289,3 +289,21 @@ def test_counter_based_draws_generate_each_shard_alone(world, keyed, tmp_path):
         assert collectives == 0 < gathering, (layout, scheme)
         for name, want in keyed[scheme].items():
             assert torch.equal(got[name], want), (world, layout, scheme, name)
+
+
+@pytest.mark.parametrize(
+    ("shape", "local", "offset"),
+    [((6, 4), (3, 4), (3, 0)), ((6, 4), (6, 2), (0, 2)), ((2, 3, 4), (1, 2, 4), (1, 1, 0)),
+     ((4, 6), (2, 3), (2, 3)), ((5,), (2,), (3,)), ((3, 4), (3, 4), (0, 0)),
+     ((3, 4), (0, 4), (3, 0)), ((2, 3, 4, 5), (2, 1, 2, 5), (0, 2, 1, 0))],
+)  # fmt: skip
+def test_a_shards_flat_indices_come_in_runs(shape, local, offset):
+    """The runs the keyed generator draws for a shard are the flat indices of its block, in
+    order (oracle: the block cut from an arange of the full tensor)."""
+    from weightinit.plans.plan import _runs
+
+    full = torch.arange(torch.Size(shape).numel()).view(shape)
+    block = full[tuple(slice(o, o + n) for o, n in zip(offset, local))].reshape(-1)
+    runs = _runs(shape, local, offset)
+    assert torch.equal(torch.tensor([i for r in runs for i in r], dtype=torch.int64), block)
+    assert all(r.step == 1 for r in runs)

@@ -608,7 +608,7 @@ def _counted(
 ) -> torch.Tensor:
     """The Draw's values at ``index`` (flat) from the counter-based generator."""
     if draw.kind == "constant":
-        n = len(index) if isinstance(index, range) else index.numel()
+        n = index.numel() if isinstance(index, torch.Tensor) else sum(map(len, _as_ranges(index)))
         return torch.full((n,), draw.mean, dtype=dtype, device=device)
     kw = {"dtype": dtype, "device": device}
     if draw.kind == "uniform":
@@ -616,6 +616,10 @@ def _counted(
     if draw.kind == "normal":
         return counter.normal(key, index, draw.mean, draw.sigma, **kw)
     return counter.truncated_normal(key, index, draw.mean, draw.sigma, draw.low, draw.high, **kw)
+
+
+def _as_ranges(index: range | list[range]) -> list[range]:
+    return [index] if isinstance(index, range) else index
 
 
 def _finished(row: Row, value: torch.Tensor) -> torch.Tensor:
@@ -629,7 +633,9 @@ def _finished(row: Row, value: torch.Tensor) -> torch.Tensor:
 
 def _local_index(param: torch.Tensor) -> tuple[tuple[int, ...], Any]:
     """(local shape, the flat indices in the full tensor of the elements this rank holds) of
-    a DTensor: from its offset for plain shards, else (strided shards) by sharding an arange."""
+    a DTensor: for plain shards, the runs of consecutive indices of its block (one range for
+    dim-0 shards, one per row for column shards), which the generator draws fast; for strided
+    shards, an index tensor (by sharding an arange)."""
     from torch.distributed.tensor import distribute_tensor
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
     from torch.distributed.tensor.placement_types import Replicate, Shard
@@ -637,14 +643,30 @@ def _local_index(param: torch.Tensor) -> tuple[tuple[int, ...], Any]:
     shape, mesh, placements = tuple(param.shape), param.device_mesh, param.placements
     if all(type(p) in (Shard, Replicate) for p in placements):
         local, offset = compute_local_shape_and_global_offset(shape, mesh, placements)
-        strides = torch.tensor(shape[1:] + (1,)).flip(0).cumprod(0).flip(0).tolist()
-        index = torch.zeros((), dtype=torch.int64)
-        for size, start, stride in zip(local, offset, strides):
-            index = index.unsqueeze(-1) + torch.arange(start, start + size) * stride
-        return tuple(local), index.reshape(-1)
+        return tuple(local), _runs(shape, tuple(local), tuple(offset))
     whole = torch.arange(math.prod(shape), dtype=torch.int64).view(shape)
     placed = distribute_tensor(whole, mesh, placements, src_data_rank=None).to_local()
     return tuple(placed.shape), placed.reshape(-1)
+
+
+def _runs(shape: tuple[int, ...], local: tuple[int, ...], offset: tuple[int, ...]) -> list[range]:
+    """The block ``offset`` + ``local`` of a row-major ``shape`` as runs of consecutive flat
+    indices, in the block's own order. The trailing dims the block covers whole, and the one
+    before them, make each run; every index of the dims before those starts one."""
+    k = len(shape)
+    while k and local[k - 1] == shape[k - 1] and offset[k - 1] == 0:
+        k -= 1
+    inner = math.prod(shape[k:])
+    if k == 0 or 0 in local:
+        return [range(inner if 0 not in local else 0)]
+    strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+    run = local[k - 1] * inner
+    starts = [offset[k - 1] * strides[k - 1]]
+    for d in range(k - 2, -1, -1):  # the outer dims, innermost first
+        starts = [
+            i * strides[d] + s for i in range(offset[d], offset[d] + local[d]) for s in starts
+        ]
+    return [range(s, s + run) for s in sorted(starts)]
 
 
 def is_sharded(param: torch.Tensor) -> bool:
