@@ -21,7 +21,7 @@ import torch
 import weightinit as wi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_lsuv_batchnorm import MobileNetV3, batch_statistics, eval_mode  # noqa: E402
+from test_lsuv_batchnorm import MobileNetV3, batch_statistics, eval_mode
 
 # torchvision's mobilenet_v3_large blocks: (input, kernel, expanded, output, SE, hardswish, stride)
 LARGE = [

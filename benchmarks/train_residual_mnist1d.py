@@ -167,6 +167,7 @@ def main() -> None:
     results = {}
     for name in names:
         runs = results[name] = [run(name, data, epochs, seed, args.lr) for seed in range(seeds)]
+
         def mean(values: list[float]) -> str:
             finite = [v for v in values if math.isfinite(v)]
             return f"{statistics.mean(finite):.3g}" if finite else "nan"

@@ -302,7 +302,7 @@ def test_the_scalars_compute_what_the_official_network_computes(model_name):
         for n in names:
             scalars[n].normal_()
     values = {names[n]: scalars[n].detach() for n in names}
-    first = getattr(net, "layer2")[0]
+    first = net.layer2[0]
     assert first.downsample.before is first.conv1.before  # bias1a, shared
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

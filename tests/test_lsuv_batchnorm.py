@@ -292,7 +292,7 @@ def test_a_norm_layer_the_plan_keeps_keeps_its_statistics_and_runs_as_the_user_r
         ]  # fmt: skip
         assert all(torch.equal(v, kept[k]) for k, v in model[1].state_dict().items())
         after_kept = {}  # the conv after the kept layer, run as calibration ran it
-        model[3].register_forward_hook(lambda m, i, o: after_kept.update(y=o))
+        model[3].register_forward_hook(lambda m, i, o, kept=after_kept: kept.update(y=o))
         with torch.no_grad():
             model(x) if not training else batch_statistics(model, x)
         assert abs(after_kept["y"].std().item() - 1) <= 0.05, training
