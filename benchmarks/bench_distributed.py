@@ -19,35 +19,17 @@ import argparse
 import os
 import resource
 import socket
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import nn
 
-
-class Block(nn.Module):
-    def __init__(self, d: int, hidden: int):
-        super().__init__()
-        self.attention = nn.Module()
-        for name in ("wq", "wk", "wv", "wo"):
-            setattr(self.attention, name, nn.Linear(d, d, bias=False))
-        self.attention_norm, self.ffn_norm = nn.RMSNorm(d), nn.RMSNorm(d)
-        self.feed_forward = nn.Module()
-        self.feed_forward.w1 = nn.Linear(d, hidden, bias=False)
-        self.feed_forward.w2 = nn.Linear(hidden, d, bias=False)
-        self.feed_forward.w3 = nn.Linear(d, hidden, bias=False)
-
-
-def llama(layers: int, d: int, hidden: int, vocab: int) -> nn.Module:
-    model = nn.Module()
-    model.tok_embeddings = nn.Embedding(vocab, d)
-    model.layers = nn.ModuleList(Block(d, hidden) for _ in range(layers))
-    model.norm = nn.RMSNorm(d)
-    model.output = nn.Linear(d, vocab, bias=False)
-    return model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_distributed import llama  # torchtitan's Llama by its parameter names
 
 
 def _peak_mib() -> float:

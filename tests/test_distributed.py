@@ -49,10 +49,12 @@ class TitanBlock(nn.Module):
         self.feed_forward.w3 = nn.Linear(d, hidden, bias=False)
 
 
-def llama(layers: int = 2, d: int = 16, vocab: int = 40) -> nn.Module:
+def llama(layers: int = 2, d: int = 16, hidden: int = 32, vocab: int = 40) -> nn.Module:
+    """torchtitan's Llama without its forward (the presets plan by names, and shard as
+    torchtitan does); benchmarks/bench_distributed.py builds its 1B model with it."""
     model = nn.Module()
     model.tok_embeddings = nn.Embedding(vocab, d)
-    model.layers = nn.ModuleList(TitanBlock(d) for _ in range(layers))
+    model.layers = nn.ModuleList(TitanBlock(d, hidden) for _ in range(layers))
     model.norm = nn.RMSNorm(d)
     model.output = nn.Linear(d, vocab, bias=False)
     return model
@@ -106,16 +108,12 @@ def _full(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    warnings.simplefilter("ignore")
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    from torch.distributed.device_mesh import init_device_mesh
-
-    mesh = init_device_mesh("cpu", (world,))
+    mesh = _group(rank, world, port)
     results: dict = {}
     try:
         if world == 4:  # a 2 x 2 mesh: tensor parallel inside, FSDP2 across
+            from torch.distributed.device_mesh import init_device_mesh
+
             grid = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
             for scheme in SCHEMES:
                 torch.manual_seed(0)
@@ -157,6 +155,18 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         if rank == 0:
             torch.save(results, out)
         _close()
+
+
+def _group(rank: int, world: int, port: int):
+    """This process's place in a gloo group of ``world`` processes, one thread each; the
+    1-D mesh over them."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    warnings.simplefilter("ignore")
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    return init_device_mesh("cpu", (world,))
 
 
 def _close() -> None:
@@ -239,13 +249,7 @@ class Counted(torch.utils._python_dispatch.TorchDispatchMode):
 
 
 def _keyed_worker(rank: int, world: int, port: int, out: str) -> None:
-    warnings.simplefilter("ignore")
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    from torch.distributed.device_mesh import init_device_mesh
-
-    mesh = init_device_mesh("cpu", (world,))
+    mesh = _group(rank, world, port)
     results: dict = {}
     try:
         for layout in ("fsdp", "tp"):

@@ -485,14 +485,15 @@ class Plan:
                     if not atomic:
                         _local(param).copy_(value)
                 elif is_sharded(param):  # the whole tensor, drawn as in one process; the shard kept
-                    value = _drawn(row, draw, torch.empty(param.shape, dtype=param.dtype), gen)
+                    whole = torch.empty(param.shape, dtype=param.dtype, device=_local(param).device)
+                    value = _drawn(row, draw, whole, gen)
                     value = _shard(value, param)
                     if not atomic:
                         _local(param).copy_(value)
                 else:
                     elementwise = draw is not None and draw.kind != "structured"
-                    value = _drawn(row, draw, param if elementwise and not atomic else None, gen,
-                                   like=param)  # fmt: skip
+                    into = param if elementwise and not atomic else torch.empty_like(param)
+                    value = _drawn(row, draw, into, gen)
                     if not atomic and value is not param:
                         param.copy_(value)
                 if atomic:
@@ -537,28 +538,18 @@ class Plan:
 
 
 def _drawn(
-    row: Row,
-    draw: Draw | None,
-    into: torch.Tensor | None,
-    generator: torch.Generator | None,
-    *,
-    like: torch.Tensor | None = None,
+    row: Row, draw: Draw | None, into: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """The row's values: drawn into ``into`` (else into new memory shaped as ``like``), then
-    rescaled and the zero rows zeroed. Elementwise rows fill straight from their Draw;
-    structured ones (orthogonal, sparse, identity, ...) compute into work space."""
+    """The row's values, drawn into ``into``, then rescaled and the zero rows zeroed.
+    Elementwise rows fill straight from their Draw; structured ones (orthogonal, sparse,
+    identity, ...) compute into it as work space."""
     if draw is not None and draw.kind != "structured":
-        value = into if into is not None else torch.empty_like(like)
-        if value.numel():
-            draw.write(value, generator)
+        if into.numel():
+            draw.write(into, generator)
+        value = into
     else:
-        space = into if into is not None else torch.empty_like(like)
-        value = get(row.init)(space, **row.args, layout=row.layout, generator=generator)
-    if row.scale is not None or row.shift is not None:
-        rescale_(value, row.scale, row.shift, row.layout)
-    for index in row.zero_rows:
-        value[index] = 0
-    return value
+        value = get(row.init)(into, **row.args, layout=row.layout, generator=generator)
+    return _finished(row, value)
 
 
 RNGS = ("torch", RNG_VERSION)
