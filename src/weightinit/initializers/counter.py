@@ -66,6 +66,7 @@ _MASK = 0xFFFFFFFF
 # Philox4x32 constants (Salmon et al. 2011, Random123's philox.h): round multipliers and the
 # Weyl increments of the key schedule.
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57
+_N0, _N1 = _M0 - 2**32, _M1 - 2**32  # the multipliers less 2^32 (_mulhilo)
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
 _ROUNDS = 10
 # Stream words (counter word 2): which draw an element's words feed.
@@ -75,18 +76,21 @@ _TILE_BLOCKS = 64  # blocks per tile
 _TILE = _LANES * _TILE_BLOCKS  # elements per tile: lane-major within it
 _MAX_INDEX = 2**63 - 1  # int64 tensors hold the indices
 _COMPILE_FROM = 1 << 20  # impl="auto" compiles draws of at least this many elements
-_CHUNK = 1 << 14  # blocks drawn at a time: 65536 elements, their temporaries stay in L2
+_CHUNK = 1 << 14  # blocks drawn at a time, eager: 65536 elements, their temporaries stay in L2
+_COMPILED_CHUNK = 1 << 16  # blocks drawn at a time, compiled
 _TWO_POW_M32 = 2.0**-32
 
 
-def _mulhilo(m: int, a):
-    """(hi, lo) 32-bit words of the 64-bit product m * a, for uint32 m and a.
+def _mulhilo(n: int, a):
+    """(hi, lo) 32-bit words of the 64-bit product M a, for uint32 a and n = M - 2^32, M one of
+    the round multipliers (both above 2^31, so -2^30 < n < 0).
 
-    m = mh 2^16 + ml, so m a = (a mh) 2^16 + a ml with both products below 2^48: no int64
-    operation overflows (a wrapping multiply would, and wrapping is not promised everywhere)."""
-    p = a * (m >> 16)
-    t = a * (m & 0xFFFF) + ((p & 0xFFFF) << 16)
-    return (p >> 16) + (t >> 32), t & _MASK
+    M a = a 2^32 + n a, and |n a| < 2^62: p = n a is exact in int64. With p = H 2^32 + L
+    (H = p >> 32, an arithmetic shift; 0 <= L < 2^32), M a = (a + H) 2^32 + L, so hi = a + H
+    and lo = L. One product and no int64 operation overflows (a wrapping multiply would, and
+    wrapping is not promised everywhere), in Python ints, eager torch and compiled code alike."""
+    p = a * n
+    return a + (p >> 32), p & _MASK
 
 
 def _philox_words(c0, c1, c2, c3, k0, k1, rounds: int = _ROUNDS):
@@ -96,9 +100,43 @@ def _philox_words(c0, c1, c2, c3, k0, k1, rounds: int = _ROUNDS):
         if r:
             k0 = (k0 + _W0) & _MASK
             k1 = (k1 + _W1) & _MASK
-        hi0, lo0 = _mulhilo(_M0, c0)
-        hi1, lo1 = _mulhilo(_M1, c2)
+        hi0, lo0 = _mulhilo(_N0, c0)
+        hi1, lo1 = _mulhilo(_N1, c2)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    return c0, c1, c2, c3
+
+
+def _mulhilo_(n: int, a):
+    """:func:`_mulhilo` reusing ``a``'s storage for hi (``a`` is consumed)."""
+    if not isinstance(a, torch.Tensor):
+        return _mulhilo(n, a)
+    p = a * n
+    return a.add_(p >> 32), p.bitwise_and_(_MASK)
+
+
+def _xor_(h, c, k: int):
+    """h ^ c ^ k for int k and ints or int64 tensors h, c, in place in a tensor among them (which
+    is consumed), the ints combined first."""
+    if isinstance(h, torch.Tensor):
+        return (
+            h.bitwise_xor_(c ^ k)
+            if not isinstance(c, torch.Tensor)
+            else h.bitwise_xor_(c).bitwise_xor_(k)
+        )
+    return c.bitwise_xor_(h ^ k) if isinstance(c, torch.Tensor) else h ^ c ^ k
+
+
+def _philox_words_(c0, c1, c2, c3, k0: int, k1: int, rounds: int = _ROUNDS):
+    """:func:`_philox_words` for int keys in fewer eager ops: in place in the tensors among the
+    words (which are consumed), ints kept as ints (a word that is an int in every element, as c1,
+    c2 and c3 often are, costs no tensor op until it meets a tensor)."""
+    for r in range(rounds):
+        if r:
+            k0 = (k0 + _W0) & _MASK
+            k1 = (k1 + _W1) & _MASK
+        hi0, lo0 = _mulhilo_(_N0, c0)
+        hi1, lo1 = _mulhilo_(_N1, c2)
+        c0, c1, c2, c3 = _xor_(hi1, c1, k0), lo1, _xor_(hi0, c3, k1), lo0
     return c0, c1, c2, c3
 
 
@@ -176,100 +214,136 @@ def philox_key(seed: int, name: str) -> Key:
     return value & _MASK, value >> 32
 
 
-# -- the draws' kernels: counters j (int64 tensor, blocks) -> (len(j), 4) standard values --------
+# -- the draws' kernels: blocks j (int64 counters) -> the standard values of their four lanes -----
+
+_STREAMS = {"uniform": _UNIFORM, "normal": _NORMAL, "truncated_normal": _TRUNCATED}
 
 
-def _words(j: torch.Tensor, k: torch.Tensor, stream: int):
-    """The four Philox words of blocks ``j`` in ``stream``; ``k`` holds the key (int64, (2,))."""
-    return _philox_words(j & _MASK, j >> 32, stream, 0, k[0], k[1])
+def _values(kind: str, words, dtype: torch.dtype):
+    """The standard values of the four lanes of blocks from their Philox words (int64 tensors),
+    in ``dtype``, the same ops eager and compiled: four tensors of the words' shape.
+
+    - uniform: U[0, 1) on a 2^-24 grid, (w >> 8) 2^-24 (exact in float32 and float64);
+    - normal: Box-Muller's inputs from the word pairs (w0, w1) and (w2, w3), u1 = (w0 + 1) 2^-32
+      in (0, 1] and theta = 2 pi w1 2^-32 of each pair, each a correctly rounded product of an
+      exact integer (the same bits eager or compiled): (u1, theta) of the first pair, then of the
+      second;
+    - truncated normal: U(0, 1) at the cell midpoints (w + 1/2) 2^-32 (exact in float64)."""
+    if kind == "uniform":
+        return tuple((w >> 8).to(dtype) * 2.0**-24 for w in words)
+    if kind == "normal":
+        w0, w1, w2, w3 = words
+        angle = 2.0 * math.pi * _TWO_POW_M32
+        return (
+            (w0 + 1).to(dtype) * _TWO_POW_M32,
+            w1.to(dtype) * angle,
+            (w2 + 1).to(dtype) * _TWO_POW_M32,
+            w3.to(dtype) * angle,
+        )
+    return tuple((w.to(dtype) + 0.5) * _TWO_POW_M32 for w in words)
 
 
-def _uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
-    """U[0, 1) on a 2^-24 grid, (w >> 8) 2^-24 (exact in float32 and float64), for each of the
-    four lanes of the blocks ``j``: four tensors of j's shape."""
-    return tuple((w >> 8).to(dtype) * 2.0**-24 for w in _words(j, k, _UNIFORM))
+def _kernel(kind: str, j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
+    """The compiled kernel for blocks ``j`` (any shape); ``k`` holds the key (int64, (2,))."""
+    words = _philox_words(j & _MASK, j >> 32, _STREAMS[kind], 0, k[0], k[1])
+    return _values(kind, words, dtype)
 
 
-def _normal_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
-    """Box-Muller's inputs from the word pairs (w0, w1) and (w2, w3) of the blocks ``j``:
-    u1 = (w0 + 1) 2^-32 in (0, 1] and theta = 2 pi w1 2^-32 of each pair, in ``dtype``, each a
-    correctly rounded product of an exact integer (the same bits eager or compiled): four
-    tensors of j's shape, (u1, theta) of the first pair, then of the second."""
-    w0, w1, w2, w3 = _words(j, k, _NORMAL)
-    angle = 2.0 * math.pi * _TWO_POW_M32
-    return (
-        (w0 + 1).to(dtype) * _TWO_POW_M32,
-        w1.to(dtype) * angle,
-        (w2 + 1).to(dtype) * _TWO_POW_M32,
-        w3.to(dtype) * angle,
-    )
+def _range_kernel(kind: str, first: torch.Tensor, n: int, k: torch.Tensor, dtype: torch.dtype):
+    """The compiled kernel for the blocks first, first + 1, ..., first + n - 1 (``first`` a 0-d
+    int64 tensor): their counters never leave the compiled code."""
+    return _kernel(kind, torch.arange(n, device=k.device) + first, k, dtype)
 
 
-def _open_uniform_kernel(j: torch.Tensor, k: torch.Tensor, dtype: torch.dtype):
-    """U(0, 1) at the cell midpoints (w + 1/2) 2^-32 (exact in float64; truncated normal), for
-    each of the four lanes of the blocks ``j``: four tensors of j's shape."""
-    return tuple((w.to(dtype) + 0.5) * _TWO_POW_M32 for w in _words(j, k, _TRUNCATED))
+def _eager_kernel(kind: str, j: torch.Tensor, key: Key, dtype: torch.dtype, wide: bool = True):
+    """The eager kernel for blocks ``j`` (consumed where ``wide`` is false: all of them below
+    2^32, so that the counter's word c0 is j itself and c1 is 0)."""
+    c0, c1 = (j & _MASK, j >> 32) if wide else (j, 0)
+    return _values(kind, _philox_words_(c0, c1, _STREAMS[kind], 0, *key), dtype)
 
 
 def _box_muller(u1a, theta_a, u1b, theta_b, out: torch.Tensor) -> None:
-    """Standard normals into ``out`` (rows, 4, L) from :func:`_normal_kernel`'s four tensors
-    (rows, L): r = sqrt(-2 ln u1); lanes 0 to 3 are r cos theta, r sin theta of the first pair,
-    then of the second.
+    """Standard normals into ``out`` (rows, 4, L) from :func:`_values`'s four tensors (rows, L),
+    which it consumes: r = sqrt(-2 ln u1); lanes 0 to 3 are r cos theta, r sin theta of the
+    first pair, then of the second.
 
     Always eager torch ops, also after the compiled kernel: torch.compile's log, cos and sin
     differ from eager's in the last bit for about one value in five, so the transcendental
-    part is kept out of the compiled graph to give both paths the same bits."""
-    rows, width = u1a.shape
-    r = torch.stack([u1a, u1b], dim=1).log_().mul_(-2.0).sqrt_()  # (row, pair, block)
-    theta = torch.stack([theta_a, theta_b], dim=1)
-    lanes = out.view(rows, 2, 2, width)  # (row, pair, cos/sin, block)
-    torch.mul(r, torch.cos(theta), out=lanes[:, :, 0])
-    torch.mul(r, theta.sin_(), out=lanes[:, :, 1])
+    part is kept out of the compiled graph to give both paths the same bits. In place where it
+    can be (the kernel's tensors are scratch), each lane's product written straight into
+    ``out``."""
+    cos = torch.empty_like(theta_a)
+    for lane, (u1, theta) in zip((0, 2), ((u1a, theta_a), (u1b, theta_b))):
+        r = u1.log_().mul_(-2.0).sqrt_()
+        torch.mul(r, torch.cos(theta, out=cos), out=out[:, lane])
+        torch.mul(r, theta.sin_(), out=out[:, lane + 1])
 
 
-_KERNELS: dict[str, Callable] = {
-    "uniform": _uniform_kernel,
-    "normal": _normal_kernel,
-    "truncated_normal": _open_uniform_kernel,
-}
-
-
-def _block_values(kernel: Callable, kind: str, j: int | torch.Tensor, k, out: torch.Tensor) -> None:
-    """The standard values of the blocks ``j`` (rows, L) into ``out`` (rows, 4 L), lanes 0 to 3
-    one after the other in each row, a few rows at a time (their temporaries stay in cache):
-    the kernel, then Box-Muller (eager) for the normal. An int ``j`` stands for the tiles of
-    blocks j, j + 1, ... (L = 64), made a chunk at a time."""
-    width = _TILE_BLOCKS if isinstance(j, int) else j.shape[1]
-    step = max(1, _CHUNK // width)
+def _block_values(
+    kind: str, j: int | torch.Tensor, key: Key, out: torch.Tensor, compiled: tuple | None
+) -> None:
+    """The standard values of blocks into ``out`` (rows, 4 L), lanes 0 to 3 one after the other
+    in each row, a chunk of rows at a time (their temporaries stay in cache): the kernel, eager
+    or ``compiled`` (:func:`_compiled_kernel`'s pair), then Box-Muller (eager) for the normal.
+    An int ``j`` stands for the tiles of blocks j, j + 1, ... (L = 64), a tensor ``j`` (rows,)
+    for single blocks (L = 1)."""
+    width = _TILE_BLOCKS if isinstance(j, int) else 1
+    step = max(1, (_COMPILED_CHUNK if compiled else _CHUNK) // width)
     lanes = out.view(len(out), _LANES, width)
+    k = None if compiled is None else torch.tensor(key, dtype=torch.int64, device=out.device)
     for c in range(0, len(out), step):
+        rows = min(step, len(out) - c)
         if isinstance(j, int):
-            rows = min(step, len(out) - c)
-            first = j + c * width
-            blocks = torch.arange(first, first + rows * width, device=out.device).view(rows, width)
+            first, n = j + c * width, rows * width
+            if compiled:
+                start = torch.tensor(first, dtype=torch.int64, device=out.device)
+                raw = compiled[0](start, n, k, out.dtype)
+            else:
+                blocks = torch.arange(first, first + n, device=out.device)
+                raw = _eager_kernel(kind, blocks, key, out.dtype, wide=first + n > 2**32)
+        elif compiled:
+            raw = compiled[1](j[c : c + rows], k, out.dtype)
         else:
-            blocks = j[c : c + step]
-        raw = kernel(blocks, k, out.dtype)
+            raw = _eager_kernel(kind, j[c : c + rows], key, out.dtype)
+        raw = [x.view(rows, width) for x in raw]
         if kind == "normal":
-            _box_muller(*raw, out=lanes[c : c + step])
+            _box_muller(*raw, out=lanes[c : c + rows])
         else:
-            torch.stack(raw, dim=1, out=lanes[c : c + step])
+            torch.stack(raw, dim=1, out=lanes[c : c + rows])
+
+
+def _compile(kind: str) -> tuple[Callable, Callable]:
+    def of_range(first, n, k, dtype):
+        return _range_kernel(kind, first, n, k, dtype)
+
+    def of_blocks(j, k, dtype):
+        return _kernel(kind, j, k, dtype)
+
+    return tuple(torch.compile(f, dynamic=True, fullgraph=True) for f in (of_range, of_blocks))
 
 
 @functools.cache
-def _compiled_kernel(kind: str, dtype: torch.dtype, device_type: str) -> Callable | None:
-    """``torch.compile`` of one kernel, or None where compiling fails or changes the bits
-    (probed once per kernel, dtype and device type on a few thousand blocks against the eager
-    kernel, in both shapes the draws use: rows of a tile's 64 blocks, and single blocks)."""
+def _compiled_kernel(kind: str, dtype: torch.dtype, device_type: str) -> tuple | None:
+    """``torch.compile`` of one kernel, for ranges of blocks and for tensors of blocks, or None
+    where compiling fails or changes the bits (probed once per kernel, dtype and device type on
+    a few thousand blocks against the eager kernel, below and across 2^32 and far beyond)."""
     try:
-        fn = torch.compile(_KERNELS[kind], dynamic=True, fullgraph=True)
-        k = torch.tensor([0x12345678, 0x9ABCDEF0], dtype=torch.int64, device=device_type)
-        for start, rows, width in ((0, 67, _TILE_BLOCKS), (2**40 - 17, 1031, 1)):
-            j = torch.arange(start, start + rows * width, device=device_type).view(rows, width)
-            ours, eager = fn(j, k, dtype), _KERNELS[kind](j, k, dtype)
+        of_range, of_blocks = _compile(kind)
+        key = (0x12345678, 0x9ABCDEF0)
+        k = torch.tensor(key, dtype=torch.int64, device=device_type)
+        for first, n in ((0, 67 * _TILE_BLOCKS), (2**32 - 40 * _TILE_BLOCKS, 67 * _TILE_BLOCKS)):
+            blocks = torch.arange(first, first + n, device=device_type)
+            eager = _eager_kernel(kind, blocks, key, dtype, wide=first + n > 2**32)
+            start = torch.tensor(first, dtype=torch.int64, device=device_type)
+            ours = of_range(start, n, k, dtype)
             if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
                 return None
-        return fn
+        j = torch.arange(2**40 - 17, 2**40 + 1014, device=device_type)
+        j[::7] = torch.arange(0, len(j), 7, device=device_type) * 0x1234567
+        ours, eager = of_blocks(j, k, dtype), _eager_kernel(kind, j, key, dtype)
+        if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
+            return None
+        return of_range, of_blocks
     except Exception:  # noqa: BLE001 (no compiler, an unsupported platform: eager, same bits)
         return None
 
@@ -288,7 +362,7 @@ def compiled_available(
     """
     compute = _compute_dtype(dtype, "compiled_available")
     kind_of_device = torch.device(device).type
-    return all(_compiled_kernel(kind, compute, kind_of_device) is not None for kind in _KERNELS)
+    return all(_compiled_kernel(kind, compute, kind_of_device) is not None for kind in _STREAMS)
 
 
 # -- indices ------------------------------------------------------------------------------------
@@ -344,22 +418,20 @@ def _standard(
     if impl not in ("auto", "eager", "compiled"):
         raise ValueError(f"{fn}: `impl` must be 'auto', 'eager' or 'compiled', got {impl!r}")
     pieces, shape = _pieces(index, fn)
-    k = torch.tensor(key, dtype=torch.int64, device=device)
-    kernel = _KERNELS[kind]
+    compiled = None
     if impl == "compiled" or (impl == "auto" and math.prod(shape) >= _COMPILE_FROM):
-        compiled = _compiled_kernel(kind, dtype, k.device.type)
+        compiled = _compiled_kernel(kind, dtype, torch.empty(0, device=device).device.type)
         if compiled is None and impl == "compiled":
             raise RuntimeError(
                 f"{fn}: impl='compiled' but torch.compile does not work here (no C compiler?) "
                 "or does not reproduce the eager bits; use impl='eager' (the same values)"
             )
-        kernel = compiled or kernel
     out = []
     for piece in pieces:
         if isinstance(piece, range):  # whole tiles, then the slice
             first, last = piece.start // _TILE, (piece.stop - 1) // _TILE
             values = torch.empty(last + 1 - first, _TILE, dtype=dtype, device=device)
-            _block_values(kernel, kind, first * _TILE_BLOCKS, k, values)
+            _block_values(kind, first * _TILE_BLOCKS, key, values, compiled)
             offset = piece.start - first * _TILE
             out.append(values.view(-1)[offset : offset + len(piece)])
         else:  # each element's block alone, then its lane
@@ -367,7 +439,7 @@ def _standard(
             q = i % _TILE
             blocks = (i - q) // _LANES + q % _TILE_BLOCKS
             values = torch.empty(len(i), _LANES, dtype=dtype, device=device)
-            _block_values(kernel, kind, blocks.unsqueeze(1), k, values)
+            _block_values(kind, blocks, key, values, compiled)
             out.append(values.gather(1, (q // _TILE_BLOCKS).unsqueeze(1)).squeeze(1))
     if not out:
         return torch.empty(shape, dtype=dtype, device=device)
