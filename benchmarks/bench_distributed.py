@@ -49,7 +49,8 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: st
     mesh = init_device_mesh("cpu", (world,))
     with torch.device("meta"):
         model = llama(args.layers, args.d, args.hidden, args.vocab)
-    plan = wi.plan(model, "torchtitan", seed=0)
+    rng, atomic = mode.split("/")
+    plan = wi.plan(model, "torchtitan", seed=0, rng=rng)
     for block in model.layers:
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
@@ -58,11 +59,10 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: st
         for p in model.parameters():
             p.to_local().zero_()
     local = sum(p.to_local().numel() for p in model.parameters())
-    rng, atomic = mode.split("/")
     dist.barrier()
     before = _peak_mib()
     start = time.perf_counter()
-    plan.apply(model, seed=0, rng=rng, atomic=atomic == "atomic")
+    plan.apply(model, atomic=atomic == "atomic")
     seconds = time.perf_counter() - start
     grown = _peak_mib() - before
     full = sum(p.numel() for p in model.parameters())

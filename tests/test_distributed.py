@@ -197,9 +197,9 @@ def unsharded() -> dict[str, dict[str, torch.Tensor]]:
 
 @pytest.mark.parametrize("world", [1, 2, 4])
 def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, tmp_path):
-    """FSDP2 (dim-0 shards), tensor parallel (column- and row-wise shards), FSDP2 on a model
-    planned on the meta device and materialized with to_empty, and at world size 4 a 2 x 2
-    mesh (TP inside, FSDP2 across), where a torchtitan-style Llama also gets the presets
+    """With seed= (the keyed generator): FSDP2 (dim-0 shards), tensor parallel (column- and
+    row-wise shards), FSDP2 on a model planned on the meta device and materialized with
+    to_empty, and at world size 4 a 2 x 2 mesh (TP inside, FSDP2 across), where a torchtitan-style Llama also gets the presets
     (torchtitan, olmo, megatron, gpt2; both generators): the gathered full tensors equal the
     unsharded model's, atomic or in place, at world sizes 1, 2 and 4 (4 processes on 2 cores:
     small models). Measuring schemes refuse clearly."""
@@ -248,21 +248,31 @@ class Counted(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _keyed_worker(rank: int, world: int, port: int, out: str) -> None:
+def _rngs(scheme: str) -> tuple[str, ...]:
+    """The generators ``scheme`` can draw from: both, but only torch's for "torch"."""
+    return ("torch",) if scheme == "torch" else ("philox-v1", "torch")
+
+
+def _counting_worker(rank: int, world: int, port: int, out: str) -> None:
     mesh = _group(rank, world, port)
     results: dict = {}
     try:
         for layout in ("fsdp", "tp"):
             for scheme in SCHEMES:
-                torch.manual_seed(0)
-                model = mlp()
-                _shard(model, layout, mesh)
-                plan = wi.plan(model, scheme, seed=0)
-                with Counted() as counted:
-                    plan.apply(model, seed=0, rng="philox-v1")
-                with Counted() as gathering:  # the count sees collectives: gathering is one
-                    full = _full(model)
-                results[(layout, scheme)] = (full, counted.collectives, gathering.collectives)
+                for rng in _rngs(scheme):
+                    torch.manual_seed(0)
+                    model = mlp()
+                    _shard(model, layout, mesh)
+                    plan = wi.plan(model, scheme, seed=0, rng=rng)
+                    with Counted() as counted:
+                        plan.apply(model)
+                    with Counted() as gathering:  # the count sees collectives: gathering is one
+                        full = _full(model)
+                    results[(layout, scheme, rng)] = (
+                        full,
+                        counted.collectives,
+                        gathering.collectives,
+                    )
     finally:
         if rank == 0:
             torch.save(results, out)
@@ -270,29 +280,32 @@ def _keyed_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def keyed() -> dict[str, dict[str, torch.Tensor]]:
+def by_rng() -> dict[tuple[str, str], dict[str, torch.Tensor]]:
     found = {}
     for scheme in SCHEMES:
-        torch.manual_seed(0)
-        model = mlp()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wi.init(model, scheme, seed=0, rng="philox-v1")
-        found[scheme] = _full(model)
+        for rng in _rngs(scheme):
+            torch.manual_seed(0)
+            model = mlp()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wi.init(model, scheme, seed=0, rng=rng)
+            found[scheme, rng] = _full(model)
     return found
 
 
 @pytest.mark.parametrize("world", [2, 4])
-def test_counter_based_draws_generate_each_shard_alone(world, keyed, tmp_path):
-    """rng='philox-v1': every rank generates its own elements from (seed, name, index), no
+def test_no_collective_runs_while_applying_with_either_generator(world, by_rng, tmp_path):
+    """seed= (the keyed "philox-v1"): every rank generates its own elements from (seed, name,
+    index); rng="torch": every rank draws the whole tensor and keeps its shard. Either way no
     collective runs while applying, and the gathered weights equal the unsharded ones."""
     out = tmp_path / "results.pt"
-    mp.spawn(_keyed_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
+    mp.spawn(_counting_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
     results = torch.load(out)
-    for (layout, scheme), (got, collectives, gathering) in results.items():
-        assert collectives == 0 < gathering, (layout, scheme)
-        for name, want in keyed[scheme].items():
-            assert torch.equal(got[name], want), (world, layout, scheme, name)
+    assert len(results) == 2 * (2 * len(SCHEMES) - 1)
+    for (layout, scheme, rng), (got, collectives, gathering) in results.items():
+        assert collectives == 0 < gathering, (layout, scheme, rng)
+        for name, want in by_rng[scheme, rng].items():
+            assert torch.equal(got[name], want), (world, layout, scheme, rng, name)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,12 @@ the same seed, fail here; regenerate only for an intended change:
 
     python tests/test_golden_plans.py --write
 
+Two records: ``plans.json``, what ``seed=0`` draws (the keyed generator "philox-v1", recorded
+when it became the default), and ``plans_rng_torch.json``, what ``rng="torch"`` draws: torch's
+generator seeded once, row after row, as every seed drew before "philox-v1". The second is the
+issue-11 record itself, with only ``"rng": "torch"`` added to each plan: plans made with
+``rng="torch"`` still draw exactly what they drew before.
+
 The comparison is exact for everything but floating-point numbers, which agree to a relative
 1e-6 (``RTOL``): the last bits of a float32 forward pass (auto's and LSUV's measurements), of a
 QR decomposition (orthogonal) and of numpy's vectorized ``exp`` (the quadrature behind every
@@ -29,7 +35,10 @@ import weightinit as wi
 from weightinit import zoo
 from weightinit.recipes import add_fixup_scalars, add_residual_gains
 
-GOLDEN = Path(__file__).parent / "golden" / "plans.json"
+GOLDEN = {  # the rng asked for (None: the default) -> its record
+    None: Path(__file__).parent / "golden" / "plans.json",
+    "torch": Path(__file__).parent / "golden" / "plans_rng_torch.json",
+}
 
 MODELS = {
     "mlp_relu": functools.partial(zoo.mlp, 5, "relu", width=12, in_features=10, batch=32),
@@ -91,18 +100,18 @@ def same(now, recorded, where: str = "") -> None:
         assert now == recorded, where
 
 
-def outcome(model_name: str, scheme: str) -> dict:
+def outcome(model_name: str, scheme: str, rng: str | None) -> dict:
     """The plan's JSON and the digest of the applied values, or the error's type. One thread:
     the last bits of a measured moment (auto, lsuv) depend on how sums are split."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _outcome(model_name, scheme)
+        return _outcome(model_name, scheme, rng)
     finally:
         torch.set_num_threads(threads)
 
 
-def _outcome(model_name: str, scheme: str) -> dict:
+def _outcome(model_name: str, scheme: str, rng: str | None) -> dict:
     torch.manual_seed(0)
     model, x = MODELS[model_name]()
     if scheme in PREPARE:
@@ -114,7 +123,7 @@ def _outcome(model_name: str, scheme: str) -> dict:
         warnings.simplefilter("ignore")
         before = _digest(model)
         try:
-            plan = wi.plan(model, scheme, example_input=x, data=x, seed=0)
+            plan = wi.plan(model, scheme, example_input=x, data=x, seed=0, rng=rng)
         except (ValueError, TypeError) as err:
             return {"error": type(err).__name__}
         if _digest(model) != before:
@@ -123,15 +132,17 @@ def _outcome(model_name: str, scheme: str) -> dict:
     return {"plan": json.loads(plan.to_json()), "values": _values(model)}
 
 
-def _recorded() -> dict:
-    return json.loads(GOLDEN.read_text())
+@functools.cache
+def _recorded(rng: str | None) -> dict:
+    return json.loads(GOLDEN[rng].read_text())
 
 
+@pytest.mark.parametrize("rng", list(GOLDEN))
 @pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("scheme", SCHEMES)
-def test_plan_and_values_are_as_recorded(scheme, model_name):
-    recorded = _recorded()[f"{model_name}/{scheme}"]
-    now = outcome(model_name, scheme)
+def test_plan_and_values_are_as_recorded(scheme, model_name, rng):
+    recorded = _recorded(rng)[f"{model_name}/{scheme}"]
+    now = outcome(model_name, scheme, rng)
     if "error" in recorded or "error" in now:
         assert now == recorded
         return
@@ -139,13 +150,15 @@ def test_plan_and_values_are_as_recorded(scheme, model_name):
     same(now["values"], recorded["values"], "values")
 
 
-def test_every_scheme_is_recorded():
-    recorded = {key.split("/")[1] for key in _recorded()}
+@pytest.mark.parametrize("rng", list(GOLDEN))
+def test_every_scheme_is_recorded(rng):
+    recorded = {key.split("/")[1] for key in _recorded(rng)}
     assert recorded == set(SCHEMES)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
-    results = {f"{m}/{s}": outcome(m, s) for s in SCHEMES for m in MODELS}
-    GOLDEN.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-    ok = sum("plan" in r for r in results.values())
-    print(f"{ok} plans and {len(results) - ok} errors written to {GOLDEN}")
+    for rng, path in GOLDEN.items():
+        results = {f"{m}/{s}": outcome(m, s, rng) for s in SCHEMES for m in MODELS}
+        path.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        ok = sum("plan" in r for r in results.values())
+        print(f"{ok} plans and {len(results) - ok} errors written to {path}")

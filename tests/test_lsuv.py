@@ -168,7 +168,8 @@ def test_per_channel_embedding():
 
 
 class Shared(nn.Module):
-    """One Linear used twice in a row: its uses see different inputs."""
+    """One Linear used twice in a row: its uses see different inputs (the second twice as
+    large)."""
 
     def __init__(self):
         super().__init__()
@@ -176,7 +177,7 @@ class Shared(nn.Module):
 
     def forward(self, x):
         h = torch.tanh(self.block(torch.relu(self.stem(x))))
-        return self.head(torch.tanh(self.block(h)))
+        return self.head(torch.tanh(self.block(2 * h)))
 
 
 def test_a_module_used_twice_is_calibrated_on_its_pooled_uses():

@@ -195,7 +195,8 @@ def test_eval_mode_gives_the_calibrated_network_on_the_calibration_batch(calibra
     stale = copy.deepcopy(model)
     for norm in norms(stale).values():
         norm.reset_running_stats()
-    assert abs(std_and_error(eval_mode(stale, X))[0] - s_train) > 3 * se
+    off = ((eval_mode(stale, X) - train).norm() / train.norm()).item()
+    assert off > 0.1  # per channel, where the re-estimated statistics are within 1e-4
 
 
 def statistics_error(x: torch.Tensor) -> float:

@@ -376,22 +376,26 @@ def test_apply_is_atomic_when_a_row_fails_mid_plan():
         assert_unchanged(model, before)  # bad rows fail validation, before any write
 
 
-def test_atomic_apply_survives_a_failure_while_computing(monkeypatch):
-    """A failure after some values were computed (here: the third fill raises, as an
-    out-of-memory error would) leaves every parameter as it was."""
+@pytest.mark.parametrize("rng", ["philox-v1", "torch"])
+def test_atomic_apply_survives_a_failure_while_computing(monkeypatch, rng):
+    """A failure after some values were computed (here: the third draw raises, as an
+    out-of-memory error would) leaves every parameter as it was, whichever generator draws."""
+    from weightinit.initializers import counter
+
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
     before = snapshot(model)
-    p = wi.plan(model, "he")
+    p = wi.plan(model, "he", rng=rng)
     calls = {"n": 0}
-    real_write = Draw.write
+    owner, name = (Draw, "write") if rng == "torch" else (counter, "normal")
+    real = getattr(owner, name)
 
-    def failing_write(self, tensor, generator=None):
+    def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("simulated out of memory")
-        return real_write(self, tensor, generator)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(Draw, "write", failing_write)
+    monkeypatch.setattr(owner, name, failing)
     with pytest.raises(RuntimeError, match="simulated out of memory"):
         p.apply(model, seed=0)
     assert calls["n"] == 3

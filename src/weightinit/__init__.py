@@ -66,7 +66,7 @@ from weightinit.scheme.protocol import Choice, Options, Param, Scheme, Survey
 from weightinit.scheme.registry import register_scheme, schemes
 from weightinit.understanding.knowledge import layout_for
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _moved.install()  # the flat layout's import paths, with a DeprecationWarning (see _moved)
 

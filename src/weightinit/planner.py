@@ -15,7 +15,8 @@ from torch import nn
 from weightinit._checks import check_seed
 from weightinit.frontends import frontend_for
 from weightinit.frontends.torch.settle import Loaded, RuleKey, RuleValue, Settled
-from weightinit.plans.plan import Plan
+from weightinit.initializers.counter import RNG_VERSION
+from weightinit.plans.plan import Plan, check_rng
 from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT, GRAPH, Choice, Param, Scheme, Survey
 from weightinit.scheme.registry import get_scheme
 
@@ -35,6 +36,7 @@ def plan(
     seed: int | None = None,
     missing_keys: Any = None,
     loaded: Mapping[str, Any] | None = None,
+    rng: str | None = None,
     **options: Any,
 ) -> Plan:
     """What ``scheme`` would write to every parameter of ``model``, and why. Writes nothing.
@@ -74,6 +76,12 @@ def plan(
         seed: an int in [0, 2**64) (numpy integers too), recorded as the default seed of
             :meth:`Plan.apply`; data-dependent schemes draw their pre-initialization with it
             (default 0) and their plans only apply with it.
+        rng: the generator a seeded :meth:`Plan.apply` draws from, recorded in the plan (and
+            its JSON): ``"philox-v1"`` (the default), the keyed counter-based generator whose
+            values depend only on (seed, parameter name, element index), the same on any
+            number of ranks and in any registration order; or ``"torch"``, torch's generator
+            seeded once and drawn row after row (what ``seed=`` meant before). The "torch"
+            scheme always records "torch".
         **options: scheme options, see :class:`weightinit.scheme.protocol.Options`
             (``distribution``, ``mode``, ``bias``, ``relu_bias``, ``forget_bias``,
             ``recurrent``, ``embedding_std``, ``norm_scale``) and each scheme's own.
@@ -88,6 +96,9 @@ def plan(
     chosen = get_scheme(scheme)
     frontend = frontend_for(model, "plan")
     seed = check_seed(seed, "plan")
+    if rng is None:
+        rng = chosen.rng or RNG_VERSION
+    check_rng(rng, chosen.name, chosen.rng, "plan")
     opts, extra, recorded = chosen.take(options, seed)
     rules = frontend.check_rules(rules)
     skip = _check_skip(skip)
@@ -139,6 +150,7 @@ def plan(
         graph=graph.method if graph is not None else "",
         notes=survey.notes,
         predictions=survey.predictions,
+        rng=rng,
     )
     if chosen.calibrate is None:
         return made
@@ -315,13 +327,14 @@ def init(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     atomic: bool = True,
-    rng: str = "torch",
+    rng: str | None = None,
     **kw: Any,
 ) -> Plan:
     """Plan and apply in one call; returns the plan (print it to see what was done).
 
-    ``seed``, ``generator``, ``atomic`` and ``rng`` go to :meth:`Plan.apply`, the rest to
-    :func:`plan`.
+    ``seed``, ``generator`` and ``atomic`` go to :meth:`Plan.apply`, ``rng`` to :func:`plan`
+    (which records it), the rest to :func:`plan` too. With ``seed``, the values come from the
+    keyed generator "philox-v1" unless ``rng="torch"`` (see :meth:`Plan.apply`).
 
     Example:
         >>> import torch, weightinit
@@ -332,8 +345,8 @@ def init(
     """
     if seed is not None and generator is not None:
         raise ValueError("init: pass `seed` or `generator`, not both")
-    made = plan(model, scheme, seed=seed, **kw)
-    return made.apply(model, seed=seed, generator=generator, atomic=atomic, rng=rng)
+    made = plan(model, scheme, seed=seed, rng=rng, **kw)
+    return made.apply(model, seed=seed, generator=generator, atomic=atomic)
 
 
 def apply(model: nn.Module, **kw: Any) -> Plan:

@@ -29,11 +29,18 @@ from weightinit.initializers.catalog import get
 from weightinit.initializers.counter import RNG_VERSION, philox_key
 from weightinit.initializers.fills import Draw, capture
 from weightinit.initializers.layout import Layout, geometry
-from weightinit.understanding.knowledge import owner_of, refresh_after_write, unwrap
+from weightinit.understanding.knowledge import (
+    canonical_name,
+    owner_of,
+    refresh_after_write,
+    unwrap,
+)
 
 __all__ = ["Plan", "Row", "rescale_"]
 
 SKIP = "skip"
+# the generators a seed can draw from: torch's, and the keyed counter-based one (versioned)
+RNGS = ("torch", RNG_VERSION)
 
 
 def _optional(ok: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -103,6 +110,7 @@ _PLAN_KEYS: dict[str, tuple[Callable[[Any], bool], str]] = {
         lambda v: isinstance(v, dict) and all(map(_units, v.values())),
         "an object of buffer names, each to a finite number or a list of them",
     ),
+    "rng": (lambda v: v in RNGS, f"one of {', '.join(map(repr, RNGS))}"),
     "rows": (lambda v: isinstance(v, list), "a list of rows"),
 }
 
@@ -223,6 +231,10 @@ class Plan:
     # (see weightinit.frontends.torch.calibration); apply writes them with the parameters
     # (written to JSON only when there are some)
     buffers: dict[str, float | int | list[float]] = field(default_factory=dict)
+    # the generator apply draws from with a seed (see Plan.apply): "philox-v1", the keyed
+    # counter-based one; "torch" for the "torch" scheme and for plans written before this was
+    # recorded (their JSON has no "rng": they drew from torch's generators)
+    rng: str = RNG_VERSION
     # values a data-dependent scheme already computed (with the plan's seed) while calibrating;
     # apply commits them instead of drawing them again. Not serialized: from_json redraws.
     computed: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
@@ -284,6 +296,7 @@ class Plan:
             "calibration": self.calibration,
             "predictions": self.predictions,
             "notes": self.notes,
+            "rng": self.rng,
             "rows": [r.to_dict() for r in self.rows],
         }
         if self.pending_calibration:
@@ -343,6 +356,7 @@ class Plan:
             data.get("notes", {}),
             data.get("pending_calibration", False),
             data.get("buffers", {}),
+            data.get("rng", "torch"),  # written before rng was recorded: torch's generators
         )
 
     def apply(
@@ -352,13 +366,27 @@ class Plan:
         generator: torch.Generator | None = None,
         *,
         atomic: bool = True,
-        rng: str = "torch",
     ) -> Plan:
         """Write the plan into ``model``.
 
-        ``seed`` draws from a private generator, so the same seed gives the same values and the
-        global RNG is left alone; ``generator`` uses yours; with neither, torch's default
-        generator is used (as torch.nn.init does).
+        Where the values come from, one rule everywhere:
+
+        - ``seed`` (or the seed the plan was made with) draws from the keyed counter-based
+          generator ``"philox-v1"`` (:mod:`weightinit.initializers.counter`; Philox4x32-10,
+          Salmon et al. 2011): each value is a pure function of (seed, the parameter's
+          canonical name, the element's index in the full tensor). The weights therefore do
+          not depend on the order the modules were registered in, nor on how the model is
+          sharded: a rank holding a shard (FSDP2, tensor parallel) generates only its own
+          elements, with no communication, and gets the values one process would. Structured
+          initializers (orthogonal, sparse, identity, ...) draw the whole tensor from a torch
+          generator seeded by the same key. The global RNG is left alone.
+        - ``generator`` uses yours, and with neither seed nor generator torch's default
+          generator is used (as torch.nn.init does), row after row.
+        - The plan's :attr:`rng` names the keyed generator: ``"philox-v1"`` for plans made
+          now, unless ``wi.plan(..., rng="torch")`` asked for torch's generator seeded once
+          and drawn row after row (what ``seed=`` meant before "philox-v1"). The "torch"
+          scheme always records "torch" (it reproduces ``reset_parameters`` draw for draw),
+          and so do plans read from JSON written before the plan recorded its generator.
 
         Before anything is written, every row is checked: each field's type and finiteness
         (a NaN scale, a zero row out of range, a per-unit list of the wrong length), that the
@@ -377,15 +405,6 @@ class Plan:
         written, but an error in the middle of writing (out of memory, an interrupt) can leave
         earlier parameters written.
 
-        ``rng="philox-v1"`` (with ``seed``) draws every parameter from the counter-based
-        generator (:mod:`weightinit.initializers.counter`): each value is a pure function of
-        (seed, the parameter's name, the element's index in the full tensor), so the weights do
-        not depend on the order the modules were registered in, and a sharded parameter's rank
-        generates only its own elements (no whole tensor, no communication). Structured
-        initializers (orthogonal, sparse, ...) draw the whole tensor from a torch generator
-        seeded by the same key. ``rng="torch"`` (the default) draws from torch's generators,
-        row after row.
-
         A calibrated plan commits the values it computed while calibrating (once: they are
         the same values its seed draws, which later applies draw again). The plan's
         ``buffers`` (norm layers' running statistics measured while calibrating) are checked
@@ -400,25 +419,13 @@ class Plan:
                 f"apply: `generator` must be a torch.Generator, got {type(generator).__name__}; "
                 "pass seed= for a private one"
             )
-        if rng not in RNGS:
-            raise ValueError(
-                f"apply: `rng` must be one of {', '.join(map(repr, RNGS))}, got {rng!r}"
-            )
-        if rng != "torch" and (seed is None or generator is not None):
-            raise ValueError(
-                f"apply: rng={rng!r} is keyed by the seed: pass seed=... (and no generator)"
-            )
+        check_rng(self.rng, self.scheme, None, "apply")
         if self.pending_calibration:
             raise ValueError(
                 f"apply: this {self.scheme!r} plan awaits calibration on data: pass data=batch "
                 "to plan/init, or run weightinit.calibrate(plan, model, data=batch) first"
             )
         planned = self.options.get("seed")
-        if self.calibration and rng != "torch":
-            raise ValueError(
-                f"apply: this {self.scheme!r} plan was calibrated on values drawn by torch's "
-                "generator; apply it with rng='torch' (the default)"
-            )
         if self.calibration and (generator is not None or seed not in (None, planned)):
             raise ValueError(
                 f"apply: this {self.scheme!r} plan was calibrated on values drawn with seed "
@@ -476,7 +483,7 @@ class Plan:
             return generators[device]
 
         values: list[torch.Tensor] = []
-        keyed = _keys(self.rows, seed) if rng != "torch" else {}
+        keyed = _keys(self.rows, seed) if self.rng != "torch" and seed is not None else {}
         with torch.no_grad():
             for row, param, draw in checked:
                 gen = generator_for(param.device)
@@ -552,19 +559,32 @@ def _drawn(
     return _finished(row, value)
 
 
-RNGS = ("torch", RNG_VERSION)
+def check_rng(rng: object, scheme: str, pinned: str | None, fn: str) -> str:
+    """``rng`` checked: one of :data:`RNGS`, and ``pinned`` when the scheme pins its
+    generator (``Scheme.rng``: the "torch" scheme reproduces torch's own draws)."""
+    if rng not in RNGS:
+        raise ValueError(f"{fn}: `rng` must be one of {', '.join(map(repr, RNGS))}, got {rng!r}")
+    if pinned is not None and rng != pinned:
+        raise ValueError(
+            f"{fn}: scheme {scheme!r} draws from the {pinned!r} generator only (the 'torch' "
+            f"scheme reproduces torch's reset_parameters draw for draw): drop rng={rng!r}"
+        )
+    return rng  # type: ignore[return-value]
 
 
 def _keys(rows: list[Row], seed: int) -> dict[str, tuple[int, int]]:
     """The counter-based generator's key of each written row: (seed, the parameter's
-    canonical name), the first of a tied tensor's names in sorted order, so that neither the
-    registration order nor which name came first decides the values."""
+    canonical name: wrappers' segments removed, and the first of a tied tensor's names in sorted
+    order), so that neither the registration order, nor which name came first, nor a wrapper
+    (a compiled or checkpointed block) decides the values."""
     names: dict[str, list[str]] = {r.name: [r.name] for r in rows if r.init != SKIP}
     for row in rows:
         first = _tied_to(row)
         if first in names:
             names[first].append(row.name)
-    return {name: philox_key(seed, min(group)) for name, group in names.items()}
+    return {
+        name: philox_key(seed, min(map(canonical_name, group))) for name, group in names.items()
+    }
 
 
 def _keyed(row: Row, draw: Draw | None, param: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:

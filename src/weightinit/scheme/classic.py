@@ -246,6 +246,7 @@ register_scheme(
         "PyTorch's own reset_parameters defaults, reproduced exactly",
         _torch,
         own_fans=False,
+        rng="torch",
     )
 )
 register_scheme(

@@ -253,7 +253,10 @@ class Scheme:
     False: torch's fans (dim 1 in, dim 0 out), as its defaults use. ``aliases``: other names
     it answers to. ``prepare``: the model transformation the scheme is written for, if any
     (``prepare(model, example_input=...)`` adds the parameters its paper adds, e.g. Fixup's
-    scalars); the user calls it before planning, never the planner.
+    scalars); the user calls it before planning, never the planner. ``rng``: the generator
+    its plans always draw from, whatever ``rng=`` says ("torch" for the "torch" scheme, which
+    reproduces ``reset_parameters`` draw for draw); None: the keyed generator by default (see
+    :meth:`~weightinit.Plan.apply`).
     """
 
     name: str
@@ -266,6 +269,7 @@ class Scheme:
     extra: type | None = None
     aliases: tuple[str, ...] = ()
     prepare: Callable[..., Any] | None = None
+    rng: str | None = None
 
     def __post_init__(self) -> None:
         if self.choose is None and self.survey is None:

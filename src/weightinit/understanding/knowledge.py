@@ -26,6 +26,7 @@ __all__ = [
     "Kinds",
     "ParamInfo",
     "Roles",
+    "canonical_name",
     "describe",
     "is_conventional",
     "layout_for",
@@ -259,6 +260,24 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod  # torch.compile's OptimizedModule
         else:
             return model
+
+
+# the attribute names wrappers put between a module and the one they wrap: torch.compile's
+# OptimizedModule, FSDP1, activation checkpointing (torch.distributed.algorithms)
+_WRAPPER_ATTRIBUTES = ("_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module")
+
+
+def canonical_name(name: str) -> str:
+    """A parameter's name without the wrappers' segments: ``layers.0._orig_mod.w.weight``
+    (a compiled block) is ``layers.0.w.weight``, as in the unwrapped model. The wrappers
+    around the whole model are taken off by :func:`unwrap` before names are read.
+
+    Example::
+
+        >>> canonical_name("layers.0._checkpoint_wrapped_module._orig_mod.fc.weight")
+        'layers.0.fc.weight'
+    """
+    return ".".join(part for part in name.split(".") if part not in _WRAPPER_ATTRIBUTES)
 
 
 def owner_of(module: nn.Module, param_name: str) -> tuple[nn.Module, str]:

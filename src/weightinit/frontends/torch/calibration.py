@@ -556,6 +556,7 @@ def _calibrated(base: Plan, units: list[_Unit], rows, center: bool):
         base.graph,
         notes=dict(base.notes),
         predictions=list(base.predictions),
+        rng=base.rng,
     )
     by_name = {r.name: r for r in plan.rows}
     records = []
