@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -262,88 +262,142 @@ def _eager_kernel(kind: str, j: torch.Tensor, key: Key, dtype: torch.dtype, wide
     return _values(kind, _philox_words_(c0, c1, _STREAMS[kind], 0, *key), dtype)
 
 
-def _box_muller(u1a, theta_a, u1b, theta_b, out: torch.Tensor) -> None:
+def _box_muller(u1a, theta_a, u1b, theta_b, trig, out: torch.Tensor) -> None:
     """Standard normals into ``out`` (rows, 4, L) from :func:`_values`'s four tensors (rows, L),
-    which it consumes: r = sqrt(-2 ln u1); lanes 0 to 3 are r cos theta, r sin theta of the
-    first pair, then of the second.
+    which it consumes, by way of ``trig`` (scratch, (2, 2, rows, L)): r = sqrt(-2 ln u1); lanes
+    0 to 3 are r cos theta, r sin theta of the first pair, then of the second.
 
-    Always eager torch ops, also after the compiled kernel: torch.compile's log, cos and sin
-    differ from eager's in the last bit for about one value in five, so the transcendental
-    part is kept out of the compiled graph to give both paths the same bits. In place where it
-    can be (the kernel's tensors are scratch), each lane's product written straight into
-    ``out``."""
-    cos = torch.empty_like(theta_a)
-    for lane, (u1, theta) in zip((0, 2), ((u1a, theta_a), (u1b, theta_b))):
+    Eager torch ops, also after the compiled kernel: torch.compile's log, cos and sin differ
+    from eager's in the last bit for about one value in five, and its sqrt (correctly rounded)
+    from eager's (MKL's, on x86) for about one in 150, which would break "the eager fallback
+    gives the same bits". Every op but the last runs on contiguous memory, in place (products
+    written straight into ``out``'s runs of 64 took twice as long as this copy)."""
+    rows, width = out.shape[0], out.shape[2]
+    for pair, (u1, theta) in enumerate(((u1a, theta_a), (u1b, theta_b))):
         r = u1.log_().mul_(-2.0).sqrt_()
-        torch.mul(r, torch.cos(theta, out=cos), out=out[:, lane])
-        torch.mul(r, theta.sin_(), out=out[:, lane + 1])
+        torch.cos(theta, out=trig[0, pair])
+        torch.sin(theta, out=trig[1, pair])
+        trig[:, pair].mul_(r)  # (cos/sin, pair, row, block)
+    out.view(rows, 2, 2, width).copy_(trig.permute(2, 1, 0, 3))
 
 
 def _block_values(
     kind: str, j: int | torch.Tensor, key: Key, out: torch.Tensor, compiled: tuple | None
 ) -> None:
     """The standard values of blocks into ``out`` (rows, 4 L), lanes 0 to 3 one after the other
-    in each row, a chunk of rows at a time (their temporaries stay in cache): the kernel, eager
-    or ``compiled`` (:func:`_compiled_kernel`'s pair), then Box-Muller (eager) for the normal.
-    An int ``j`` stands for the tiles of blocks j, j + 1, ... (L = 64), a tensor ``j`` (rows,)
-    for single blocks (L = 1)."""
+    in each row, a chunk of rows at a time (their temporaries stay in cache). An int ``j``
+    stands for the tiles of blocks j, j + 1, ... (L = 64), a tensor ``j`` (rows,) for single
+    blocks (L = 1).
+
+    Per chunk, the kernel (eager, or ``compiled``: :func:`_compiled_kernel`'s functions) writes
+    the four lanes' values into scratch tensors reused from chunk to chunk (fresh memory costs
+    page faults); then Box-Muller (always eager, :func:`_box_muller`) for the normal, a copy
+    for the others, into ``out``."""
     width = _TILE_BLOCKS if isinstance(j, int) else 1
     step = max(1, (_COMPILED_CHUNK if compiled else _CHUNK) // width)
     lanes = out.view(len(out), _LANES, width)
-    k = None if compiled is None else torch.tensor(key, dtype=torch.int64, device=out.device)
+    size = min(step, len(out)) * width
+    scratch = [torch.empty(size, dtype=out.dtype, device=out.device) for _ in range(_LANES)]
+    if kind == "normal":
+        trig = torch.empty(2, 2, size, dtype=out.dtype, device=out.device)
+    if compiled:
+        k = torch.tensor(key, dtype=torch.int64, device=out.device)
     for c in range(0, len(out), step):
         rows = min(step, len(out) - c)
-        if isinstance(j, int):
-            first, n = j + c * width, rows * width
-            if compiled:
-                start = torch.tensor(first, dtype=torch.int64, device=out.device)
-                raw = compiled[0](start, n, k, out.dtype)
-            else:
+        n = rows * width
+        if n < size:  # the last chunk: whole tensors, not views, for the compiled kernel's guards
+            scratch = [torch.empty(n, dtype=out.dtype, device=out.device) for _ in range(_LANES)]
+        if compiled and isinstance(j, int):
+            first = torch.tensor(j + c * width, dtype=torch.int64, device=out.device)
+            compiled[0](first, k, *scratch)
+        elif compiled:
+            compiled[1](j[c : c + rows].clone(), k, *scratch)
+        else:
+            if isinstance(j, int):
+                first = j + c * width
                 blocks = torch.arange(first, first + n, device=out.device)
                 raw = _eager_kernel(kind, blocks, key, out.dtype, wide=first + n > 2**32)
-        elif compiled:
-            raw = compiled[1](j[c : c + rows], k, out.dtype)
-        else:
-            raw = _eager_kernel(kind, j[c : c + rows], key, out.dtype)
-        raw = [x.view(rows, width) for x in raw]
+            else:
+                raw = _eager_kernel(kind, j[c : c + rows], key, out.dtype)
+            for o, v in zip(scratch, raw):
+                o.copy_(v)
+        values = [x.view(rows, width) for x in scratch]
         if kind == "normal":
-            _box_muller(*raw, out=lanes[c : c + rows])
+            part = (
+                trig[:, :, :n].view(2, 2, rows, width) if n < size else trig.view(2, 2, rows, width)
+            )
+            _box_muller(*values, part, lanes[c : c + rows])
         else:
-            torch.stack(raw, dim=1, out=lanes[c : c + rows])
+            torch.stack(values, dim=1, out=lanes[c : c + rows])
 
 
-def _compile(kind: str) -> tuple[Callable, Callable]:
-    def of_range(first, n, k, dtype):
-        return _range_kernel(kind, first, n, k, dtype)
+def _fill(values, o0, o1, o2, o3) -> None:
+    for o, v in zip((o0, o1, o2, o3), values):
+        o.copy_(v)
 
-    def of_blocks(j, k, dtype):
-        return _kernel(kind, j, k, dtype)
 
-    return tuple(torch.compile(f, dynamic=True, fullgraph=True) for f in (of_range, of_blocks))
+# The compiled kernels, one function each (torch.compile keeps its compiled code per function:
+# closures would share it, and their guards, between kinds), writing the four lanes' values into
+# o0 to o3 (of the result's dtype): for ranges of blocks from ``first`` (a 0-d int64 tensor) and
+# for tensors ``j`` of blocks.
+
+
+def _uniform_of_range(first, k, o0, o1, o2, o3):
+    _fill(_range_kernel("uniform", first, o0.shape[0], k, o0.dtype), o0, o1, o2, o3)
+
+
+def _normal_of_range(first, k, o0, o1, o2, o3):
+    _fill(_range_kernel("normal", first, o0.shape[0], k, o0.dtype), o0, o1, o2, o3)
+
+
+def _truncated_of_range(first, k, o0, o1, o2, o3):
+    _fill(_range_kernel("truncated_normal", first, o0.shape[0], k, o0.dtype), o0, o1, o2, o3)
+
+
+def _uniform_of_blocks(j, k, o0, o1, o2, o3):
+    _fill(_kernel("uniform", j, k, o0.dtype), o0, o1, o2, o3)
+
+
+def _normal_of_blocks(j, k, o0, o1, o2, o3):
+    _fill(_kernel("normal", j, k, o0.dtype), o0, o1, o2, o3)
+
+
+def _truncated_of_blocks(j, k, o0, o1, o2, o3):
+    _fill(_kernel("truncated_normal", j, k, o0.dtype), o0, o1, o2, o3)
+
+
+_COMPILED = {
+    "uniform": (_uniform_of_range, _uniform_of_blocks),
+    "normal": (_normal_of_range, _normal_of_blocks),
+    "truncated_normal": (_truncated_of_range, _truncated_of_blocks),
+}
 
 
 @functools.cache
 def _compiled_kernel(kind: str, dtype: torch.dtype, device_type: str) -> tuple | None:
     """``torch.compile`` of one kernel, for ranges of blocks and for tensors of blocks, or None
     where compiling fails or changes the bits (probed once per kernel, dtype and device type on
-    a few thousand blocks against the eager kernel, below and across 2^32 and far beyond)."""
+    a few thousand blocks against the eager kernel, below and across 2^32 and far beyond).
+    Only the integer part and the exact integer -> float conversions are compiled: Box-Muller
+    stays eager (:func:`_box_muller`)."""
     try:
-        of_range, of_blocks = _compile(kind)
+        fns = tuple(torch.compile(f, dynamic=True, fullgraph=True) for f in _COMPILED[kind])
         key = (0x12345678, 0x9ABCDEF0)
         k = torch.tensor(key, dtype=torch.int64, device=device_type)
         for first, n in ((0, 67 * _TILE_BLOCKS), (2**32 - 40 * _TILE_BLOCKS, 67 * _TILE_BLOCKS)):
             blocks = torch.arange(first, first + n, device=device_type)
             eager = _eager_kernel(kind, blocks, key, dtype, wide=first + n > 2**32)
-            start = torch.tensor(first, dtype=torch.int64, device=device_type)
-            ours = of_range(start, n, k, dtype)
+            ours = [torch.empty(n, dtype=dtype, device=device_type) for _ in range(_LANES)]
+            fns[0](torch.tensor(first, dtype=torch.int64, device=device_type), k, *ours)
             if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
                 return None
         j = torch.arange(2**40 - 17, 2**40 + 1014, device=device_type)
         j[::7] = torch.arange(0, len(j), 7, device=device_type) * 0x1234567
-        ours, eager = of_blocks(j, k, dtype), _eager_kernel(kind, j, key, dtype)
-        if not all(torch.equal(x, y) for x, y in zip(ours, eager)):
+        ours = [torch.empty(len(j), dtype=dtype, device=device_type) for _ in range(_LANES)]
+        fns[1](j, k, *ours)
+        if not all(torch.equal(x, y) for x, y in zip(ours, _eager_kernel(kind, j, key, dtype))):
             return None
-        return of_range, of_blocks
+        return fns
     except Exception:  # noqa: BLE001 (no compiler, an unsupported platform: eager, same bits)
         return None
 
@@ -362,7 +416,7 @@ def compiled_available(
     """
     compute = _compute_dtype(dtype, "compiled_available")
     kind_of_device = torch.device(device).type
-    return all(_compiled_kernel(kind, compute, kind_of_device) is not None for kind in _STREAMS)
+    return all(_compiled_kernel(kind, compute, kind_of_device) is not None for kind in _COMPILED)
 
 
 # -- indices ------------------------------------------------------------------------------------
