@@ -302,3 +302,99 @@ def test_bad_arguments_raise_clear_errors(call, error, match):
 def test_empty_index_gives_an_empty_tensor():
     assert normal(KEY, range(5, 5)).shape == (0,)
     assert uniform(KEY, torch.empty(0, 3, dtype=torch.int64)).shape == (0, 3)
+
+
+def test_mulhilo_is_the_exact_product():
+    """One int64 product per mulhilo, M a = a 2^32 + (M - 2^32) a: exact for every uint32 a, in
+    Python ints and in int64 tensors (eager), against the full product."""
+    from weightinit.initializers.counter import _N0, _N1, _mulhilo
+
+    edges = [0, 1, 2, 2**16 - 1, 2**16, 2**31 - 1, 2**31, 2**32 - 2, 2**32 - 1]
+    g = torch.Generator().manual_seed(5)
+    a = torch.cat([torch.tensor(edges), torch.randint(0, 2**32, (4096,), generator=g)])
+    for n in (_N0, _N1):
+        m = n + 2**32
+        hi, lo = _mulhilo(n, a)
+        want = [(m * x) >> 32 for x in a.tolist()], [(m * x) % 2**32 for x in a.tolist()]
+        assert (hi.tolist(), lo.tolist()) == want
+        assert [_mulhilo(n, x) for x in edges] == [((m * x) >> 32, (m * x) % 2**32) for x in edges]
+
+
+def test_in_place_eager_words_match_philox4x32():
+    """The draws' eager kernel (rounds in place, ints kept as ints) gives philox4x32's words, for
+    blocks below 2^32 (c1 = 0 as an int) and anywhere (c1 = j >> 32)."""
+    from weightinit.initializers.counter import _MASK, _philox_words_
+
+    g = torch.Generator().manual_seed(6)
+    small = torch.cat([torch.arange(300), torch.randint(0, 2**32, (700,), generator=g)])
+    wide = torch.cat([small, torch.randint(0, 2**62, (1000,), generator=g), small + 2**32])
+    for key in [(0, 0), (2**32 - 1, 2**32 - 1), KEY]:
+        for stream in (0, 1, 2):
+            for j, fast in ((small, True), (wide, False)):
+                counters = torch.stack([j & _MASK, j >> 32, torch.full_like(j, stream), 0 * j], -1)
+                want = philox4x32(counters, key)
+                c0, c1 = (j.clone(), 0) if fast else (j & _MASK, j >> 32)
+                words = _philox_words_(c0, c1, stream, 0, *key)
+                assert torch.equal(torch.stack(words, -1), want)
+
+
+def reference_normal(key, index: torch.Tensor, dtype):
+    """The normal draw straight from its formula on whole tensors with the public philox4x32, no
+    chunks, no scratch, no reuse: u1 of both pairs stacked, then log, -2, sqrt, cos and sin as
+    torch ops (the same ops the module runs, so the same bits on this machine)."""
+    i = index.reshape(-1)
+    tile, q = i // 256, i % 256
+    j = 64 * tile + q % 64
+    counters = torch.stack([j % 2**32, j // 2**32, torch.ones_like(j), torch.zeros_like(j)], -1)
+    w = philox4x32(counters, key)
+    u1 = (w[:, 0::2] + 1).to(dtype) * 2.0**-32  # (element, pair)
+    theta = w[:, 1::2].to(dtype) * (2.0 * math.pi * 2.0**-32)
+    r = u1.log().mul(-2.0).sqrt()
+    z = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], -1).reshape(-1, 4)  # lanes
+    return z.gather(1, (q // 64).unsqueeze(1)).squeeze(1).reshape(index.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_normal_equals_its_formula_bit_for_bit(dtype):
+    """The chunked, in-place normal (eager) gives the bits of the formula computed whole."""
+    starts = [0, 5, 2**34 - 3 * _CHUNK, 2**40 + 77]
+    for start in starts:
+        index = range(start, start + 4 * _CHUNK + 1000)
+        ours = normal(KEY, index, dtype=dtype, impl="eager")
+        assert torch.equal(ours, reference_normal(KEY, torch.arange(start, index.stop), dtype))
+    g = torch.Generator().manual_seed(7)
+    index = torch.randint(0, 2**62, (3, 1000), generator=g)
+    assert torch.equal(
+        normal(KEY, index, dtype=dtype, impl="eager"), reference_normal(KEY, index, dtype)
+    )
+
+
+@pytest.mark.skipif(not has_c_compiler(), reason="torch.compile needs a C compiler")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_equals_eager_bit_for_bit(dtype):
+    """Every draw, compiled (kernels compiled once per draw and dtype: about a minute with an
+    empty inductor cache) against eager: ranges of many sizes and offsets (below, across and far
+    beyond block 2^32, on and off the tile and chunk grids), strided ranges, lists of ranges and
+    index tensors of any shape."""
+    from weightinit.initializers.counter import _COMPILED_CHUNK
+
+    g = torch.Generator().manual_seed(8)
+    big = 4 * _COMPILED_CHUNK
+    indices = [
+        range(s, s + n)
+        for s in (0, 3, 255, 2**34 - big // 2 - 7, 2**40 + 1)
+        for n in (1, 97, 256, 1000)
+    ]
+    indices += [range(1, big + 3), range(2**34 - big, 2**34 + big + 129), range(7, big + 7, 3)]
+    indices += [
+        [range(5, 900), range(2**34 - 300, 2**34 + 300)],
+        torch.randint(0, 2**62, (3, 555), generator=g),
+    ]
+    draws = [
+        lambda index, impl: uniform(KEY, index, -2.0, 3.0, dtype, impl=impl),
+        lambda index, impl: normal(KEY, index, 0.1, 2.0, dtype, impl=impl),
+        lambda index, impl: truncated_normal(KEY, index, 0, 1, -1.5, 2.5, dtype, impl=impl),
+    ]
+    for draw in draws:
+        for index in indices:
+            assert torch.equal(draw(index, "compiled"), draw(index, "eager"))

@@ -289,39 +289,38 @@ def _block_values(
     stands for the tiles of blocks j, j + 1, ... (L = 64), a tensor ``j`` (rows,) for single
     blocks (L = 1).
 
-    Per chunk, the kernel (eager, or ``compiled``: :func:`_compiled_kernel`'s functions) writes
-    the four lanes' values into scratch tensors reused from chunk to chunk (fresh memory costs
-    page faults); then Box-Muller (always eager, :func:`_box_muller`) for the normal, a copy
-    for the others, into ``out``."""
+    Per chunk, the kernel gives the four lanes' values (the compiled one, ``compiled``:
+    :func:`_compiled_kernel`'s functions, writes them into scratch tensors reused from chunk to
+    chunk: fresh memory costs page faults); then Box-Muller (always eager,
+    :func:`_box_muller`) for the normal, a copy for the others, into ``out``."""
     width = _TILE_BLOCKS if isinstance(j, int) else 1
     step = max(1, (_COMPILED_CHUNK if compiled else _CHUNK) // width)
     lanes = out.view(len(out), _LANES, width)
     size = min(step, len(out)) * width
-    scratch = [torch.empty(size, dtype=out.dtype, device=out.device) for _ in range(_LANES)]
+    if compiled:
+        scratch = [torch.empty(size, dtype=out.dtype, device=out.device) for _ in range(_LANES)]
+        k = torch.tensor(key, dtype=torch.int64, device=out.device)
     if kind == "normal":
         trig = torch.empty(2, 2, size, dtype=out.dtype, device=out.device)
-    if compiled:
-        k = torch.tensor(key, dtype=torch.int64, device=out.device)
     for c in range(0, len(out), step):
         rows = min(step, len(out) - c)
         n = rows * width
-        if n < size:  # the last chunk: whole tensors, not views, for the compiled kernel's guards
-            scratch = [torch.empty(n, dtype=out.dtype, device=out.device) for _ in range(_LANES)]
-        if compiled and isinstance(j, int):
-            first = torch.tensor(j + c * width, dtype=torch.int64, device=out.device)
-            compiled[0](first, k, *scratch)
-        elif compiled:
-            compiled[1](j[c : c + rows].clone(), k, *scratch)
-        else:
+        if compiled:
+            if n < size:  # the last chunk: whole tensors, not views, for the kernel's guards
+                scratch = [torch.empty(n, dtype=out.dtype, device=out.device) for _ in scratch]
             if isinstance(j, int):
-                first = j + c * width
-                blocks = torch.arange(first, first + n, device=out.device)
-                raw = _eager_kernel(kind, blocks, key, out.dtype, wide=first + n > 2**32)
+                first = torch.tensor(j + c * width, dtype=torch.int64, device=out.device)
+                compiled[0](first, k, *scratch)
             else:
-                raw = _eager_kernel(kind, j[c : c + rows], key, out.dtype)
-            for o, v in zip(scratch, raw):
-                o.copy_(v)
-        values = [x.view(rows, width) for x in scratch]
+                compiled[1](j[c : c + rows].clone(), k, *scratch)
+            values = scratch
+        elif isinstance(j, int):
+            first = j + c * width
+            blocks = torch.arange(first, first + n, device=out.device)
+            values = _eager_kernel(kind, blocks, key, out.dtype, wide=first + n > 2**32)
+        else:
+            values = _eager_kernel(kind, j[c : c + rows], key, out.dtype)
+        values = [x.view(rows, width) for x in values]
         if kind == "normal":
             part = (
                 trig[:, :, :n].view(2, 2, rows, width) if n < size else trig.view(2, 2, rows, width)
