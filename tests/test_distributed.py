@@ -148,9 +148,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         model = mlp()
         _shard(model, "tp", mesh)
         try:
-            wi.init(model, "lsuv", data=torch.randn(16, 6), seed=0)
+            wi.init(model, "auto", example_input=torch.randn(16, 6), seed=0)
         except ValueError as err:
-            results["lsuv"] = str(err)
+            results["auto"] = str(err)
     finally:
         if rank == 0:
             torch.save(results, out)
@@ -202,7 +202,8 @@ def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, 
     to_empty, and at world size 4 a 2 x 2 mesh (TP inside, FSDP2 across), where a torchtitan-style Llama also gets the presets
     (torchtitan, olmo, megatron, gpt2; both generators): the gathered full tensors equal the
     unsharded model's, atomic or in place, at world sizes 1, 2 and 4 (4 processes on 2 cores:
-    small models). Measuring schemes refuse clearly."""
+    small models). "auto"'s survey on a sharded model refuses clearly (it is planned where the
+    model is whole, and calibrated on the sharded one: below)."""
     out = tmp_path / "results.pt"
     mp.spawn(_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
     results = torch.load(out)
@@ -228,8 +229,111 @@ def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, 
                 got = results[("llama", preset, rng)]
                 for name, want in _full(model).items():
                     assert torch.equal(got[name], want), ("llama", preset, rng, name)
-    assert "does not reduce those statistics across ranks" in results["lsuv"]
-    assert "plan.apply(sharded_model" in results["lsuv"]
+    assert "Plan the model on the meta device (or unsharded)" in results["auto"]
+    assert "wi.calibrate(plan, model, example_input=batch)" in results["auto"]
+
+
+# --- calibration on the sharded model: statistics pooled over the ranks -----------------------
+
+
+def _batch() -> torch.Tensor:
+    return torch.randn(64, 6, generator=torch.Generator().manual_seed(7))
+
+
+#: calibrating cases: the scheme, and what it is given (each rank: its batch)
+CALIBRATING = {
+    "lsuv": ("data",),
+    "auto": ("data",),  # the sweep on the data
+    # on a Gaussian stand-in of the example batch: the same batch on every rank, the same
+    # stand-in (from each rank's own example, the stand-ins would differ)
+    "auto stand-in": ("example_input",),
+}
+
+
+def _gains(plan) -> list[float]:
+    return [c["gain"] for c in plan.calibration]
+
+
+def _calibrating_worker(rank: int, world: int, port: int, out: str) -> None:
+    mesh = _group(rank, world, port)
+    results: dict = {}
+    x = _batch()
+    try:
+        for layout in ("fsdp", "tp"):
+            # FSDP2: each rank its own part of the batch; tensor parallel: the same batch
+            mine = x.chunk(world)[rank] if layout == "fsdp" else x
+            for case, given in CALIBRATING.items():
+                with torch.device("meta"):
+                    model = mlp()
+                plan = wi.plan(model, case.split()[0], seed=0, example_input=x)  # pending
+                _shard(model, layout, mesh)
+                model.to_empty(device="cpu")
+                # data: each rank its own; the stand-in's example: the same on every rank
+                batches = {"data": mine, "example_input": x}
+                plan = wi.calibrate(plan, model, **{key: batches[key] for key in given})
+                held = _full(model)  # calibrated in place
+                plan.apply(model)
+                every = [None] * world
+                dist.all_gather_object(every, _gains(plan))
+                results[(layout, case)] = (every, held, _full(model))
+        model = mlp()  # planned on the sharded model itself, with data
+        _shard(model, "fsdp", mesh)
+        plan = wi.plan(model, "lsuv", data=x.chunk(world)[rank], seed=0)
+        plan.apply(model)
+        results[("fsdp", "lsuv", "planned sharded")] = (_gains(plan), _full(model))
+        errors = []
+        for bad in ({"per_channel": True}, {"center": True}):
+            try:
+                wi.plan(model, "lsuv", data=x, seed=0, **bad)
+            except ValueError as err:
+                errors.append(str(err))
+        results["errors"] = errors
+    finally:
+        if rank == 0:
+            torch.save(results, out)
+        _close()
+
+
+@pytest.fixture(scope="module")
+def calibrated_alone() -> dict[str, tuple[list[float], dict[str, torch.Tensor]]]:
+    """The calibrating cases on the whole batch, in one process, unsharded."""
+    found = {}
+    for case, given in CALIBRATING.items():
+        model = mlp()
+        given = {"example_input": _batch(), **{key: _batch() for key in given}}
+        plan = wi.init(model, case.split()[0], seed=0, **given)
+        found[case] = (_gains(plan), _full(model))
+    return found
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_calibration_on_the_sharded_model_pools_the_ranks_statistics(
+    world, calibrated_alone, tmp_path
+):
+    """lsuv and auto's sweep (on data, and on its Gaussian stand-in), planned on the meta
+    device, calibrated on the sharded model (FSDP2: each rank its own quarter or half of the
+    batch; tensor parallel: each rank the whole batch and a slice of the features, row-wise
+    layers' outputs replicated): every rank gets the same gains, those of one process on the
+    whole batch (to rounding: the moments are merged in another order), and the weights with
+    them; the model holds them after calibrating, and apply writes them again."""
+    out = tmp_path / "results.pt"
+    mp.spawn(_calibrating_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
+    results = torch.load(out)
+    for layout in ("fsdp", "tp"):
+        for case in CALIBRATING:
+            every, held, applied = results[(layout, case)]
+            want_gains, want = calibrated_alone[case]
+            assert all(gains == every[0] for gains in every[1:]), (layout, case)
+            assert every[0] == pytest.approx(want_gains, rel=1e-5), (layout, case)
+            for name in want:
+                assert torch.equal(applied[name], held[name]), (layout, case, name)
+                torch.testing.assert_close(applied[name], want[name], rtol=1e-5, atol=1e-7)
+    gains, applied = results[("fsdp", "lsuv", "planned sharded")]
+    assert gains == pytest.approx(calibrated_alone["lsuv"][0], rel=1e-5)
+    for name, want in calibrated_alone["lsuv"][1].items():
+        torch.testing.assert_close(applied[name], want, rtol=1e-5, atol=1e-7)
+    assert len(results["errors"]) == 2
+    assert all("one gain per layer" in e for e in results["errors"])
 
 
 # --- the counter-based generator: keyed by name, generated shard by shard -------------------

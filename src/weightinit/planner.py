@@ -111,8 +111,7 @@ def plan(
                 "example_input=batch (or data=batch)"
             )
         example_input = data
-    measures = EXAMPLE_INPUT in needs or (chosen.calibrate is not None and data is not None)
-    if measures:
+    if EXAMPLE_INPUT in needs:
         _not_sharded(frontend.sharded(model), chosen.name, "plan")
     traced = GRAPH in needs or EXAMPLE_INPUT in needs
     graph = frontend.trace(model, example_input, data) if traced else None
@@ -264,6 +263,15 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     norm layers the plan writes are the exception: calibration re-estimates them on ``data``
     and the plan records them (``plan.buffers``), see docs/automatic.md.
 
+    A sharded model (FSDP2, tensor parallel: its parameters DTensors) is calibrated in place,
+    as its own stage after ``to_empty``: every rank runs the calibration on its own ``data``,
+    each layer's statistics are pooled over the ranks of the default process group (every rank
+    gets the same gains, those of one process on the concatenated batches, up to rounding), and
+    the model ends holding the calibrated weights, which ``plan.apply(model)`` writes again.
+    Every rank must run the same layers in the same order (as FSDP2 needs anyway); one gain
+    per layer (not ``per_channel`` or ``center``) and no norm layer with running statistics,
+    for now. See docs/distributed.md.
+
     Example:
         >>> import torch, weightinit as wi
         >>> with torch.device("meta"):
@@ -292,7 +300,6 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     needs = chosen.needs_for(opts, extra)
     if DATA in needs and data is None:
         raise ValueError(f"calibrate: scheme {plan.scheme!r} {needs[DATA]}: pass data=batch")
-    _not_sharded(frontend.sharded(model), plan.scheme, "calibrate")
     meta = frontend.on_meta_device(plan, model)
     if meta:
         raise ValueError(
@@ -307,16 +314,17 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
 
 
 def _not_sharded(sharded: list[str], scheme: str, fn: str) -> None:
-    """Measuring a model (auto's analysis, calibration) runs it on each rank's data; on
-    sharded parameters the statistics would differ between ranks, and so would the weights.
-    Until they are reduced across ranks, that is an error that says what works instead."""
+    """Surveying a model by running it ("auto"'s analysis) measures each rank's own data; on
+    sharded parameters those measurements would differ between ranks, and so would the plan.
+    The survey is made where the model is whole; its calibration runs on the sharded model."""
     if sharded:
         raise ValueError(
-            f"{fn}: scheme {scheme!r} measures the model on data, and {sharded[0]!r} is sharded "
-            "(a DTensor): weightinit does not reduce those statistics across ranks yet. Plan "
-            "(and calibrate) the unsharded model, in one process or on the meta device and "
-            "materialized, then apply the plan to the sharded one: plan.apply(sharded_model, "
-            "seed=...), which draws every parameter whole and keeps each rank's shard"
+            f"{fn}: scheme {scheme!r} traces and measures the model, and {sharded[0]!r} is "
+            "sharded (a DTensor). Plan the model on the meta device (or unsharded), before "
+            "sharding it: wi.plan(meta_model, ..., example_input=batch, seed=...); then, once "
+            "it is sharded and materialized, wi.calibrate(plan, model, example_input=batch) "
+            "runs the calibration on the sharded model, its statistics pooled over the ranks, "
+            "and plan.apply(model) writes it"
         )
 
 

@@ -508,6 +508,12 @@ def _calibrate(plan: Plan, s: Survey) -> Plan:
         return s.frontend.calibrate(
             s.model, plan, batch, seed=seed, max_iter=1, target_var=s.extra.target_var
         )
+    sharded = s.frontend.sharded(s.model)
+    if sharded:
+        raise ValueError(
+            f"calibrate: residual='stable' sweeps a copy of the model, and {sharded[0]!r} is "
+            "sharded; calibrate the unsharded model, or use residual='unit' or 'zero' here"
+        )
     # the sweep brings every layer it calibrates to the target, so the residual branches'
     # output layers are left out of it: their rows become the plan's last, drawn after every
     # other row (a seed draws the rows in order), into a copy of the model that the sweep runs

@@ -74,12 +74,13 @@ class _Moments:
         self.mean: Value = 0.0
         self.m2: Value = 0.0
         self.found: Value | None = None  # std(), once asked
+        self.everywhere: _Moments | None = None  # pooled over the ranks, once asked
 
     def add(self, y: torch.Tensor, axis: int | None = None, scratch: dict | None = None) -> None:
         """Add the values of ``y``, all pooled or (``axis``) per channel along that axis.
         ``scratch``: memory for the deviations, kept per size between calls."""
         y = y.float()  # two passes: accurate, and far faster than torch.var_mean on CPU
-        self.found = None
+        self.found = self.everywhere = None
         if axis is None:
             flat = y.reshape(-1)
             mean = flat.mean()
@@ -102,11 +103,48 @@ class _Moments:
         self.mean = self.mean + delta * (n / total)
         self.n = total
 
+    @classmethod
+    def pooled(cls, parts: list[tuple[int, float, float]]) -> _Moments:
+        """The moments of ``parts`` (count, mean, m2 each) pooled, in order (Chan et al.)."""
+        pooled = cls()
+        for n, mean, m2 in parts:
+            if n:
+                total = pooled.n + n
+                delta = mean - pooled.mean
+                pooled.m2 = pooled.m2 + m2 + delta * delta * (pooled.n * n / total)
+                pooled.mean = pooled.mean + delta * (n / total)
+                pooled.n = total
+        return pooled
+
     def std(self) -> Value:
         if self.found is None:
             var = self.m2 / max(self.n - 1, 1)
             self.found = var.sqrt() if isinstance(var, torch.Tensor) else _sqrt(var)
         return self.found
+
+
+def _across_ranks(stats: _Moments) -> _Moments:
+    """``stats`` pooled over every rank of the default process group: the ranks' (count, mean,
+    m2) gathered and merged in rank order, so that every rank gets the same numbers.
+
+    What is pooled is the distinct data the ranks hold. Ranks whose moments are bit-identical
+    hold the same values and count once: a replicated output (tensor parallel's row-wise
+    layers reduce theirs onto every rank), or the same batch given to every rank ("auto"'s
+    Gaussian stand-in is). Ranks with their own batches (FSDP2) or their own slice of a layer's
+    features (column-wise tensor parallel) all count. So the moments are those of one process
+    on the concatenated batches, up to rounding, and equal to one process on the batch when
+    every rank has it."""
+    import torch.distributed as dist
+
+    if stats.everywhere is None:
+        mine = [float(stats.n), float(stats.mean), float(stats.m2)]
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"  # what the backend sends
+        mine = torch.tensor(mine, dtype=torch.float64, device=device)
+        every = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+        dist.all_gather(every, mine)
+        parts = dict.fromkeys(tuple(e.tolist()) for e in every)  # distinct, in rank order
+        stats.everywhere = _Moments.pooled([(int(n), mean, m2) for n, mean, m2 in parts])
+    return stats.everywhere
 
 
 def _sqrt(x: float) -> float:
@@ -195,11 +233,19 @@ def lsuv_plan(
             "lsuv: `data` must be a tensor, a tuple of the model's positional arguments or a "
             f"dict of its keyword arguments, got {type(data).__name__}"
         )
+    model = unwrap(model)
+    sharded = next((n for n, p in model.named_parameters() if is_sharded(p)), None)
+    rows = {r.name: r for r in base.rows}
+    if sharded is not None:
+        _check_sharded(model, sharded, rows, per_channel, center)
+    pooled = _across_ranks if sharded is not None else (lambda stats: stats)
     # the copy, the hooks and the records live until the plan is made: see weightinit._gc
     with collector_paused():
         args, kwargs = arguments(data)
-        rows = {r.name: r for r in base.rows}
-        work = _copy(unwrap(model), rows)
+        # a sharded model is calibrated in place (its parameters are the ranks' shards); any
+        # other on a copy, the model untouched
+        work = model if sharded is not None else _copy(model, rows)
+        modes = {m: m.training for m in work.modules()} if sharded is not None else {}
         norms = _reestimated(work, rows)
         kept = {m for m in work.modules() if isinstance(m, _NORMS) and not m.training}
         kept -= set(norms.values())
@@ -217,8 +263,9 @@ def lsuv_plan(
             """(scale, mean to subtract) that brings the unit's pooled output to the target: in the
             first sweep always (exact, at no extra cost), later only when outside tolerance; None
             otherwise, or when the unit is deliberately zero."""
-            std, mean = unit.stats.std(), unit.stats.mean
-            if unit.stats.n < 2:
+            stats = pooled(unit.stats)
+            std, mean = stats.std(), stats.mean
+            if stats.n < 2:
                 raise ValueError(
                     f"lsuv: layer {unit.name!r} gives fewer than 2 values per channel on `data`; "
                     "pass a larger batch"
@@ -226,7 +273,7 @@ def lsuv_plan(
             if not (_finite(std) and _finite(mean)):
                 raise ValueError(f"lsuv: layer {unit.name!r} gives non-finite outputs on `data`")
             if _any(std == 0):
-                if _all(std == 0) and not any(params[w].any() for w in unit.weights):
+                if _all(std == 0) and not any(_nonzero(params[w]) for w in unit.weights):
                     unit.zero = True  # deliberately zero (Fixup, zero heads): left at zero
                     return None
                 raise ValueError(
@@ -260,13 +307,17 @@ def lsuv_plan(
                 return None
             axis = _feature_axis(module, out) if per_channel else None
             unit.uses += 1
-            unit.stats.add(out, axis, scratch)
+            unit.stats.add(_local_output(out, unit.name), axis, scratch)
             if unit.uses == 1 and not unit.shared:
                 unit.in_pass = correction(unit)
             if unit.in_pass is None:
                 return None
             # every use this sweep, so later layers see calibrated inputs
             scale, mean = unit.in_pass
+            if sharded is not None:  # one number each (pooled), a DTensor output stays one
+                y = out if mean is None else out - mean
+                y = y * scale
+                return (y, *output[1:]) if attention else y
             if _fresh(module, out):  # memory no one else holds: corrected where it is
                 y = out if mean is None else out.sub_(_along(mean, out, axis))
                 return y.mul_(_along(scale, out, axis))
@@ -291,7 +342,8 @@ def lsuv_plan(
                     for unit in every:
                         if unit.uses and not unit.zero:
                             unit.shared |= unit.uses > 1
-                            if _settle(unit, correction(unit), target, center):
+                            fix = correction(unit)
+                            if _settle(unit, pooled(unit.stats), fix, target, center):
                                 _write(unit, params, originals, rows)
                                 changed.append(unit.name)
                             elif unit.in_pass is not None:
@@ -303,6 +355,8 @@ def lsuv_plan(
         finally:
             for handle in handles:
                 handle.remove()
+            for module, training in modes.items():  # calibrated in place: the modes as they were
+                module.train(training)
         if norms and changed:  # the last pass ran before its corrections: measure the final network
             with torch.random.fork_rng(devices=cuda), torch.no_grad():
                 _forward(work, args, kwargs, norms)
@@ -322,9 +376,11 @@ def lsuv_plan(
             if name in _STATISTICS
         }
         written = {r.name for r in plan.rows if r.init != SKIP}
-        plan.computed = {  # exactly what apply(seed=seed) would draw: no need to draw it again
-            name: p.detach() for name, p in params.items() if name in written
-        }
+        plan.computed = (  # exactly what apply(seed=seed) would draw: no need to draw it again
+            {name: p.detach() for name, p in params.items() if name in written}
+            if sharded is None
+            else None  # the model holds them already; apply draws each rank's shards again
+        )
         return plan, records
 
 
@@ -498,10 +554,11 @@ def _units(work: nn.Module, rows: dict[str, Row], center: bool) -> dict[nn.Modul
     return found
 
 
-def _settle(unit: _Unit, fix, target: float, center: bool) -> bool:
+def _settle(unit: _Unit, stats: _Moments, fix, target: float, center: bool) -> bool:
     """Fold this sweep's correction (if any) into the unit's gain and shift, and record its
-    std and mean; whether it changed."""
-    std, mean = unit.stats.std(), unit.stats.mean
+    std and mean (``stats``: the unit's, pooled over the ranks of a sharded model); whether
+    it changed."""
+    std, mean = stats.std(), stats.mean
     if fix is None:
         unit.record = (_worst(std, target), _worst(mean, 0.0) if center else None, True)
         return False
@@ -595,6 +652,56 @@ def _shallow(row: Row) -> Row:
     new = object.__new__(Row)
     new.__dict__.update(row.__dict__)
     return new
+
+
+def _check_sharded(
+    model: nn.Module, name: str, rows: dict[str, Row], per_channel: bool, center: bool
+) -> None:
+    """What calibrating a sharded model in place supports: one gain per layer (pooled over
+    the ranks), no re-estimated running statistics (they would be each rank's own)."""
+    import torch.distributed as dist
+
+    where = f"lsuv: {name!r} is sharded (a DTensor)"
+    if not dist.is_initialized():
+        raise ValueError(f"{where}, but torch.distributed is not initialized")
+    if per_channel or center:
+        raise ValueError(
+            f"{where}: a sharded model is calibrated with one gain per layer, pooled over the "
+            "ranks; per_channel=True and center=True are not supported there yet. Calibrate "
+            "the unsharded model, or drop those options"
+        )
+    norms = _reestimated(model, rows)
+    if norms:
+        raise ValueError(
+            f"{where}, and norm layer {next(iter(norms))!r} tracks running statistics, which "
+            "calibration re-estimates on each rank's batch and would differ between ranks: "
+            "calibrate the unsharded model (or skip= the norm layer's parameters)"
+        )
+
+
+def _nonzero(param: torch.Tensor) -> bool:
+    """Does ``param`` (a sharded one: on any rank) hold a nonzero value?"""
+    if not is_sharded(param):
+        return bool(param.any())
+    import torch.distributed as dist
+
+    found = param.to_local().any().to(torch.int32).reshape(1)
+    dist.all_reduce(found, op=dist.ReduceOp.MAX)
+    return bool(found.item())
+
+
+def _local_output(out: torch.Tensor, layer: str) -> torch.Tensor:
+    """What this rank holds of a layer's output: a DTensor's local part (a slice of the
+    features, or all of them replicated: see :func:`_across_ranks`)."""
+    if not is_sharded(out):
+        return out
+    if any(p.is_partial() for p in out.placements):
+        raise ValueError(
+            f"lsuv: layer {layer!r} returns a partial sum (a DTensor awaiting its reduction), "
+            "whose statistics mean nothing on one rank; let the layer reduce its output "
+            "(tensor parallel's RowwiseParallel does by default)"
+        )
+    return out.to_local()
 
 
 def _unsettled(units: list[_Unit], changed: list[str], max_iter: int) -> None:
