@@ -398,3 +398,25 @@ def test_compiled_equals_eager_bit_for_bit(dtype):
     for draw in draws:
         for index in indices:
             assert torch.equal(draw(index, "compiled"), draw(index, "eager"))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_splits_across_chunks_with_one_or_two_threads(threads):
+    """Eager draws use bigger chunks with more than one thread: cuts on and off their grid give
+    the same bits, and so do the two thread counts."""
+    from weightinit.initializers.counter import _chunk_blocks
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        chunk = 4 * _chunk_blocks(False)  # elements
+        n = 2 * chunk + 37
+        full = normal(KEY, range(3, 3 + n), impl="eager")
+        for cut in [1, chunk - 3, chunk + 2, chunk + 256 * 3 + 1]:
+            parts = [normal(KEY, range(3, 3 + cut), impl="eager")]
+            parts.append(normal(KEY, range(3 + cut, 3 + n), impl="eager"))
+            assert torch.equal(torch.cat(parts), full)
+        torch.set_num_threads(1)
+        assert torch.equal(normal(KEY, range(3, 3 + n), impl="eager"), full)
+    finally:
+        torch.set_num_threads(before)

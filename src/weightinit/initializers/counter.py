@@ -77,7 +77,8 @@ _TILE = _LANES * _TILE_BLOCKS  # elements per tile: lane-major within it
 _MAX_INDEX = 2**63 - 1  # int64 tensors hold the indices
 _COMPILE_FROM = 1 << 20  # impl="auto" compiles draws of at least this many elements
 _CHUNK = 1 << 14  # blocks drawn at a time, eager: 65536 elements, their temporaries stay in L2
-_COMPILED_CHUNK = 1 << 16  # blocks drawn at a time, compiled
+_PARALLEL_CHUNK = 1 << 17  # eager with more than one thread: each op is split between threads
+_COMPILED_CHUNK = 1 << 16  # blocks drawn at a time, compiled (its kernel is split between threads)
 _TWO_POW_M32 = 2.0**-32
 
 
@@ -281,6 +282,14 @@ def _box_muller(u1a, theta_a, u1b, theta_b, trig, out: torch.Tensor) -> None:
     out.view(rows, 2, 2, width).copy_(trig.permute(2, 1, 0, 3))
 
 
+def _chunk_blocks(compiled: bool) -> int:
+    """Blocks drawn at a time: their temporaries stay in cache; eager with more than one thread,
+    enough for torch to split each op between threads (it does from 32768 elements)."""
+    if compiled:
+        return _COMPILED_CHUNK
+    return _CHUNK if torch.get_num_threads() == 1 else _PARALLEL_CHUNK
+
+
 def _block_values(
     kind: str, j: int | torch.Tensor, key: Key, out: torch.Tensor, compiled: tuple | None
 ) -> None:
@@ -294,7 +303,7 @@ def _block_values(
     chunk: fresh memory costs page faults); then Box-Muller (always eager,
     :func:`_box_muller`) for the normal, a copy for the others, into ``out``."""
     width = _TILE_BLOCKS if isinstance(j, int) else 1
-    step = max(1, (_COMPILED_CHUNK if compiled else _CHUNK) // width)
+    step = max(1, _chunk_blocks(compiled is not None) // width)
     lanes = out.view(len(out), _LANES, width)
     size = min(step, len(out)) * width
     if compiled:
