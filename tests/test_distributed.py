@@ -233,6 +233,110 @@ def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, 
     assert "wi.calibrate(plan, model, example_input=batch)" in results["auto"]
 
 
+# --- structured initializers: the whole tensor on every rank, the same result -----------------
+
+
+class Structured(nn.Module):
+    """One parameter per structured initializer: delta-orthogonal conv, per-gate orthogonal
+    LSTM, identity, looks-linear, sparse, ZerO's Hadamard, unitary."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 8, 3)
+        self.rnn = nn.LSTM(4, 6)
+        self.eye = nn.Linear(8, 8)
+        self.ll = nn.Linear(8, 6)
+        self.sparse = nn.Linear(8, 8)
+        self.zer0 = nn.Linear(8, 12)
+        self.unitary = nn.Linear(6, 6)
+
+
+STRUCTURED = {
+    "conv.weight": "delta_orthogonal",
+    "rnn.weight_ih_l0": "orthogonal",
+    "rnn.weight_hh_l0": "orthogonal",
+    "eye.weight": "identity",
+    "ll.weight": "looks_linear",
+    "sparse.weight": ("sparse", {"k": 3}),
+    "zer0.weight": "zer0",
+    "unitary.weight": "unitary",
+}
+
+
+def _shard_structured(model: Structured, layout: str, mesh) -> None:
+    """FSDP2 on every layer (dim-0 shards, the LSTM's stacked gates split across ranks), or
+    tensor parallel on the linear ones (column- and row-wise, uneven at world size 4)."""
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    if layout.startswith("fsdp"):
+        for layer in model.children():
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    else:
+        column, row = ColwiseParallel(), RowwiseParallel()
+        plan = {"eye": column, "ll": row, "sparse": column, "zer0": row, "unitary": column}
+        parallelize_module(model, mesh, plan)
+
+
+def _structured(rng: str, layout: str | None = None, mesh=None, atomic: bool = True):
+    """The model initialized under the rules (sharded first if ``layout``), gathered."""
+    torch.manual_seed(0)
+    if layout == "fsdp_meta":
+        with torch.device("meta"):
+            model = Structured()
+        plan = wi.plan(model, "glorot", rules=STRUCTURED, seed=0, rng=rng)
+        _shard_structured(model, layout, mesh)
+        model.to_empty(device="cpu")
+        plan.apply(model, atomic=atomic)
+        return _full(model)
+    model = Structured()
+    if layout is not None:
+        _shard_structured(model, layout, mesh)
+    wi.init(model, "glorot", rules=STRUCTURED, seed=0, rng=rng, atomic=atomic)
+    return _full(model)
+
+
+def _structured_worker(rank: int, world: int, port: int, out: str) -> None:
+    mesh = _group(rank, world, port)
+    results: dict = {}
+    try:
+        for layout in ("fsdp", "fsdp_meta", "tp"):
+            for rng in ("philox-v1", "torch"):
+                for atomic in (True, False):
+                    results[(layout, rng, atomic)] = _structured(rng, layout, mesh, atomic)
+    finally:
+        if rank == 0:
+            torch.save(results, out)
+        _close()
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_structured_initializers_on_shards_equal_the_unsharded_ones(world, tmp_path):
+    """Every structured initializer, on FSDP2 shards (planned eagerly or on the meta device)
+    and tensor-parallel ones, with either generator, atomic or in place: the gathered tensors
+    equal the unsharded model's bit for bit, and are what the initializer promises."""
+    out = tmp_path / "results.pt"
+    mp.spawn(_structured_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
+    results = torch.load(out)
+    assert len(results) == 12
+    for rng in ("philox-v1", "torch"):
+        want = _structured(rng)
+        hh = want["rnn.weight_hh_l0"]  # per gate orthogonal, as an oracle of what was drawn
+        for gate in hh.split(6):
+            torch.testing.assert_close(gate @ gate.T, torch.eye(6), atol=1e-5, rtol=0)
+        assert torch.equal(want["eye.weight"], torch.eye(8))
+        assert (want["sparse.weight"] != 0).sum(1).eq(3).all()
+        for (layout, used, atomic), got in results.items():
+            if used == rng:
+                for name in want:
+                    assert torch.equal(got[name], want[name]), (world, layout, rng, atomic, name)
+
+
 # --- calibration on the sharded model: statistics pooled over the ranks -----------------------
 
 
