@@ -195,6 +195,17 @@ def test_plan_lsuv_calibrates_on_data_from_a_torch_file(zoo, capsys):
     assert all(row["scale"] is not None for row in json.loads(out)["rows"])
 
 
+@pytest.mark.parametrize("rng", [None, "torch", "philox-v1"])
+def test_plan_records_the_seed_and_the_generator(rng, zoo, capsys):
+    argv = ["plan", f"{zoo}:mlp", "--seed", "3", *(["--rng", rng] if rng else []), "--json"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    expected = wi.plan(load_factory(f"{zoo}:mlp")(), "he", seed=3, rng=rng)
+    assert json.loads(out) == json.loads(expected.to_json())
+    assert json.loads(out)["rng"] == (rng or "philox-v1")
+    assert json.loads(out)["options"]["seed"] == 3
+
+
 def test_plan_data_from_npy_is_cast_to_the_models_dtype(zoo, capsys):
     batch = np.random.default_rng(2).standard_normal((64, 4))  # float64, as numpy saves it
     np.save(zoo.parent / "batch.npy", batch)
@@ -299,6 +310,9 @@ def test_data_the_model_does_not_take_is_one_line(zoo, capsys):
         (["--option", "mode"], ["--option", "expected name=value"]),
         (["--input-shape", "2,x"], ["--input-shape", "comma-separated sizes"]),
         (["--input-shape", "2,0"], ["--input-shape", "sizes must be positive"]),
+        (["--rng", "philox"], ["--rng", "invalid choice: 'philox'"]),
+        (["--scheme", "torch", "--rng", "philox-v1"], ["scheme 'torch' draws from the 'torch'"]),
+        (["--seed", "x"], ["--seed", "invalid int value"]),
     ],
 )
 def test_library_and_argument_errors_are_one_line(argv, fragments, zoo, capsys):

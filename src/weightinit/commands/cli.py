@@ -22,6 +22,7 @@ from torch import nn
 from weightinit._table import format_table
 from weightinit.initializers.catalog import catalog
 from weightinit.planner import plan
+from weightinit.plans.plan import RNGS
 from weightinit.scheme.protocol import DATA, EXAMPLE_INPUT
 from weightinit.scheme.registry import get_scheme, schemes
 from weightinit.understanding.graph import map_tensors
@@ -329,7 +330,10 @@ def _plan(args: argparse.Namespace) -> int:
     if args.input_shape:
         example = _random_input(args.input_shape, args.input_int)
     with _library_errors("plan", _described_inputs(args, data)):
-        result = plan(model, args.scheme, example_input=example, data=data, **dict(args.option))
+        result = plan(
+            model, args.scheme, example_input=example, data=data, seed=args.seed, rng=args.rng,
+            **dict(args.option),
+        )  # fmt: skip
     print(result.to_json() if args.json else result)
     return 0
 
@@ -427,6 +431,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="a scheme option (repeatable; the value is read as JSON, else as text), "
         "e.g. --option q_star=0.01 --option 'branches=[\"blocks.*\"]'",
+    )
+    planning.add_argument(
+        "--seed",
+        type=int,
+        help="the seed the plan records (plan.apply draws with it); lsuv and auto calibrate on "
+        "the values it draws (default 0)",
+    )
+    planning.add_argument(
+        "--rng",
+        choices=RNGS,
+        help="the generator a seeded apply draws from, recorded in the plan: philox-v1 (the "
+        "default: keyed by seed and parameter name) or torch (a torch generator seeded once)",
     )
     planning.add_argument("--json", action="store_true", help="print the plan as JSON")
     planning.set_defaults(run=_plan)
