@@ -542,3 +542,30 @@ def test_a_model_built_on_meta_equals_the_eager_one(name, preset):
         assert torch.equal(a, b), n
     with torch.no_grad():
         assert torch.equal(eager(**inputs).logits, lazy(**inputs).logits)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_lsuv_planned_on_meta_and_calibrated_after_to_empty_equals_the_eager_one(name):
+    """The calibrating flow on meta: plan (analytic, awaiting calibration), to_empty,
+    weightinit.calibrate, apply. Calibrate restores what to_empty undid first (GPT-2's tied
+    head, with a warning; Llama's rotary frequencies), so the tied head is calibrated where
+    the model uses it, on the logits: the same gains and weights as LSUV on the eager model."""
+    inputs = MODELS[name][1]
+    eager = build(name)
+    want = initialize(eager, "lsuv", inputs)
+    with torch.device("meta"):
+        lazy = build(name)
+    plan = wi.plan(lazy, "lsuv", seed=0)
+    assert plan.pending_calibration
+    lazy.to_empty(device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = wi.calibrate(plan, lazy, data=inputs)
+    assert ("calibrate: lm_head.weight tied again" in " ".join(map(str, caught))) == bool(
+        ties(eager)
+    )
+    assert [c["gain"] for c in plan.calibration] == [c["gain"] for c in want.calibration]
+    plan.apply(lazy)
+    assert ties(lazy) == ties(eager)
+    for (n, a), (_, b) in zip(eager.state_dict().items(), lazy.state_dict().items()):
+        assert torch.equal(a, b), n

@@ -306,6 +306,7 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
             f"calibrate: {meta[0]!r} is on the meta device and has no storage; materialize the "
             "model first, e.g. model.to_empty(device='cpu'), then calibrate the plan"
         )
+    plan.restore(model, fn="calibrate", stacklevel=3)  # after to_empty: ties, buffers
     survey = Survey(
         model, None, opts, extra, [], example_input if example_input is not None else data,
         data=data, seed=plan.options.get("seed"), frontend=frontend,

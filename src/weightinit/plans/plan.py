@@ -469,7 +469,7 @@ class Plan:
         ):
             values = [computed[n].to(t.device, t.dtype) for n, t in zip(names, targets)]
             _commit(names + buffers[0], targets + buffers[1], values + buffers[2])
-            self._written(model, names, params)
+            self._written(model, names)
             return self
         generators: dict[torch.device, torch.Generator | None] = {}
 
@@ -509,29 +509,40 @@ class Plan:
             _commit(names + buffers[0], targets + buffers[1], values + buffers[2])
         else:
             _commit(*buffers)
-        self._written(model, names, params)
+        self._written(model, names)
         return self
 
-    def _written(self, model: nn.Module, names: list[str], params: dict) -> None:
-        """After the commit: spectral_norm's power iterations on what was written, ties the
-        plan saw restored (:func:`_retie`), and a warning naming any parameter no row covers
-        (it keeps what it holds: after ``to_empty``, whatever memory held)."""
-        refresh_after_write(model, names)
+    def restore(self, model: nn.Module, *, fn: str = "restore", stacklevel: int = 2) -> None:
+        """Set again what ``to_empty`` undid on a model planned on the meta device, as the plan
+        saw it: the ties (:func:`_retie`: each name its own tensor again otherwise) and the
+        buffers (:func:`_rebuilt_buffers`: norm layers' running statistics reset, a Hugging
+        Face model's rotary frequencies and position ids rebuilt), with a warning naming what
+        was tied again and any buffer weightinit cannot compute. :meth:`apply` does it after
+        writing, and :func:`weightinit.calibrate` before running the model (a tied output head
+        is calibrated where the model uses it). Nothing happens to a model planned with
+        storage."""
         left = _rebuilt_buffers(model, self.notes.get("meta_buffers", []), self.buffers)
         if left:
             warnings.warn(
-                f"apply: the model was planned on the meta device and to_empty left these "
+                f"{fn}: the model was planned on the meta device and to_empty left these "
                 f"buffers uninitialized, which weightinit cannot compute: {', '.join(left[:5])}"
                 f"{', ...' if len(left) > 5 else ''}; set them before use",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
-        retied = _retie(model, self.rows, params)
+        retied = _retie(model, self.rows, dict(_named_parameters(model)))
         if retied:
             warnings.warn(
-                f"apply: {', '.join(retied)} tied again to what the plan saw them tied to (they "
+                f"{fn}: {', '.join(retied)} tied again to what the plan saw them tied to (they "
                 "had their own tensors, as to_empty leaves them)",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
+
+    def _written(self, model: nn.Module, names: list[str]) -> None:
+        """After the commit: spectral_norm's power iterations on what was written, what
+        ``to_empty`` undid restored (:meth:`restore`), and a warning naming any parameter no
+        row covers (it keeps what it holds: after ``to_empty``, whatever memory held)."""
+        refresh_after_write(model, names)
+        self.restore(model, fn="apply", stacklevel=4)
         covered = {r.name for r in self.rows}
         uncovered = [n for n, _ in _named_parameters(model) if n not in covered]
         if uncovered:
