@@ -476,15 +476,42 @@ def _counting_worker(rank: int, world: int, port: int, out: str) -> None:
                         plan.apply(model)
                     with Counted() as gathering:  # the count sees collectives: gathering is one
                         full = _full(model)
-                    results[(layout, scheme, rng)] = (
-                        full,
-                        counted.collectives,
-                        gathering.collectives,
-                    )
+                    counts = (counted.collectives, gathering.collectives)
+                    results[(layout, scheme, rng)] = (full, *counts)
+        # a padded embedding: each rank generates its own elements only, the padding row too
+        sizes: list[int] = []
+        _spy_on_the_generator(sizes)
+        model = padded()
+        _shard(model, "fsdp", mesh)
+        wi.init(model, "he", seed=0)
+        local = sorted(p.to_local().numel() for n, p in model.named_parameters() if "weight" in n)
+        results["padded"] = (_full(model), sorted(sizes), local)
     finally:
         if rank == 0:
             torch.save(results, out)
         _close()
+
+
+def padded() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Embedding(40, 8, padding_idx=3), nn.Linear(8, 8))
+
+
+def _spy_on_the_generator(sizes: list[int]) -> None:
+    """Record the number of elements each draw of the counter-based generator makes."""
+    from weightinit.initializers import counter
+
+    def spy(real):
+        def draw(key, index, *args, **kwargs):
+            ranges = [index] if isinstance(index, range) else index
+            n = index.numel() if isinstance(index, torch.Tensor) else sum(map(len, ranges))
+            sizes.append(n)
+            return real(key, index, *args, **kwargs)
+
+        return draw
+
+    for name in ("uniform", "normal", "truncated_normal"):
+        setattr(counter, name, spy(getattr(counter, name)))
 
 
 @pytest.fixture(scope="module")
@@ -504,11 +531,18 @@ def by_rng() -> dict[tuple[str, str], dict[str, torch.Tensor]]:
 @pytest.mark.parametrize("world", [2, 4])
 def test_no_collective_runs_while_applying_with_either_generator(world, by_rng, tmp_path):
     """seed= (the keyed "philox-v1"): every rank generates its own elements from (seed, name,
-    index); rng="torch": every rank draws the whole tensor and keeps its shard. Either way no
-    collective runs while applying, and the gathered weights equal the unsharded ones."""
+    index), an embedding's padding row included (counted: the draws' sizes are the local
+    shards'); rng="torch": every rank draws the whole tensor and keeps its shard. Either way
+    no collective runs while applying, and the gathered weights equal the unsharded ones."""
     out = tmp_path / "results.pt"
     mp.spawn(_counting_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
     results = torch.load(out)
+    got, sizes, local = results.pop("padded")
+    want = padded()
+    wi.init(want, "he", seed=0)
+    assert sizes == local  # one draw per weight, of exactly the elements this rank holds
+    assert all(torch.equal(got[n], p) for n, p in want.named_parameters())
+    assert not got["0.weight"][3].any() and got["0.weight"].count_nonzero() == 39 * 8
     assert len(results) == 2 * (2 * len(SCHEMES) - 1)
     for (layout, scheme, rng), (got, collectives, gathering) in results.items():
         assert collectives == 0 < gathering, (layout, scheme, rng)

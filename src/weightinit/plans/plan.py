@@ -601,20 +601,27 @@ def _keys(rows: list[Row], seed: int) -> dict[str, tuple[int, int]]:
 def _keyed(row: Row, draw: Draw | None, param: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
     """The row's values for ``param`` (its local shard, if sharded) from the counter-based
     generator keyed by ``key``: elementwise draws generate exactly the elements held here, by
-    their index in the full tensor; structured ones draw the whole tensor from a torch
-    generator seeded by the key (as does a row with per-unit scales or zero rows on a shard)."""
+    their index in the full tensor, and zero the padding rows they hold; structured ones draw
+    the whole tensor from a torch generator seeded by the key (as does a row with per-unit
+    scales on a shard, or zero rows on a strided shard)."""
     sharded = is_sharded(param)
     shape = tuple(param.shape)
     device = _local(param).device
     elementwise = draw is not None and draw.kind != "structured"
-    per_unit = bool(row.zero_rows) or isinstance(row.scale, list) or isinstance(row.shift, list)
-    if elementwise and not (sharded and per_unit):
-        local, index = _local_index(param) if sharded else (shape, range(math.prod(shape)))
+    per_unit = isinstance(row.scale, list) or isinstance(row.shift, list)
+    where = _local_index(param) if sharded and elementwise and not per_unit else None
+    if elementwise and not sharded:
+        value = _counted(draw, key, range(math.prod(shape)), param.dtype, device).view(shape)
+        return _finished(row, value)
+    if where is not None and (where[2] is not None or not row.zero_rows):
+        local, index, offset = where
         value = _counted(draw, key, index, param.dtype, device).view(local)
-        if not sharded:
-            return _finished(row, value)
         if row.scale is not None or row.shift is not None:  # numbers: the same on every shard
             rescale_(value, row.scale, row.shift, None)
+        for r in row.zero_rows:  # those of the full tensor's rows this shard holds
+            r %= shape[0]
+            if offset[0] <= r < offset[0] + local[0]:
+                value[r - offset[0]] = 0
         return value
     if elementwise:
         whole = _counted(draw, key, range(math.prod(shape)), param.dtype, device).view(shape)
@@ -653,11 +660,12 @@ def _finished(row: Row, value: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def _local_index(param: torch.Tensor) -> tuple[tuple[int, ...], Any]:
-    """(local shape, the flat indices in the full tensor of the elements this rank holds) of
-    a DTensor: for plain shards, the runs of consecutive indices of its block (one range for
-    dim-0 shards, one per row for column shards), which the generator draws fast; for strided
-    shards, an index tensor (by sharding an arange)."""
+def _local_index(param: torch.Tensor) -> tuple[tuple[int, ...], Any, tuple[int, ...] | None]:
+    """(local shape, the flat indices in the full tensor of the elements this rank holds, the
+    block's offset in the full tensor) of a DTensor: for plain shards, the runs of consecutive
+    indices of its block (one range for dim-0 shards, one per row for column shards), which the
+    generator draws fast; for strided shards, an index tensor (by sharding an arange) and no
+    offset (the elements are no block)."""
     from torch.distributed.tensor import distribute_tensor
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
     from torch.distributed.tensor.placement_types import Replicate, Shard
@@ -665,10 +673,11 @@ def _local_index(param: torch.Tensor) -> tuple[tuple[int, ...], Any]:
     shape, mesh, placements = tuple(param.shape), param.device_mesh, param.placements
     if all(type(p) in (Shard, Replicate) for p in placements):
         local, offset = compute_local_shape_and_global_offset(shape, mesh, placements)
-        return tuple(local), _runs(shape, tuple(local), tuple(offset))
+        local, offset = tuple(local), tuple(offset)
+        return local, _runs(shape, local, offset), offset
     whole = torch.arange(math.prod(shape), dtype=torch.int64).view(shape)
     placed = distribute_tensor(whole, mesh, placements, src_data_rank=None).to_local()
-    return tuple(placed.shape), placed.reshape(-1)
+    return tuple(placed.shape), placed.reshape(-1), None
 
 
 def _runs(shape: tuple[int, ...], local: tuple[int, ...], offset: tuple[int, ...]) -> list[range]:
