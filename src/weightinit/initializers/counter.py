@@ -110,12 +110,17 @@ def _philox_words(c0, c1, c2, c3, k0, k1, rounds: int = _ROUNDS):
     return c0, c1, c2, c3
 
 
-def _mulhilo_(n: int, a):
-    """:func:`_mulhilo` reusing ``a``'s storage for hi (``a`` is consumed)."""
+def _mulhilo_(n: int, a, free: list):
+    """:func:`_mulhilo` reusing ``a``'s storage for hi (``a`` is consumed) and tensors from
+    ``free`` (spare tensors of a's shape, int64) for lo and the shift: no allocation once
+    ``free`` holds two (fresh memory costs page faults)."""
     if not isinstance(a, torch.Tensor):
         return _mulhilo(n, a)
-    p = a * n
-    return a.add_(p >> 32), p.bitwise_and_(_MASK)
+    p = torch.mul(a, n, out=free.pop() if free else torch.empty_like(a))
+    shifted = torch.bitwise_right_shift(p, 32, out=free.pop() if free else torch.empty_like(a))
+    a.add_(shifted)
+    free.append(shifted)
+    return a, p.bitwise_and_(_MASK)
 
 
 def _xor_(h, c, k: int):
@@ -132,15 +137,20 @@ def _xor_(h, c, k: int):
 
 def _philox_words_(c0, c1, c2, c3, k0: int, k1: int, rounds: int = _ROUNDS):
     """:func:`_philox_words` for int keys in fewer eager ops: in place in the tensors among the
-    words (which are consumed), ints kept as ints (a word that is an int in every element, as c1,
-    c2 and c3 often are, costs no tensor op until it meets a tensor)."""
+    words (which are consumed), spent tensors reused, ints kept as ints (a word that is an int in
+    every element, as c1, c2 and c3 often are, costs no tensor op until it meets a tensor)."""
+    free: list[torch.Tensor] = []
     for r in range(rounds):
         if r:
             k0 = (k0 + _W0) & _MASK
             k1 = (k1 + _W1) & _MASK
-        hi0, lo0 = _mulhilo_(_N0, c0)
-        hi1, lo1 = _mulhilo_(_N1, c2)
-        c0, c1, c2, c3 = _xor_(hi1, c1, k0), lo1, _xor_(hi0, c3, k1), lo0
+        hi0, lo0 = _mulhilo_(_N0, c0, free)
+        hi1, lo1 = _mulhilo_(_N1, c2, free)
+        new0, new2 = _xor_(hi1, c1, k0), _xor_(hi0, c3, k1)
+        free += [
+            w for w in (c1, c3) if isinstance(w, torch.Tensor) and w is not new0 and w is not new2
+        ]
+        c0, c1, c2, c3 = new0, lo1, new2, lo0
     return c0, c1, c2, c3
 
 
