@@ -258,7 +258,7 @@ def test_compiled_path_gives_the_eager_bits():
     index = range(2**34 - 3, 2**34 + 2**20)
     eager = normal(KEY, index, 0.0, 0.02, impl="eager")
     assert torch.equal(normal(KEY, index, 0.0, 0.02, impl="compiled"), eager)
-    assert torch.equal(normal(KEY, index, 0.0, 0.02), eager)  # "auto" compiles this size
+    assert torch.equal(normal(KEY, index, 0.0, 0.02), eager)  # "auto": the kernel just built
 
 
 @pytest.mark.parametrize(
@@ -420,3 +420,56 @@ def test_splits_across_chunks_with_one_or_two_threads(threads):
         assert torch.equal(normal(KEY, range(3, 3 + n), impl="eager"), full)
     finally:
         torch.set_num_threads(before)
+
+
+def test_auto_never_compiles(monkeypatch):
+    """impl="auto" uses compiled kernels only once built (compiled_available): a draw never
+    waits seconds for a compiler unless asked."""
+    from weightinit.initializers import counter
+
+    def compile_(*args):
+        raise AssertionError("impl='auto' compiled a kernel")
+
+    monkeypatch.setattr(counter, "_BUILT", {})
+    monkeypatch.setattr(counter, "_compile", compile_)
+    big = range(1 << 20)
+    assert torch.equal(normal(KEY, big), normal(KEY, big, impl="eager"))
+
+
+@pytest.mark.parametrize(("mean", "std"), [(0.0, 0.02), (1.0, 0.5)])
+def test_truncated_normal_beyond_the_normal_draws_reach_is_the_normal_draw(mean, std):
+    """Bounds beyond +-6.66 std (torchtitan's +-2 at std 0.02 are +-100 std): nothing the
+    normal draw makes falls outside, so the values are its own, within the bounds; just inside
+    that reach, the inverse-CDF draw (another stream)."""
+    reach = math.sqrt(64 * math.log(2))
+    for k in (reach + 1e-9, 100.0):  # (a - mean) / std rounds: just beyond the reach
+        a, b = mean - k * std, mean + k * std
+        x = truncated_normal(KEY, range(N), mean, std, a, b, impl="eager")
+        assert torch.equal(x, normal(KEY, range(N), mean, std, impl="eager"))
+        assert x.min() >= a and x.max() <= b
+    a, b = mean - 6.6 * std, mean + 6.6 * std
+    inside = truncated_normal(KEY, range(N), mean, std, a, b, impl="eager")
+    assert not torch.equal(inside, normal(KEY, range(N), mean, std, impl="eager"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_truncated_normal_in_chunks_gives_the_bits_of_one_piece(monkeypatch, dtype):
+    """The float64 work is done 2^20 elements at a time; smaller chunks cut ranges, lists of
+    ranges and index tensors elsewhere and give the same bits."""
+    from weightinit.initializers import counter
+
+    index = [range(5, 3000), range(7000, 9000)]
+    tensor = torch.tensor([3, 99999, 17, 2**40, 5], dtype=torch.int64)
+    whole = truncated_normal(KEY, index, 0.1, 1.0, -1.0, 2.0, dtype, impl="eager")
+    picked = truncated_normal(KEY, tensor, 0.1, 1.0, -1.0, 2.0, dtype, impl="eager")
+    monkeypatch.setattr(counter, "_TRUNCATED_CHUNK", 333)
+    assert torch.equal(
+        truncated_normal(KEY, index, 0.1, 1.0, -1.0, 2.0, dtype, impl="eager"), whole
+    )
+    assert torch.equal(
+        truncated_normal(KEY, tensor, 0.1, 1.0, -1.0, 2.0, dtype, impl="eager"), picked
+    )
+    monkeypatch.setattr(counter, "_TRUNCATED_CHUNK", 2)
+    assert torch.equal(
+        truncated_normal(KEY, tensor, 0.1, 1.0, -1.0, 2.0, dtype, impl="eager"), picked
+    )

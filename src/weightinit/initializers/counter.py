@@ -3,8 +3,8 @@ element's index in the full tensor.
 
 A value drawn here is a pure function of ``(key, stream, index)``, so a rank that holds a shard
 of a parameter generates exactly its own elements (from the shard's global indices) and gets the
-same bits as a single process that generates the whole tensor. Nothing here is wired into
-``seed=`` yet: this module is the generator (rng version :data:`RNG_VERSION`), tested on its own.
+same bits as a single process that generates the whole tensor. It is what ``seed=`` draws
+from (rng version :data:`RNG_VERSION`, recorded in every plan; see ``Plan.apply``).
 
 The scheme (version ``"philox-v1"``):
 
@@ -29,17 +29,18 @@ The scheme (version ``"philox-v1"``):
 Indices are given as a ``range`` (with any step: a strided shard), a sequence of ranges
 (concatenated) or an int64 tensor (the result has its shape; each of its elements costs a
 whole Philox block, four times a range's work per element). Every draw has an eager path in
-torch ops and a compiled path (``torch.compile`` of the integer kernel, the same arithmetic,
-used by default for large draws when a C compiler works; it is probed once and must reproduce
-the eager bits, else the eager path is used silently; Box-Muller's log, cos and sin are eager
-on both paths). On one CPU thread, a compiled normal draw of 2^24 float32 values ran at about
+torch ops and a compiled path (``torch.compile`` of the integer kernel, the same arithmetic;
+Box-Muller's log, cos and sin are eager on both paths). The compiled kernels are built when
+asked for (:func:`compiled_available`, or ``impl="compiled"``): seconds, tens of seconds with
+a cold inductor cache, far more than most draws take, so a draw never waits for a compiler
+unless asked. Once built (probed once: they must reproduce the eager bits, else the eager path
+is used silently), ``impl="auto"`` uses them for draws of 2^20 elements and more. On one CPU thread, a compiled normal draw of 2^24 float32 values ran at about
 0.9x the throughput of torch's ``Tensor.normal_`` into a preallocated tensor, the eager one at
 about 0.22x (``benchmarks/bench_generator.py``; docs/performance.md).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -78,7 +79,13 @@ _LANES = 4  # elements per Philox block
 _TILE_BLOCKS = 64  # blocks per tile
 _TILE = _LANES * _TILE_BLOCKS  # elements per tile: lane-major within it
 _MAX_INDEX = 2**63 - 1  # int64 tensors hold the indices
-_COMPILE_FROM = 1 << 20  # impl="auto" compiles draws of at least this many elements
+_COMPILE_FROM = 1 << 20  # impl="auto" uses built compiled kernels from this many elements
+# the compiled kernels built in this process, by (kind, dtype, device type): None where
+# compiling failed or changed the bits (impl="auto" uses only these: it never compiles)
+_BUILT: dict[tuple[str, torch.dtype, str], tuple | None] = {}
+#: the largest |z| the normal draw yields: sqrt(-2 ln u1) with u1 >= 2^-32 (Box-Muller)
+NORMAL_MAX_Z = math.sqrt(64.0 * math.log(2.0))
+_TRUNCATED_CHUNK = 1 << 20  # elements a truncated-normal draw computes at a time (float64)
 _CHUNK = 1 << 14  # blocks drawn at a time, eager: 65536 elements, their temporaries stay in L2
 _PARALLEL_CHUNK = 1 << 17  # eager with more than one thread: each op is split between threads
 _COMPILED_CHUNK = 1 << 18  # compiled: fewer calls (each costs ~0.2 ms of guards and eager ops)
@@ -394,13 +401,21 @@ _COMPILED = {
 }
 
 
-@functools.cache
 def _compiled_kernel(kind: str, dtype: torch.dtype, device_type: str) -> tuple | None:
     """``torch.compile`` of one kernel, for ranges of blocks and for tensors of blocks, or None
-    where compiling fails or changes the bits (probed once per kernel, dtype and device type on
-    a few thousand blocks against the eager kernel, below and across 2^32 and far beyond).
-    Only the integer part and the exact integer -> float conversions are compiled: Box-Muller
-    stays eager (:func:`_box_muller`)."""
+    where compiling fails or changes the bits; built once per kernel, dtype and device type
+    (:data:`_BUILT`)."""
+    where = (kind, dtype, device_type)
+    if where not in _BUILT:
+        _BUILT[where] = _compile(kind, dtype, device_type)
+    return _BUILT[where]
+
+
+def _compile(kind: str, dtype: torch.dtype, device_type: str) -> tuple | None:
+    """The compiled kernel, probed on a few thousand blocks against the eager kernel (below
+    and across 2^32 and far beyond); None where compiling fails or changes the bits. Only the
+    integer part and the exact integer -> float conversions are compiled: Box-Muller stays
+    eager (:func:`_box_muller`)."""
     try:
         fns = tuple(torch.compile(f, dynamic=True, fullgraph=True) for f in _COMPILED[kind])
         key = (0x12345678, 0x9ABCDEF0)
@@ -426,9 +441,12 @@ def _compiled_kernel(kind: str, dtype: torch.dtype, device_type: str) -> tuple |
 def compiled_available(
     dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
 ) -> bool:
-    """Whether ``torch.compile`` works here and reproduces the eager bits of every draw's
-    kernel for results of ``dtype`` on ``device`` (probed once; the first call compiles,
-    seconds).
+    """Build the compiled kernels of every draw for results of ``dtype`` on ``device``, once
+    per process, and say whether ``torch.compile`` works here and reproduces the eager bits.
+    Afterwards, draws with ``impl="auto"`` (as ``Plan.apply`` makes them) of 2^20 elements and
+    more use them: about 4x faster than eager for a normal draw, worth it for models of a
+    billion parameters or more per process. The first call compiles: about 40 s for float32
+    with an empty inductor cache on a 2-core machine, 6 s with a warm one.
 
     Example::
 
@@ -494,9 +512,12 @@ def _standard(
         raise ValueError(f"{fn}: `impl` must be 'auto', 'eager' or 'compiled', got {impl!r}")
     pieces, shape = _pieces(index, fn)
     compiled = None
-    if impl == "compiled" or (impl == "auto" and math.prod(shape) >= _COMPILE_FROM):
-        compiled = _compiled_kernel(kind, dtype, torch.empty(0, device=device).device.type)
-        if compiled is None and impl == "compiled":
+    device_type = torch.empty(0, device=device).device.type
+    if impl == "auto" and math.prod(shape) >= _COMPILE_FROM:
+        compiled = _BUILT.get((kind, dtype, device_type))  # built, or eager: never compiles
+    elif impl == "compiled":
+        compiled = _compiled_kernel(kind, dtype, device_type)
+        if compiled is None:
             raise RuntimeError(
                 f"{fn}: impl='compiled' but torch.compile does not work here (no C compiler?) "
                 "or does not reproduce the eager bits; use impl='eager' (the same values)"
@@ -568,11 +589,12 @@ def uniform(
         low, high: the interval, low < high.
         dtype: a floating-point dtype.
         device: where to draw (default CPU).
-        impl: "eager", "compiled" (torch.compile; an error where it does not work) or "auto"
-            (compiled for draws of 2^20 elements and more where it works). Same bits. The
-            first compile of a draw's kernels in a process takes seconds (40 s for the three
-            draws' float32 kernels with an empty inductor cache on a 2-core machine, 6 s with
-            a warm one); the compiled normal runs about 4x faster than the eager one.
+        impl: "eager", "compiled" (torch.compile, built on first use; an error where it does
+            not work) or "auto" (the compiled kernels for draws of 2^20 elements and more once
+            :func:`compiled_available` has built them in this process, else eager). Same bits.
+            Building takes seconds (40 s for the three draws' float32 kernels with an empty
+            inductor cache on a 2-core machine, 6 s with a warm one); the compiled normal runs
+            about 4x faster than the eager one.
 
     Example::
 
@@ -591,7 +613,7 @@ def uniform(
     compute = _compute_dtype(dtype, fn)
     x = _standard("uniform", key, index, compute, device, impl, fn)
     if (low, high) != (0.0, 1.0):
-        x = x * (high - low) + low
+        x.mul_(high - low).add_(low)
     return x.to(dtype).clamp_(max=_below(high, dtype))
 
 
@@ -641,7 +663,7 @@ def normal(
     compute = _compute_dtype(dtype, fn)
     z = _standard("normal", key, index, compute, device, impl, fn)
     if (mean, std) != (0.0, 1.0):
-        z = z * std + mean
+        z.mul_(std).add_(mean)
     return z.to(dtype)
 
 
@@ -673,11 +695,18 @@ def truncated_normal(
         x = \\mathrm{mean} + \\mathrm{std}\\; \\Phi^{-1}\\big(\\Phi(\\alpha)
             + u\\, (\\Phi(\\beta) - \\Phi(\\alpha))\\big),
 
-    in float64 (``torch.special.ndtri``), clamped to [a, b] after rounding to ``dtype``. When
-    alpha > 0 the interval is mirrored (x = mean - std Phi^-1(Phi(-beta) + u (Phi(-alpha) -
-    Phi(-beta)))) so that Phi is always taken in its lower tail, where float64 keeps its
-    relative precision: the quantile's error stays near 1e-16 / |x| even far in a tail. An
-    interval whose probability underflows float64 (beyond about 37 std) is an error.
+    in float64 (``torch.special.ndtri``, 2^20 elements at a time), clamped to [a, b] after
+    rounding to ``dtype``. When alpha > 0 the interval is mirrored (x = mean - std
+    Phi^-1(Phi(-beta) + u (Phi(-alpha) - Phi(-beta)))) so that Phi is always taken in its lower
+    tail, where float64 keeps its relative precision: the quantile's error stays near
+    1e-16 / |x| even far in a tail. An interval whose probability underflows float64 (beyond
+    about 37 std) is an error.
+
+    When the bounds lie beyond the largest |z| the normal draw yields (alpha <= -6.66 and
+    beta >= 6.66, :data:`NORMAL_MAX_Z`; torchtitan's +-2 at std 0.02 are +-100 std), nothing
+    the normal draw makes falls outside them, so the values are :func:`normal`'s (stream 1),
+    clamped to [a, b] after rounding: the truncation removes a mass of 3e-11 that a 32-bit
+    uniform cannot resolve, and the draw costs what a normal one does.
 
     Args:
         key, index, dtype, device, impl: as for :func:`uniform`.
@@ -707,7 +736,16 @@ def truncated_normal(
             f"{fn}: the interval [a, b] = [{a}, {b}] has probability {p_hi - p_lo:.3g} under "
             f"N({mean}, {std}^2), too small to draw from in float64; move a, b or mean closer"
         )
-    u = _standard("truncated_normal", key, index, torch.float64, device, impl, fn)
-    z = torch.special.ndtri(u * (p_hi - p_lo) + p_lo).clamp_(lo, hi)
-    x = (z * (sign * std) + mean).to(dtype)
-    return x.clamp_(a, b)
+    if alpha <= -NORMAL_MAX_Z and beta >= NORMAL_MAX_Z:
+        return normal(key, index, mean, std, dtype, device=device, impl=impl).clamp_(a, b)
+    pieces, shape = _pieces(index, fn)
+    x = torch.empty(sum(len(p) for p in pieces), dtype=dtype, device=device)
+    done = 0
+    for piece in pieces:
+        for start in range(0, len(piece), _TRUNCATED_CHUNK):  # float64 temporaries: bounded
+            part = piece[start : start + _TRUNCATED_CHUNK]
+            u = _standard("truncated_normal", key, part, torch.float64, device, impl, fn)
+            z = torch.special.ndtri(u.mul_(p_hi - p_lo).add_(p_lo)).clamp_(lo, hi)
+            x[done : done + len(u)] = z.mul_(sign * std).add_(mean)
+            done += len(u)
+    return x.view(shape).clamp_(a, b)
