@@ -50,6 +50,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: st
     with torch.device("meta"):
         model = llama(args.layers, args.d, args.hidden, args.vocab)
     rng, atomic = mode.split("/")
+    rng, _, compiled = rng.partition("+")  # "philox-v1+compiled": its kernels built first
     plan = wi.plan(model, "torchtitan", seed=0, rng=rng)
     for block in model.layers:
         fully_shard(block, mesh=mesh)
@@ -59,6 +60,13 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: st
         for p in model.parameters():
             p.to_local().zero_()
     local = sum(p.to_local().numel() for p in model.parameters())
+    building = 0.0
+    if compiled:
+        from weightinit.initializers.counter import compiled_available
+
+        start = time.perf_counter()
+        assert compiled_available(torch.float32), "torch.compile does not work here"
+        building = time.perf_counter() - start
     dist.barrier()
     before = _peak_mib()
     start = time.perf_counter()
@@ -67,7 +75,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: st
     grown = _peak_mib() - before
     full = sum(p.numel() for p in model.parameters())
     generated = local if rng == "philox-v1" else full  # torch's generator draws whole tensors
-    row = (rank, local * 4 / 2**20, grown, generated, seconds)
+    row = (rank, local * 4 / 2**20, grown, generated, seconds, building)
     rows = [None] * world
     dist.all_gather_object(rows, row)
     if rank == 0:
@@ -90,7 +98,16 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--world", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument(
-        "--modes", nargs="+", default=["torch/atomic", "torch/in-place", "philox-v1/in-place"]
+        "--modes",
+        nargs="+",
+        default=[
+            "torch/atomic",
+            "torch/in-place",
+            "philox-v1/atomic",
+            "philox-v1/in-place",
+            "philox-v1+compiled/in-place",
+        ],
+        help="rng/mode; philox-v1+compiled builds the compiled kernels first (compiled_available)",
     )
     args = parser.parse_args()
     with torch.device("meta"):
@@ -99,17 +116,19 @@ def main() -> None:
         )
     print(f"torch {torch.__version__}, one thread per process, {total / 1e9:.3f} B parameters "
           f"({total * 4 / 2**30:.2f} GiB float32)")  # fmt: skip
-    print("| world | rng / mode | rank | local MiB | peak growth MiB | elements generated | s |")
-    print("|--:|---|--:|--:|--:|--:|--:|")
+    print("| world | rng / mode | rank | local MiB | peak growth MiB | elements generated | s | "
+          "building the compiled kernels, s |")  # fmt: skip
+    print("|--:|---|--:|--:|--:|--:|--:|--:|")
     context = mp.get_context("spawn")
     for world in args.world:
         for mode in args.modes:
             out = context.SimpleQueue()
             mp.spawn(_worker, args=(world, _free_port(), args, mode, out), nprocs=world, join=True)
-            for rank, local, grown, generated, seconds in out.get():
+            for rank, local, grown, generated, seconds, building in out.get():
                 shown = f"{seconds:.1f}" if world <= 2 else "-"
+                built = f"{building:.1f}" if building else "-"
                 print(f"| {world} | {mode} | {rank} | {local:.0f} | {grown:.0f} | "
-                      f"{generated / 1e6:.0f} M | {shown} |", flush=True)  # fmt: skip
+                      f"{generated / 1e6:.0f} M | {shown} | {built} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
