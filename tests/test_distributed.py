@@ -122,6 +122,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                 _shard(model, "fsdp", grid["dp"])
                 wi.init(model, scheme, seed=0)
                 results[("fsdp_tp", scheme, True)] = _full(model)
+                torch.manual_seed(0)  # HSDP: replicated across "dp", sharded across "tp"
+                model = mlp()
+                _shard(model, "fsdp", grid)
+                wi.init(model, scheme, seed=0)
+                assert any(type(p).__name__ == "Replicate" for p in model[0].weight.placements), (
+                    model[0].weight.placements
+                )
+                results[("hsdp", scheme, True)] = _full(model)
             for preset in PRESETS:
                 for rng in ("torch", "philox-v1"):
                     torch.manual_seed(0)
@@ -199,7 +207,8 @@ def unsharded() -> dict[str, dict[str, torch.Tensor]]:
 def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, tmp_path):
     """With seed= (the keyed generator): FSDP2 (dim-0 shards), tensor parallel (column- and
     row-wise shards), FSDP2 on a model planned on the meta device and materialized with
-    to_empty, and at world size 4 a 2 x 2 mesh (TP inside, FSDP2 across), where a torchtitan-style Llama also gets the presets
+    to_empty, and at world size 4 HSDP (FSDP2 on a 2 x 2 mesh: replicated, then sharded) and
+    a 2 x 2 mesh (TP inside, FSDP2 across), where a torchtitan-style Llama also gets the presets
     (torchtitan, olmo, megatron, gpt2; both generators): the gathered full tensors equal the
     unsharded model's, atomic or in place, at world sizes 1, 2 and 4 (4 processes on 2 cores:
     small models). "auto"'s survey on a sharded model refuses clearly (it is planned where the
@@ -217,8 +226,9 @@ def test_sharded_weights_equal_the_unsharded_ones_bit_for_bit(world, unsharded, 
                     assert torch.equal(got[name], want[name]), (world, layout, scheme, atomic, name)
     if world == 4:
         for scheme in SCHEMES:
-            got, want = results[("fsdp_tp", scheme, True)], unsharded[scheme]
-            assert all(torch.equal(got[n], want[n]) for n in want), ("2x2 mesh", scheme)
+            for layout in ("fsdp_tp", "hsdp"):
+                got, want = results[(layout, scheme, True)], unsharded[scheme]
+                assert all(torch.equal(got[n], want[n]) for n in want), (layout, scheme)
         for preset in PRESETS:  # a torchtitan-style Llama, FSDP2 x TP, under the presets
             for rng in ("torch", "philox-v1"):
                 torch.manual_seed(0)
