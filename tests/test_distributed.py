@@ -90,7 +90,9 @@ def _shard(model: nn.Sequential, layout: str, mesh) -> None:
         parallelize_module,
     )
 
-    if layout.startswith("fsdp"):
+    if layout == "fsdp_root":  # one FSDP2 module: the root, which stays gathered after forward
+        fully_shard(model, mesh=mesh)
+    elif layout.startswith("fsdp"):
         for layer in model:
             if isinstance(layer, nn.Linear):
                 fully_shard(layer, mesh=mesh)
@@ -354,6 +356,9 @@ def _batch() -> torch.Tensor:
     return torch.randn(64, 6, generator=torch.Generator().manual_seed(7))
 
 
+#: FSDP2 on every layer, FSDP2 on the root only (its weights stay gathered after a forward
+#: pass: each sweep must gather what the last one wrote), tensor parallel
+CALIBRATED_LAYOUTS = ("fsdp", "fsdp_root", "tp")
 #: calibrating cases: the scheme, and what it is given (each rank: its batch)
 CALIBRATING = {
     "lsuv": ("data",),
@@ -373,9 +378,9 @@ def _calibrating_worker(rank: int, world: int, port: int, out: str) -> None:
     results: dict = {}
     x = _batch()
     try:
-        for layout in ("fsdp", "tp"):
+        for layout in CALIBRATED_LAYOUTS:
             # FSDP2: each rank its own part of the batch; tensor parallel: the same batch
-            mine = x.chunk(world)[rank] if layout == "fsdp" else x
+            mine = x.chunk(world)[rank] if layout.startswith("fsdp") else x
             for case, given in CALIBRATING.items():
                 with torch.device("meta"):
                     model = mlp()
@@ -402,6 +407,12 @@ def _calibrating_worker(rank: int, world: int, port: int, out: str) -> None:
             except ValueError as err:
                 errors.append(str(err))
         results["errors"] = errors
+        model = mlp()  # applied after a forward pass, which left the root's weights gathered
+        _shard(model, "fsdp_root", mesh)
+        with torch.no_grad():
+            model(x)
+            wi.init(model, "he", seed=3)
+            results["after a forward"] = (model(x), _full(model))
     finally:
         if rank == 0:
             torch.save(results, out)
@@ -433,7 +444,7 @@ def test_calibration_on_the_sharded_model_pools_the_ranks_statistics(
     out = tmp_path / "results.pt"
     mp.spawn(_calibrating_worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
     results = torch.load(out)
-    for layout in ("fsdp", "tp"):
+    for layout in CALIBRATED_LAYOUTS:
         for case in CALIBRATING:
             every, held, applied = results[(layout, case)]
             want_gains, want = calibrated_alone[case]
@@ -448,6 +459,12 @@ def test_calibration_on_the_sharded_model_pools_the_ranks_statistics(
         torch.testing.assert_close(applied[name], want, rtol=1e-5, atol=1e-7)
     assert len(results["errors"]) == 2
     assert all("one gain per layer" in e for e in results["errors"])
+    out, applied = results["after a forward"]
+    alone = mlp()
+    wi.init(alone, "he", seed=3)
+    assert all(torch.equal(applied[n], p) for n, p in alone.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(out, alone(_batch()), rtol=1e-6, atol=1e-6)
 
 
 # --- the counter-based generator: keyed by name, generated shard by shard -------------------

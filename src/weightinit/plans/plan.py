@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -434,6 +435,7 @@ class Plan:
         if seed is None and generator is None:
             seed = planned
         model = unwrap(model)
+        resharded(model)
         params = dict(_named_parameters(model))
         todo = [r for r in self.rows if r.init != SKIP]
         for row in todo:
@@ -698,6 +700,22 @@ def _runs(shape: tuple[int, ...], local: tuple[int, ...], offset: tuple[int, ...
             i * strides[d] + s for i in range(offset[d], offset[d] + local[d]) for s in starts
         ]
     return [range(s, s + run) for s in sorted(starts)]
+
+
+def resharded(model: nn.Module) -> None:
+    """Put FSDP2's gathered parameters back to their shards. After a forward pass FSDP2 may
+    keep a module's parameters gathered (the root module's, until the next backward), as plain
+    tensors in the module: a write into the shards would then be missed by the next forward,
+    which reuses the gathered copy. Resharding first makes ``named_parameters()`` give the
+    shards (DTensors), and what is written into them what the next forward gathers. Nothing to
+    do, and nothing imported, where FSDP2 was never loaded."""
+    if "torch.distributed.fsdp" not in sys.modules:
+        return
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def is_sharded(param: torch.Tensor) -> bool:

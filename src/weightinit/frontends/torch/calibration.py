@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from weightinit._gc import collector_paused
-from weightinit.plans.plan import SKIP, Plan, Row, is_sharded, rescale_
+from weightinit.plans.plan import SKIP, Plan, Row, is_sharded, rescale_, resharded
 from weightinit.scheme.lsuv import check_settings
 from weightinit.understanding.graph import arguments
 from weightinit.understanding.knowledge import Kinds, describe, read_back_embeddings, unwrap
@@ -234,6 +234,7 @@ def lsuv_plan(
             f"dict of its keyword arguments, got {type(data).__name__}"
         )
     model = unwrap(model)
+    resharded(model)  # FSDP2's gathered copies back to the shards: the parameters are those
     sharded = next((n for n, p in model.named_parameters() if is_sharded(p)), None)
     rows = {r.name: r for r in base.rows}
     if sharded is not None:
@@ -355,6 +356,7 @@ def lsuv_plan(
         finally:
             for handle in handles:
                 handle.remove()
+            resharded(work)  # the next forward gathers what the last sweep wrote
             for module, training in modes.items():  # calibrated in place: the modes as they were
                 module.train(training)
         if norms and changed:  # the last pass ran before its corrections: measure the final network
@@ -466,9 +468,11 @@ def _plain(param: torch.Tensor) -> bool:
 
 def _forward(work: nn.Module, args: tuple, kwargs: dict, norms: dict[str, nn.Module]) -> None:
     """One forward pass, the re-estimated norm layers' statistics reset first, so that they
-    end as the moments of this pass's inputs."""
+    end as the moments of this pass's inputs; FSDP2 modules resharded first, so that the pass
+    gathers the weights as the last sweep wrote them into the shards."""
     for norm in norms.values():
         norm.reset_running_stats()
+    resharded(work)
     try:
         work(*args, **kwargs)
     except ValueError:
