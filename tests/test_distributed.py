@@ -407,6 +407,18 @@ def _calibrating_worker(rank: int, world: int, port: int, out: str) -> None:
             except ValueError as err:
                 errors.append(str(err))
         results["errors"] = errors
+        with torch.device("meta"):  # calibration fails midway: the shards as they were
+            model = mlp()
+        plan = wi.plan(model, "lsuv", seed=0)
+        _shard(model, "fsdp", mesh)
+        model.to_empty(device="cpu")
+        with torch.no_grad():
+            for p in model.parameters():
+                p.to_local().fill_(0.5)
+        try:  # zeros: the first layer's output is its bias, constant
+            wi.calibrate(plan, model, data=torch.zeros(8, 6))
+        except ValueError as err:
+            results["failed"] = (str(err), _full(model))
         model = mlp()  # applied after a forward pass, which left the root's weights gathered
         _shard(model, "fsdp_root", mesh)
         with torch.no_grad():
@@ -459,6 +471,9 @@ def test_calibration_on_the_sharded_model_pools_the_ranks_statistics(
         torch.testing.assert_close(applied[name], want, rtol=1e-5, atol=1e-7)
     assert len(results["errors"]) == 2
     assert all("one gain per layer" in e for e in results["errors"])
+    said, kept = results["failed"]
+    assert "constant outputs" in said
+    assert all(bool((p == 0.5).all()) for p in kept.values())
     out, applied = results["after a forward"]
     alone = mlp()
     wi.init(alone, "he", seed=3)

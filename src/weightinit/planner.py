@@ -270,7 +270,8 @@ def calibrate(plan: Plan, model: nn.Module, *, data: Any = None, example_input: 
     the model ends holding the calibrated weights, which ``plan.apply(model)`` writes again.
     Every rank must run the same layers in the same order (as FSDP2 needs anyway); one gain
     per layer (not ``per_channel`` or ``center``) and no norm layer with running statistics,
-    for now. See docs/distributed.md.
+    for now. If calibrating fails, the shards are put back as they were. See
+    docs/distributed.md.
 
     Example:
         >>> import torch, weightinit as wi

@@ -572,7 +572,7 @@ def _drawn(
     return _finished(row, value)
 
 
-def check_rng(rng: object, scheme: str, pinned: str | None, fn: str) -> str:
+def check_rng(rng: object, scheme: str, pinned: str | None, fn: str) -> None:
     """``rng`` checked: one of :data:`RNGS`, and ``pinned`` when the scheme pins its
     generator (``Scheme.rng``: the "torch" scheme reproduces torch's own draws)."""
     if rng not in RNGS:
@@ -582,7 +582,6 @@ def check_rng(rng: object, scheme: str, pinned: str | None, fn: str) -> str:
             f"{fn}: scheme {scheme!r} draws from the {pinned!r} generator only (the 'torch' "
             f"scheme reproduces torch's reset_parameters draw for draw): drop rng={rng!r}"
         )
-    return rng  # type: ignore[return-value]
 
 
 def _keys(rows: list[Row], seed: int) -> dict[str, tuple[int, int]]:

@@ -329,9 +329,12 @@ def lsuv_plan(
         scratch: dict = {}  # the deviations of a layer's output, one buffer per size
         cuda = sorted({p.device.index or 0 for p in params.values() if p.is_cuda})
         handles = [m.register_forward_hook(hook, with_kwargs=True) for m in units]
+        # in place (sharded): the shards as they were, put back if calibrating fails
+        before = _shards(work, rows) if sharded is not None else []
         try:
             with torch.random.fork_rng(devices=cuda), torch.no_grad():
-                # the copy: in place is fine; the analytic plan is what is being calibrated
+                # in place is fine (the copy; or the shards, saved): the analytic plan is
+                # what is being calibrated
                 drawn = dataclasses.replace(base, pending_calibration=False, computed=None)
                 drawn.apply(work, seed=seed, atomic=False)
                 originals = _Originals(every, params, max_iter)
@@ -353,6 +356,11 @@ def lsuv_plan(
                         break
                 else:
                     _unsettled(every, changed, max_iter)
+        except BaseException:
+            with torch.no_grad():
+                for shard, saved in before:
+                    shard.copy_(saved)
+            raise
         finally:
             for handle in handles:
                 handle.remove()
@@ -681,6 +689,14 @@ def _check_sharded(
             "calibration re-estimates on each rank's batch and would differ between ranks: "
             "calibrate the unsharded model (or skip= the norm layer's parameters)"
         )
+
+
+def _shards(model: nn.Module, rows: dict[str, Row]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(local shard, a copy of it) of every parameter the plan writes: one copy of the local
+    shards, as atomic apply holds."""
+    written = [p for n, p in model.named_parameters() if n in rows and rows[n].init != SKIP]
+    shards = [p.to_local() if is_sharded(p) else p for p in written]
+    return [(shard, shard.detach().clone()) for shard in shards]
 
 
 def _nonzero(param: torch.Tensor) -> bool:
