@@ -84,8 +84,9 @@ INPUT_STREAM = 1_000_003  # inputs come from seed + this: independent of weights
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
-    # A torch.Generator seeded like the one Plan.apply(seed=...) draws weights from would give
-    # the weights the input's own numbers (W[i, j] a multiple of x[i, j]); hence the offset.
+    # A torch.Generator seeded like the one Plan.apply(seed=...) draws weights from under
+    # rng="torch" would give the weights the input's own numbers (W[i, j] a multiple of
+    # x[i, j]); hence the offset.
     return torch.randn(*shape, generator=torch.Generator().manual_seed(INPUT_STREAM + seed))
 
 
