@@ -608,3 +608,71 @@ def test_a_shards_flat_indices_come_in_runs(shape, local, offset):
     runs = _runs(shape, local, offset)
     assert torch.equal(torch.tensor([i for r in runs for i in r], dtype=torch.int64), block)
     assert all(r.step == 1 for r in runs)
+
+
+# --- a Hugging Face model under FSDP2 -----------------------------------------------------------
+
+
+def _hf_llama() -> nn.Module:
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
+    )  # fmt: skip
+    return AutoModelForCausalLM.from_config(config)
+
+
+HF_IDS = torch.randint(1, 64, (8, 12), generator=torch.Generator().manual_seed(0))
+
+
+def _hf_worker(rank: int, world: int, port: int, out: str) -> None:
+    from torch.distributed.fsdp import fully_shard
+
+    _group(rank, world, port)
+    results: dict = {}
+    try:
+        for scheme in ("he", "torchtitan", "lsuv"):
+            with torch.device("meta"):
+                model = _hf_llama()
+            plan = wi.plan(model, scheme, seed=0)
+            for layer in model.model.layers:
+                fully_shard(layer)
+            fully_shard(model)  # the root holds the embedding, the final norm and the head
+            model.to_empty(device="cpu")
+            if scheme == "lsuv":  # each rank its half of the batch
+                plan = wi.calibrate(plan, model, data={"input_ids": HF_IDS.chunk(world)[rank]})
+            plan.apply(model)
+            with torch.no_grad():
+                logits = model(input_ids=HF_IDS).logits
+            results[scheme] = (_gains(plan), _full(model), logits)
+    finally:
+        if rank == 0:
+            torch.save(results, out)
+        _close()
+
+
+def test_a_hugging_face_llama_under_fsdp2_equals_the_eager_one(tmp_path):
+    """A Hugging Face Llama built on the meta device, planned, sharded with FSDP2 (its blocks,
+    then the root), materialized and applied over 2 ranks: "he" and "torchtitan" give the eager
+    model's weights bit for bit; "lsuv", calibrated on each rank's half of the batch, the gains
+    of one process on the whole batch and its weights (to rounding), and the same logits."""
+    out = tmp_path / "results.pt"
+    mp.spawn(_hf_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    results = torch.load(out)
+    for scheme, (gains, got, logits) in results.items():
+        eager = _hf_llama()
+        data = {"data": {"input_ids": HF_IDS}} if scheme == "lsuv" else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plan = wi.init(eager, scheme, seed=0, **data)
+        want = _full(eager)
+        assert got.keys() == want.keys()
+        if scheme == "lsuv":
+            assert gains == pytest.approx(_gains(plan), rel=1e-5)
+            for name in want:
+                torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-7)
+        else:
+            assert all(torch.equal(got[n], want[n]) for n in want), scheme
+        with torch.no_grad():
+            torch.testing.assert_close(logits, eager(input_ids=HF_IDS).logits, rtol=1e-4, atol=1e-5)
