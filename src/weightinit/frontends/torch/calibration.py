@@ -97,6 +97,10 @@ class _Moments:
             mean = y.mean(dims, keepdim=True)
             n, m2 = y.numel() // y.shape[axis], (y - mean).square().sum(dims)
             m2, mean = m2.double().cpu(), mean.reshape(m2.shape).double().cpu()
+        self._merge(n, mean, m2)
+
+    def _merge(self, n: int, mean: Value, m2: Value) -> None:
+        """Pool in ``n`` more values of this mean and sum of squared deviations (Chan et al.)."""
         total = self.n + n
         delta = mean - self.mean
         self.m2 = self.m2 + m2 + delta * delta * (self.n * n / total)
@@ -105,15 +109,11 @@ class _Moments:
 
     @classmethod
     def pooled(cls, parts: list[tuple[int, float, float]]) -> _Moments:
-        """The moments of ``parts`` (count, mean, m2 each) pooled, in order (Chan et al.)."""
+        """The moments of ``parts`` (count, mean, m2 each) pooled, in order."""
         pooled = cls()
         for n, mean, m2 in parts:
             if n:
-                total = pooled.n + n
-                delta = mean - pooled.mean
-                pooled.m2 = pooled.m2 + m2 + delta * delta * (pooled.n * n / total)
-                pooled.mean = pooled.mean + delta * (n / total)
-                pooled.n = total
+                pooled._merge(n, mean, m2)
         return pooled
 
     def std(self) -> Value:
