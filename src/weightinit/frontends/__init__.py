@@ -17,10 +17,24 @@ __all__ = ["TorchFrontend", "frontend_for"]
 
 
 def frontend_for(model: Any, where: str) -> TorchFrontend:
-    """The front end of ``model``'s framework; ``where`` (the public function) words the error."""
+    """The front end of ``model``'s framework; ``where`` (the public function) words the error.
+    A Keras 3 model is refused with what to use instead: under Keras's torch backend it is an
+    ``nn.Module`` too, but its variables are Keras's, in layers torch knows nothing of."""
+    if _is_keras(model):
+        raise TypeError(
+            f"{where}: `model` is a Keras model ({type(model).__name__}); weightinit's "
+            "whole-model functions take torch models. For Keras, set initializers per layer "
+            "with weightinit.keras.initializers (e.g. kernel_initializer=initializers."
+            "HeNormal(seed=0)); see docs/keras.md"
+        )
     if isinstance(model, nn.Module):
         return TorchFrontend()
     raise TypeError(
         f"{where}: `model` must be a torch.nn.Module, got {type(model).__name__}; weightinit's "
         "whole-model functions support torch models (the tensor initializers take any tensor)"
     )
+
+
+def _is_keras(model: Any) -> bool:
+    """Is ``model`` a Keras layer or model (asked without importing Keras)?"""
+    return any(cls.__module__.split(".")[0] == "keras" for cls in type(model).__mro__)
