@@ -33,3 +33,17 @@ def test_the_keras_front_end_on_each_backend(backend):
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1], done.stdout[-2000:]
+
+
+def test_keras_without_a_backend_it_can_load_says_what_to_set():
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tensorflow"):
+        pytest.skip("needs keras without tensorflow (its default backend)")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import weightinit.keras"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "ImportError: weightinit.keras: Keras could not load its backend tensorflow" in last
+    assert "set KERAS_BACKEND=torch or KERAS_BACKEND=jax" in last
