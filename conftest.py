@@ -9,6 +9,7 @@ KERAS_PATHS = [
     "tests/keras",
     "src/weightinit/keras",
     "src/weightinit/frontends/keras/initializers.py",
+    "src/weightinit/frontends/keras/model.py",
     "docs/keras.md",
 ]
 

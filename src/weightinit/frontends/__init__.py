@@ -22,10 +22,9 @@ def frontend_for(model: Any, where: str) -> TorchFrontend:
     ``nn.Module`` too, but its variables are Keras's, in layers torch knows nothing of."""
     if _is_keras(model):
         raise TypeError(
-            f"{where}: `model` is a Keras model ({type(model).__name__}); weightinit's "
-            "whole-model functions take torch models. For Keras, set initializers per layer "
-            "with weightinit.keras.initializers (e.g. kernel_initializer=initializers."
-            "HeNormal(seed=0)); see docs/keras.md"
+            f"{where}: `model` is a Keras model ({type(model).__name__}); these functions take "
+            "torch models. For Keras use weightinit.keras: plan(model, 'he') and init(...) "
+            "(the classic schemes), or its initializers per layer; see docs/keras.md"
         )
     if isinstance(model, nn.Module):
         return TorchFrontend()

@@ -8,6 +8,10 @@ TensorFlow, need not be installed: set ``KERAS_BACKEND=torch`` or ``jax`` first)
   serializable and registered, with fans from the kernel's layout
   (:func:`keras_layout`: LSTM gates, depthwise and transposed convolutions, attention
   kernels), where Keras's own initializers read only the last two axes.
+- :func:`plan`, :func:`init` and :func:`write`: a built Keras model planned with a classic
+  scheme (he, orthogonal, lecun, glorot, keras, flax, random_walk), each kernel's fans from its
+  layout and its gain from the activation after it, into the same Plan as a torch model's,
+  written all or nothing.
 
 Example::
 
@@ -36,6 +40,7 @@ except ImportError as err:
     ) from err
 
 from weightinit.frontends.keras.layouts import KINDS, keras_fans, keras_layout
+from weightinit.frontends.keras.model import init, plan, write
 from weightinit.keras import initializers
 
-__all__ = ["KINDS", "initializers", "keras_fans", "keras_layout"]
+__all__ = ["KINDS", "init", "initializers", "keras_fans", "keras_layout", "plan", "write"]

@@ -171,13 +171,18 @@ def constant_choice(value: float, what: str) -> Choice:
 
 
 def _gate_bias(p: Param, o: Options) -> Choice:
+    """The gate biases: ``bias``, the LSTM forget gate's ``forget_bias`` (gates named as the
+    framework orders them: torch "ifgo", Keras "ifco"). torch's two biases are summed, so
+    bias_hh gets zeros; Keras has one."""
     gates = p.info.gates
-    first = p.leaf.startswith("bias_ih")  # bias_hh gets zeros, so that the slices sum right
+    two = p.leaf.startswith(("bias_ih", "bias_hh"))
+    first = not p.leaf.startswith("bias_hh")
     values = [o.bias if first else 0.0] * len(gates)
     reason = "gate bias"
-    if gates == "ifgo" and o.forget_bias is not None:
-        values[1] = o.forget_bias if first else 0.0
-        reason = f"LSTM gate bias; forget gate {o.forget_bias} (sum of bias_ih and bias_hh)"
+    if "f" in gates and o.forget_bias is not None:
+        values[gates.index("f")] = o.forget_bias if first else 0.0
+        both = " (sum of bias_ih and bias_hh)" if two else ""
+        reason = f"LSTM gate bias; forget gate {o.forget_bias}{both}"
     if not any(values):
         return Choice("zeros", {}, reason)
     return Choice("block_constant", {"values": values}, reason)

@@ -64,8 +64,8 @@ def keras_layout(kind: str, shape: tuple[int, ...], *, groups: int = 1, gates: i
     n = len(shape)
     if kind not in KINDS:
         raise ValueError(f"keras_layout: unknown kind {kind!r}; the kinds: {', '.join(KINDS)}")
-    if kind == "elementwise" or n < 2:
-        return Layout.elementwise(n)
+    if kind == "elementwise" or n < 2:  # an RNN's gate bias: its gates are blocks
+        return Layout.elementwise(n, blocks=gates)
     if kind in ("dense", "conv"):
         return Layout(out_axes=(n - 1,), in_axes=(n - 2,), groups=groups, group_axis=n - 1)
     if kind == "depthwise":  # a grouped convolution with one input channel per group
