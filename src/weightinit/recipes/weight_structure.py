@@ -19,6 +19,7 @@ __all__ = ["SparseOptions"]
 
 # --- looks-linear --------------------------------------------------------------------------
 
+
 def _looks_linear_survey(s: Survey) -> dict[str, Choice]:
     fed = crelu_fed(s.graph)
     choices = {}
