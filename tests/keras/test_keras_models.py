@@ -98,3 +98,28 @@ def test_bad_input_is_a_clear_error_and_the_model_is_left_as_it_was():
         wk.write(plan, model)
     for w, b in zip(model.weights, before):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), b)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.a = keras.layers.Dense(32, activation="tanh", name="a")
+        self.b = keras.layers.Dense(10, name="b")
+
+    def call(self, x):
+        return self.b(self.a(x))
+
+
+def test_a_subclassed_model_reads_each_layers_own_activation():
+    """He's gain before tanh is 1 / sqrt(E[tanh(z)^2]), z ~ N(0, 1) (weightinit's gains are the
+    activations' second moments; computed here by Gauss-Hermite quadrature)."""
+    model = Subclassed()
+    model(np.zeros((2, 8), "float32"))  # built by a call
+    plan = wk.init(model, "he", seed=0)
+    z, w = np.polynomial.hermite_e.hermegauss(80)
+    gain = 1 / math.sqrt(float(np.sum(w * np.tanh(z) ** 2) / np.sqrt(2 * np.pi)))
+    want = gain / math.sqrt(8)
+    assert plan["a.kernel"].std == pytest.approx(want, rel=1e-6)
+    assert plan["b.kernel"].std == pytest.approx(1 / math.sqrt(32))
+    kernel = keras.ops.convert_to_numpy(model.a.kernel).astype(np.float64)
+    assert abs(kernel.std() - want) <= 5 * want / math.sqrt(2 * kernel.size)
