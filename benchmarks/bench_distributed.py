@@ -16,12 +16,9 @@ processes only: four processes on two cores wait on each other).
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import socket
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -29,7 +26,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_distributed import llama  # torchtitan's Llama by its parameter names
+# torchtitan's Llama by its parameter names, and the tests' gloo group of one-thread processes
+from test_distributed import _close, _free_port, _group, llama
 
 
 def _peak_mib() -> float:
@@ -37,16 +35,11 @@ def _peak_mib() -> float:
 
 
 def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: str, out) -> None:
-    warnings.simplefilter("ignore")
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.set_num_threads(1)
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     import weightinit as wi
 
-    mesh = init_device_mesh("cpu", (world,))
+    mesh = _group(rank, world, port)
     with torch.device("meta"):
         model = llama(args.layers, args.d, args.hidden, args.vocab)
     rng, atomic = mode.split("/")
@@ -80,14 +73,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, mode: st
     dist.all_gather_object(rows, row)
     if rank == 0:
         out.put(rows)
-    dist.barrier()
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    _close()
 
 
 def main() -> None:
