@@ -32,6 +32,13 @@ PIXELS = torch.randn(2, 3, 32, 32, generator=GEN)
 WAVE = torch.randn(2, 400, generator=GEN)
 MELS = torch.randn(2, 8, 32, generator=GEN)  # Whisper: 2 x max_source_positions frames
 ATTENTION = {"num_attention_heads": 4, "num_key_value_heads": 2}
+# a text or vision tower of the two-tower models (CLIP, SigLIP)
+TOWER = {
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+}
 
 
 def _decoder(cls, config_cls, **extra) -> Callable[[], nn.Module]:
@@ -103,22 +110,8 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     "clip": (
         lambda: hf.CLIPModel(
             hf.CLIPConfig(
-                text_config={
-                    "hidden_size": 32,
-                    "intermediate_size": 48,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "vocab_size": V,
-                    "max_position_embeddings": 16,
-                },
-                vision_config={
-                    "hidden_size": 32,
-                    "intermediate_size": 48,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "image_size": 32,
-                    "patch_size": 8,
-                },
+                text_config=TOWER | {"vocab_size": V, "max_position_embeddings": 16},
+                vision_config=TOWER | {"image_size": 32, "patch_size": 8},
                 projection_dim=16,
             )
         ),
@@ -177,22 +170,8 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     "siglip": (
         lambda: hf.SiglipModel(
             hf.SiglipConfig(
-                text_config={
-                    "hidden_size": 32,
-                    "intermediate_size": 48,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "vocab_size": V,
-                    "max_position_embeddings": 16,
-                },
-                vision_config={
-                    "hidden_size": 32,
-                    "intermediate_size": 48,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "image_size": 32,
-                    "patch_size": 8,
-                },
+                text_config=TOWER | {"vocab_size": V, "max_position_embeddings": 16},
+                vision_config=TOWER | {"image_size": 32, "patch_size": 8},
             )
         ),
         {"input_ids": IDS, "pixel_values": PIXELS},
