@@ -239,11 +239,11 @@ def write(plan: Plan, model: Any, seed: int | None = None) -> Plan:
     """Write ``plan`` into the Keras ``model``: every value drawn first (on the CPU, by
     :meth:`Plan.apply` on a torch mirror of the weights, the same checks and generator), then
     assigned, all or nothing."""
-    variables = {p.name: v for p, v, _ in _params(model, include_frozen=True)[0]}
+    variables = {_name(model, v): v for v in model.weights}
     missing = [r.name for r in plan.rows if r.init != SKIP and r.name not in variables]
     if missing:
         raise ValueError(
-            f"apply: the Keras model has no weight {missing[0]!r}; was this plan made for "
+            f"write: the Keras model has no weight {missing[0]!r}; was this plan made for "
             "another model?"
         )
     mirror = _Mirror({r.name: tuple(variables[r.name].shape) for r in plan.rows if r.init != SKIP})
