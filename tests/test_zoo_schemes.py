@@ -14,9 +14,9 @@ BANDS = {"auto": (0.5, 2.0), "lsuv": (0.8, 1.25)}
 
 # A depth-100 SiLU MLP has no stable per-sample fixed point (docs/automatic.md, "Deep GELU and
 # SiLU nets: the samples drift apart"): under "auto" about 99% of the samples decay to std
-# 5e-14 to 3e-13 and the pooled std of a 128-sample batch is set by the few that survive. With torch's
-# generator at seed 0 it happened to land in the band; with the keyed generator (seed= since
-# philox-v1) it does not (min 0.18). Strict: a pass would mean the limitation is gone.
+# 5e-14 to 3e-13 and the pooled std of a 128-sample batch is set by the few that survive.
+# With torch's generator at seed 0 it happened to land in the band; with the keyed generator
+# (seed= since philox-v1) it does not (min 0.18). Strict: a pass would mean the limitation is gone.
 LIMITS = {
     ("auto", "mlp100_silu"): "depth-100 SiLU: the samples drift apart (docs/automatic.md)",
 }
