@@ -90,7 +90,7 @@ def test_bad_input_is_a_clear_error_and_the_model_is_left_as_it_was():
         wk.plan(unbuilt, "he")
     model = keras_mlp("relu")
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
-    with pytest.raises(ValueError, match="scheme 'lsuv' is not available for Keras models yet"):
+    with pytest.raises(ValueError, match="scheme 'lsuv' calibrates on data: pass data="):
         wk.init(model, "lsuv", seed=0)
     plan = wk.plan(model, "he", seed=0)
     plan.rows[-1].args = {"bogus": 1}  # the last row fails: nothing may have been assigned

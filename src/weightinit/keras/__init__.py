@@ -40,7 +40,7 @@ except ImportError as err:
     ) from err
 
 from weightinit.frontends.keras.layouts import KINDS, keras_fans, keras_layout
-from weightinit.frontends.keras.model import init, plan, write
+from weightinit.frontends.keras.model import CLASSIC, apply, diagnose, init, plan, write
 from weightinit.keras import initializers
 
-__all__ = ["KINDS", "init", "initializers", "keras_fans", "keras_layout", "plan", "write"]
+__all__ = ["CLASSIC", "KINDS", "apply", "diagnose", "init", "initializers", "keras_fans", "keras_layout", "plan", "write"]

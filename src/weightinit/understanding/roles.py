@@ -48,6 +48,7 @@ _Q = {"q", "wq", "q_proj", "query", "q_lin", "to_q"}
 _K = {"k", "wk", "k_proj", "key", "k_lin", "to_k"}
 _V = {"v", "wv", "v_proj", "value", "v_lin", "to_v"}
 _ATTN_OUT = {"o", "o_proj", "out_proj", "attn_out", "out_lin", "to_out", "linear_proj"}
+_ATTN_OUT |= {"attention_output"}  # Keras MultiHeadAttention's
 _MLP_IN = {"c_fc", "fc1", "w1", "wi", "wi_0", "gate_proj", "linear1", "ff_proj"}
 _MLP_IN |= {"dense_h_to_4h", "lin1", "fc_in", "linear_fc1"}
 _MLP_UP = {"w3", "up_proj", "wi_1"}

@@ -12,39 +12,37 @@ parameter names) and assigned to the Keras variables once all exist.
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import itertools
 import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import keras
+import numpy as np
 import torch
 from torch import nn
 
 from weightinit._checks import check_seed
+from weightinit.diagnostics.report import Report
+from weightinit.diagnostics.report import diagnose as run_diagnose
+from weightinit.frontends.keras.activations import keras_activation
 from weightinit.frontends.keras.layouts import keras_layout
-from weightinit.frontends.torch.settle import row
-from weightinit.initializers.activations import Activation, activation
+from weightinit.frontends.keras.twin import KerasTwin, to_numpy
+from weightinit.frontends.torch.settle import RuleKey, RuleValue, check_rules, match_rule, row
 from weightinit.initializers.counter import RNG_VERSION
-from weightinit.plans.plan import SKIP, Plan, check_rng
+from weightinit.planner import plan as plan_torch
+from weightinit.plans.plan import SKIP, Plan, Row, check_rng
 from weightinit.scheme.protocol import Param
 from weightinit.scheme.registry import get_scheme
 from weightinit.understanding.graph import Follower
 from weightinit.understanding.knowledge import Kinds, ParamInfo, Roles
 
-__all__ = ["init", "plan", "write"]
+__all__ = ["apply", "diagnose", "init", "plan", "write"]
 
-# Keras's activation names -> weightinit's (name, parameter); "linear" is none
-_ACTIVATIONS: dict[str, tuple[str, float | None]] = {
-    "relu": ("relu", None), "selu": ("selu", None), "tanh": ("tanh", None),
-    "sigmoid": ("sigmoid", None), "elu": ("elu", 1.0), "gelu": ("gelu", None),
-    "silu": ("silu", None), "swish": ("silu", None), "mish": ("mish", None),
-    "softsign": ("softsign", None), "hard_sigmoid": ("hardsigmoid", None),
-    "hard_silu": ("hardswish", None), "hard_swish": ("hardswish", None),
-    "leaky_relu": ("leaky_relu", 0.2),  # keras.activations.leaky_relu's default slope
-}  # fmt: skip
 # the recurrent cells: Keras's order of their stacked gates
 _GATES = {"LSTMCell": "ifco", "GRUCell": "zrh", "SimpleRNNCell": ""}
-_CLASSIC = ("he", "orthogonal", "lecun", "glorot", "keras", "flax", "random_walk")
 
 
 def _weights(layer: Any) -> list[tuple[str, Any, str, str, str, dict]]:
@@ -83,26 +81,6 @@ def _weights(layer: Any) -> list[tuple[str, Any, str, str, str, dict]]:
     return found
 
 
-def _activation_of(spec: Any) -> Activation | None:
-    """weightinit's Activation for a Keras activation function or layer; None for linear."""
-    kind = type(spec).__name__
-    if kind in ("ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU", "Activation"):
-        if kind == "Activation":
-            return _activation_of(spec.activation)
-        if kind == "LeakyReLU":
-            return activation("leaky_relu", float(spec.negative_slope))
-        if kind == "ELU":
-            return activation("elu", float(getattr(spec, "alpha", 1.0)))
-        if kind == "ReLU" and not getattr(spec, "negative_slope", 0.0):
-            return activation("relu")
-        return None
-    name = keras.activations.serialize(spec) if callable(spec) else spec
-    name = name.get("config", name) if isinstance(name, dict) else name
-    if not isinstance(name, str) or name == "linear" or name not in _ACTIVATIONS:
-        return None
-    return activation(*_ACTIVATIONS[name])
-
-
 def _next_layers(model: Any) -> dict[int, list[Any]]:
     """Each layer's consumers in the model's graph (a Sequential's next layer)."""
     following: dict[int, list[Any]] = {}
@@ -123,7 +101,7 @@ def _next_layers(model: Any) -> dict[int, list[Any]]:
 
 def _follower(layer: Any, following: dict[int, list[Any]]) -> Follower:
     own = getattr(layer, "activation", None)
-    found = _activation_of(own) if own is not None else None
+    found = keras_activation(own) if own is not None else None
     if found is not None:
         return Follower(found)
     named = keras.activations.serialize(own) if callable(own) else None
@@ -131,7 +109,7 @@ def _follower(layer: Any, following: dict[int, list[Any]]) -> Follower:
         return Follower(None, stop=named)
     after = following.get(id(layer), [])
     if len(after) == 1:
-        found = _activation_of(after[0])
+        found = keras_activation(after[0])
         if found is not None:
             return Follower(found, (type(after[0]).__name__,))
         return Follower(None, stop=type(after[0]).__name__)
@@ -164,7 +142,7 @@ def _params(model: Any, include_frozen: bool) -> tuple[list[tuple[Param, Any, st
             info = ParamInfo(
                 role, keras_layout(layout, shape, **options), ("", {}, ""),
                 gates=_GATES.get(type(layer).__name__, ""), kind=kind,
-                nonlinearity=_activation_of(nonlinearity) if nonlinearity is not None else None,
+                nonlinearity=keras_activation(nonlinearity) if nonlinearity is not None else None,
             )  # fmt: skip
             name = _name(model, variable)
             dtype = str(keras.backend.standardize_dtype(variable.dtype))
@@ -178,18 +156,34 @@ def plan(
     model: Any,
     scheme: str = "he",
     *,
+    example_input: Any = None,
+    data: Any = None,
     seed: int | None = None,
     rng: str | None = None,
+    rules: Mapping[RuleKey, RuleValue] | None = None,
+    skip: Iterable[str] = (),
     include_frozen: bool = False,
     **options: Any,
 ) -> Plan:
-    """What a classic ``scheme`` would write to every weight of a built Keras ``model``, and
-    why: the same :class:`~weightinit.Plan` as for a torch model (table, JSON). Writes nothing.
+    """What ``scheme`` would write to every weight of a built Keras ``model``, and why: the
+    same :class:`~weightinit.Plan` as for a torch model (table, JSON). Writes nothing.
 
-    Kernels get the fans of their layout (Dense, grouped, depthwise and transposed
-    convolutions, LSTM/GRU gates per gate, embeddings; see :mod:`.layouts`) and the gain of the
-    activation that follows (the layer's own, or the next activation layer's): "he" before a
-    ReLU is N(0, 2 / fan_in) (He et al. 2015), before tanh the gain 5/3's square.
+    The classic schemes (:data:`CLASSIC`: "he", "orthogonal", "lecun", ...) read the Keras
+    layers directly, for every model (Sequential, Functional, subclassed): each kernel gets the
+    fans of its layout (Dense, grouped, depthwise and transposed convolutions, LSTM/GRU gates
+    per gate, attention kernels, embeddings; see :mod:`.layouts`) and the gain of the activation
+    that follows its layer (its own, or the next activation layer's): "he" before a ReLU is
+    N(0, 2 / fan_in) (He et al. 2015), before tanh the gain 5/3's square.
+
+    Every other scheme ("auto", "lsuv", "critical", "selu", "fixup", the Transformer presets,
+    ...) runs or reads the model, and plans its torch twin (:class:`.twin.KerasTwin`, for
+    Sequential and Functional models) with the torch front end: its rows are named after the
+    Keras weights, their shapes in torch's layout. "auto" needs no input: a built model knows
+    its input's shape, and a N(0, 1) batch of it stands in (``example_input=`` overrides it).
+    "lsuv" calibrates on ``data``, a batch the model takes.
+
+    ``rules`` (name globs or Keras layer classes -> initializer) and ``skip`` (name globs)
+    name weights as the plan does (``dense.kernel``).
 
     Example::
 
@@ -209,12 +203,19 @@ def plan(
             "not exist yet; build it first (keras.Input as its first layer, model.build(shape), "
             "or call it on a batch)"
         )
-    if chosen.name not in _CLASSIC:
-        raise ValueError(
-            f"plan: scheme {chosen.name!r} is not available for Keras models yet; the classic "
-            f"schemes are: {', '.join(_CLASSIC)}"
-        )
     seed = check_seed(seed, "plan")
+    rules = check_rules(rules)
+    skip = [skip] if isinstance(skip, str) else list(skip)
+    if chosen.name not in CLASSIC:
+        return _twin_plan(
+            model, chosen.name, example_input=example_input, data=data, seed=seed, rng=rng,
+            rules=rules, skip=skip, include_frozen=include_frozen, **options,
+        )  # fmt: skip
+    if example_input is not None or data is not None:
+        raise ValueError(
+            f"plan: scheme {chosen.name!r} reads no input; example_input= and data= are for "
+            "the schemes that run the model (auto, lsuv, ...)"
+        )
     rng = RNG_VERSION if rng is None else rng
     check_rng(rng, chosen.name, chosen.rng, "plan")
     opts, _, recorded = chosen.take(options, seed)
@@ -222,40 +223,50 @@ def plan(
     if unknown:
         warnings.warn(
             f"plan: weightinit does not know the layers of {len(unknown)} Keras weight(s), so "
-            f"they keep what they hold: {', '.join(unknown[:5])}",
+            f"they keep what they hold: {', '.join(unknown[:5])}; name them in rules= to "
+            "initialize them",
             stacklevel=2,
         )
+    unmatched = [g for g in skip if not any(fnmatch.fnmatchcase(p.name, g) for p, *_ in known)]
+    if unmatched:
+        warnings.warn(f"plan: skip pattern(s) {unmatched} match no weight", stacklevel=2)
     rows = []
     for param, _, layer in known:
-        choice = chosen.choose(param, opts)
+        pattern = next((g for g in skip if fnmatch.fnmatchcase(param.name, g)), None)
+        if pattern is not None:
+            rows.append(Row(param.name, param.module, param.role, SKIP,
+                            reason=f"skip= {pattern!r}", shape=list(param.shape)))  # fmt: skip
+            continue
+        choice = match_rule(rules, param.name, layer) or chosen.choose(param, opts)
         meta = torch.empty(param.shape, device="meta")
-        made = row(param.name, layer, param.role, choice, meta, param.info.layout, param.info)
+        made = row(param.name, type(layer).__name__, param.role, choice, meta,
+                   param.info.layout, param.info)  # fmt: skip
         made.dtype = "float32"  # drawn in float32 on the CPU, assigned in the variable's dtype
         rows.append(made)
     return Plan(chosen.name, rows, options=recorded, graph="keras", rng=rng)
 
 
 def write(plan: Plan, model: Any, seed: int | None = None) -> Plan:
-    """Write ``plan`` into the Keras ``model``: every value drawn first (on the CPU, by
-    :meth:`Plan.apply` on a torch mirror of the weights, the same checks and generator), then
-    assigned, all or nothing."""
-    variables = {_name(model, v): v for v in model.weights}
-    missing = [r.name for r in plan.rows if r.init != SKIP and r.name not in variables]
-    if missing:
-        raise ValueError(
-            f"write: the Keras model has no weight {missing[0]!r}; was this plan made for "
-            "another model?"
-        )
-    mirror = _Mirror({r.name: tuple(variables[r.name].shape) for r in plan.rows if r.init != SKIP})
-    plan.apply(mirror, seed=seed)
-    for name, value in mirror.values():
-        variable = variables[name]
-        variable.assign(keras.ops.convert_to_tensor(value.numpy(), dtype=variable.dtype))
+    """Write ``plan`` into the Keras ``model``, all or nothing: every value is drawn first, on
+    the CPU, by :meth:`Plan.apply` (the same checks and generator as for torch models), on a
+    torch mirror of the weights (classic plans) or on the model's torch twin (the other
+    schemes' plans), then assigned. ``seed=None`` takes the plan's seed, and without one a seed
+    from Keras's global seed generator (``keras.utils.set_random_seed`` fixes it)."""
+    if seed is None and plan.options.get("seed") is None:
+        drawn = keras.random.randint((), 0, 2**31 - 1)
+        seed = int(keras.ops.convert_to_numpy(drawn))
+    if plan.notes.get("keras") == TWIN_NOTE:
+        values = _twin_write(plan, model, seed)
+    else:
+        values = _mirror_write(plan, model, seed)
+    for variable, value in values:
+        variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
     return plan
 
 
 def init(model: Any, scheme: str = "he", *, seed: int | None = None, **kw: Any) -> Plan:
     """Plan and write in one call (see :func:`plan` and :func:`write`); returns the plan.
+    The same as :func:`apply`, with "he" as the default scheme, as ``weightinit.init``.
 
     Example::
 
@@ -268,6 +279,185 @@ def init(model: Any, scheme: str = "he", *, seed: int | None = None, **kw: Any) 
         True
     """
     return write(plan(model, scheme, seed=seed, **kw), model, seed)
+
+
+def apply(
+    model: Any,
+    scheme: str = "auto",
+    *,
+    example_input: Any = None,
+    data: Any = None,
+    seed: int | None = None,
+    rules: Mapping[RuleKey, RuleValue] | None = None,
+    skip: Iterable[str] = (),
+    **options: Any,
+) -> Plan:
+    """Initialize a whole built Keras ``model`` with ``scheme`` and return the plan; the
+    model changes only if every weight can be written.
+
+    The default, "auto", is data-free, in the spirit of AutoInit (Bingham & Miikkulainen 2023):
+    a N(0, 1) stand-in of the model's input is carried through its graph, each layer's output
+    mean and variance tracked analytically (measured where no map is known), and each weight
+    scaled so that the signal keeps unit variance: Var(W) = 1 / (fan_in E[x^2]) in front of an
+    input of second moment E[x^2]. See :func:`plan` for the schemes and arguments.
+
+    Example::
+
+        >>> import keras
+        >>> import weightinit.keras as autoinit
+        >>> model = keras.Sequential([keras.Input((784,)),
+        ...                           keras.layers.Dense(64, activation="relu", name="hidden"),
+        ...                           keras.layers.Dense(10, activation="softmax", name="out")])
+        >>> autoinit.apply(model).scheme
+        'auto'
+    """
+    made = plan(model, scheme, example_input=example_input, data=data, seed=seed, rules=rules,
+                skip=skip, **options)  # fmt: skip
+    return write(made, model, seed)
+
+
+def diagnose(model: Any, inputs: Any, *, plan: Plan | None = None, **kw: Any) -> Report:
+    """Measure signal propagation through a Keras graph ``model`` on ``inputs`` and change
+    nothing: the same :class:`~weightinit.Report` as :func:`weightinit.diagnose` (each layer's
+    output std, dead units, gradient norms, the input-output Jacobian's singular values; a
+    table, a plot, HTML), measured on the model's torch twin, rows named after the Keras layers.
+    ``plan``: an "auto" plan of the model, whose predictions are shown next to the measurements.
+
+    Example::
+
+        >>> import keras, numpy as np
+        >>> from weightinit import keras as wk
+        >>> net = keras.Sequential([keras.Input((32,))] + [
+        ...     keras.layers.Dense(32, activation="tanh", name=f"d{i}") for i in range(10)])
+        >>> report = wk.diagnose(net, np.random.default_rng(0).normal(size=(64, 32)))
+        >>> report.verdict in ("healthy", "vanishing", "exploding")
+        True
+    """
+    twin = KerasTwin(model, "diagnose")
+    return run_diagnose(twin, _torch_batch(inputs, "inputs"), plan=plan, **kw)
+
+
+#: the schemes planned on the Keras layers themselves; the others run the model's torch twin
+CLASSIC = ("he", "orthogonal", "lecun", "glorot", "keras", "flax", "random_walk")
+TWIN_NOTE = "planned on the torch twin of the Keras graph: shapes in torch's layout, written back in Keras's"
+
+
+def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: int | None,
+               rng: str | None, rules: dict, skip: list[str], include_frozen: bool,
+               **options: Any) -> Plan:  # fmt: skip
+    """``scheme`` planned on the model's torch twin, rows renamed after the Keras weights."""
+    twin = KerasTwin(model, "plan")
+    names = {t: _name(model, w.variable) for t, w in twin.weights.items()}
+    layers = {t: w.layer for t, w in twin.weights.items()}
+    twin_rules = {}
+    for key, value in rules.items():
+        for t, k in names.items():
+            if (isinstance(key, str) and fnmatch.fnmatchcase(k, key)) or (
+                isinstance(key, type) and isinstance(layers[t], key)
+            ):
+                twin_rules.setdefault(t, value)
+    twin_skip = [t for t, k in names.items() if any(fnmatch.fnmatchcase(k, g) for g in skip)]
+    unmatched = [g for g in skip if not any(fnmatch.fnmatchcase(k, g) for k in names.values())]
+    if unmatched:
+        warnings.warn(f"plan: skip pattern(s) {unmatched} match no weight", stacklevel=3)
+    batch = _torch_batch(data, "data") if data is not None else None
+    if example_input is not None:
+        example = _torch_batch(example_input, "example_input")
+    else:
+        example = _stand_in(twin, batch)
+    made = plan_torch(
+        twin, scheme, example_input=example, data=batch, seed=seed, rng=rng, rules=twin_rules,
+        skip=twin_skip, include_frozen=include_frozen, **options,
+    )  # fmt: skip
+    if made.pending_calibration:
+        raise ValueError(
+            f"plan: scheme {scheme!r} calibrates on data: pass data= a batch the Keras model "
+            "takes (a numpy array or tensor; a tuple for several inputs)"
+        )
+    for r in made.rows:
+        if r.name in names:
+            r.name, r.module = names[r.name], type(layers[r.name]).__name__
+    made.buffers = {names.get(k, k): v for k, v in made.buffers.items()}
+    made.notes["keras"] = TWIN_NOTE
+    return made
+
+
+def _twin_write(plan: Plan, model: Any, seed: int | None) -> list[tuple[Any, Any]]:
+    twin = KerasTwin(model, "write")
+    by_keras = {_name(model, w.variable): t for t, w in twin.weights.items()}
+    missing = [r.name for r in plan.rows if r.init != SKIP and r.name not in by_keras]
+    if missing:
+        raise ValueError(
+            f"write: the Keras model has no weight {missing[0]!r}; was this plan made for "
+            "another model?"
+        )
+    renamed = dataclasses.replace(
+        plan,
+        rows=[dataclasses.replace(r, name=by_keras.get(r.name, r.name)) for r in plan.rows],
+        buffers={by_keras.get(k, k): v for k, v in plan.buffers.items()},
+    )
+    renamed.apply(twin, seed=seed)
+    tensors = {**dict(twin.named_parameters()), **dict(twin.named_buffers())}
+    written = [by_keras[r.name] for r in plan.rows if r.init != SKIP]
+    written += [t for t in renamed.buffers if t in twin.weights]
+    values = []
+    for t in written:
+        weight = twin.weights[t]
+        values.append((weight.variable, weight.to_keras(tensors[t].detach().numpy())))
+    return values
+
+
+def _mirror_write(plan: Plan, model: Any, seed: int | None) -> list[tuple[Any, Any]]:
+    variables = {_name(model, v): v for v in model.weights}
+    missing = [r.name for r in plan.rows if r.init != SKIP and r.name not in variables]
+    if missing:
+        raise ValueError(
+            f"write: the Keras model has no weight {missing[0]!r}; was this plan made for "
+            "another model?"
+        )
+    mirror = _Mirror({r.name: tuple(variables[r.name].shape) for r in plan.rows if r.init != SKIP})
+    plan.apply(mirror, seed=seed)
+    return [(variables[name], value.numpy()) for name, value in mirror.values()]
+
+
+def _torch_batch(batch: Any, what: str) -> Any:
+    """A batch for the twin: Keras, numpy or backend tensors as CPU torch tensors (floats as
+    float32), in lists and tuples (several inputs) and dicts (keyword arguments)."""
+    if isinstance(batch, (list, tuple)):
+        return tuple(_torch_batch(b, what) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _torch_batch(v, what) for k, v in batch.items()}
+    try:
+        array = to_numpy(batch)
+    except Exception as err:  # any backend's conversion error
+        raise TypeError(
+            f"`{what}` must be an array or tensor the model takes (numpy, Keras or backend "
+            f"tensors; a tuple for several inputs), got {type(batch).__name__}: {err}"
+        ) from err
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.float() if tensor.is_floating_point() else tensor
+
+
+def _stand_in(twin: KerasTwin, data: Any) -> Any:
+    """N(0, 1) batches of the model's input shapes (seeded: the same plan every time); the
+    data itself where an input is not float or has a free size."""
+    generator = torch.Generator().manual_seed(0)
+    batch = []
+    for shape, dtype in twin.input_specs:
+        dims = shape[1:]
+        if None in dims or not dtype.startswith(("float", "bfloat")):
+            if data is not None:
+                return data
+            raise ValueError(
+                f"plan: the model's input has shape {shape} and dtype {dtype}, so no N(0, 1) "
+                "batch can stand in for it; pass example_input= (or data=) a batch the model takes"
+            )
+        batch.append(torch.randn((STAND_IN_BATCH, *dims), generator=generator))
+    return batch[0] if len(batch) == 1 else tuple(batch)
+
+
+#: the stand-in's batch size ("auto" tiles it further for its stabilizing sweep)
+STAND_IN_BATCH = 64
 
 
 class _Mirror(nn.Module):

@@ -74,7 +74,7 @@ def check_rules(rules: Mapping[RuleKey, RuleValue] | None) -> dict[RuleKey, Rule
     return rules
 
 
-def _match_rule(rules: Mapping[RuleKey, RuleValue], name: str, owner: nn.Module):
+def match_rule(rules: Mapping[RuleKey, RuleValue], name: str, owner: nn.Module):
     for key, value in rules.items():
         if isinstance(key, str) and fnmatch.fnmatchcase(name, key):
             return _rule_choice(value, key)
@@ -169,7 +169,7 @@ def settle(
             out.moments[plain] = _moments_of(param)
             continue
         info = describe(model, name)
-        choice = _match_rule(rules, name, owner)
+        choice = match_rule(rules, name, owner)
         if choice is None and info is None:
             # a tied parameter whose first name's module is unknown (BERT's
             # `cls.predictions.bias`, also `cls.predictions.decoder.bias`): described from

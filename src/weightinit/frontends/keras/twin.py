@@ -1,0 +1,553 @@
+"""The torch twin of a Keras 3 graph model: an ``nn.Module`` that computes what the Keras
+model computes, layer for layer, with torch's own layers (``nn.Linear``, ``nn.Conv2d``, ...).
+
+The schemes that run or read a model ("auto", "lsuv", critical and SELU nets, Fixup on
+residual graphs, the Transformer presets, ``diagnose``) are written once, for torch models;
+a Keras model reaches them through its twin, on any Keras backend (the twin runs on the CPU).
+Each twin parameter knows its Keras variable and how to move values between the two layouts
+(a Dense kernel is torch's weight transposed, a Conv2D kernel ``(kh, kw, in, out)`` is torch's
+``(out, in, kh, kw)`` permuted, ...): :attr:`KerasTwin.weights`.
+
+The twin follows the Keras graph (a Sequential's or Functional's nodes, in their order);
+channels-last convolutions, pooling and batch normalization move the channel axis inside
+their own module, so that every tensor between layers has the Keras model's shape. A
+subclassed model's ``call`` is Python with no graph to follow, and a layer the twin does not
+know is an error naming it (the classic schemes need neither).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weightinit.frontends.keras.activations import torch_activation
+
+__all__ = ["KerasTwin", "TwinWeight", "graph_of", "to_numpy"]
+
+Convert = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class TwinWeight:
+    """A twin parameter's Keras variable and layer, and its value moved to Keras's layout
+    and back."""
+
+    variable: Any
+    layer: Any
+    to_keras: Convert
+    to_torch: Convert
+
+
+def graph_of(model: Any, where: str) -> Any:
+    """The Functional graph of a built Sequential or Functional ``model``; a ValueError that
+    says what to do for a subclassed or unbuilt one."""
+    graph = model._functional if isinstance(model, keras.Sequential) else model
+    if graph is None or not hasattr(graph, "_nodes_by_depth"):
+        kind = "a Sequential model without an input shape" if graph is None else "subclassed"
+        raise ValueError(
+            f"{where}: the Keras model {model.name!r} is {kind}, with no graph of layers to "
+            "run: give it one (keras.Input(shape) as a Sequential's first layer, or build a "
+            "Functional keras.Model(inputs, outputs)), or use a classic scheme (he, "
+            "orthogonal, lecun, glorot, ...), which needs no graph"
+        )
+    return graph
+
+
+class KerasTwin(nn.Module):
+    """A torch module that computes what the Keras graph ``model`` computes, its parameters
+    holding the Keras weights' values. ``weights`` maps each twin parameter's name to its
+    :class:`TwinWeight`; the twin's submodules are named after the Keras layers.
+
+    Example:
+        >>> import keras
+        >>> net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="d")])
+        >>> twin = KerasTwin(net)
+        >>> twin.d, twin.weights["d.weight"].variable.path
+        (Linear(in_features=8, out_features=4, bias=True), 'd/kernel')
+    """
+
+    def __init__(self, model: Any, where: str = "weightinit.keras"):
+        super().__init__()
+        self._where = where
+        self._keras = _Shared(None, [], {})
+        steps: list[tuple[Any, Callable[..., Any]]] = []
+        graph = graph_of(model, where)
+        built: dict[int, Callable[..., Any]] = {}
+        for depth in sorted(graph._nodes_by_depth, reverse=True):
+            for node in graph._nodes_by_depth[depth]:
+                if node.is_input or node.operation is None:
+                    continue
+                layer = node.operation
+                if id(layer) not in built:
+                    built[id(layer)] = self._twin_of(layer)
+                steps.append((node, built[id(layer)]))
+        self._keras.graph, self._keras.steps = graph, steps
+
+    @property
+    def weights(self) -> dict[str, TwinWeight]:
+        """Each twin tensor's Keras variable (by the twin's name, ``dense.weight``)."""
+        return self._keras.weights
+
+    @property
+    def input_specs(self) -> list[tuple[tuple[int | None, ...], str]]:
+        """(shape, dtype) of each of the Keras model's inputs, the batch axis None."""
+        return [(tuple(x.shape), str(x.dtype)) for x in self._keras.graph.inputs]
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        graph = self._keras.graph
+        values = {id(x): y for x, y in zip(graph.inputs, inputs, strict=True)}
+        for node, fn in self._keras.steps:
+            args, kwargs = node.arguments.fill_in(values)
+            out = fn(*args, **kwargs)
+            outs = out if isinstance(out, (tuple, list)) else [out]
+            for x, y in zip(node.outputs, outs, strict=False):
+                values[id(x)] = y
+        outputs = [values[id(x)] for x in graph.outputs]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    # --- the layers ------------------------------------------------------------------------
+
+    def _twin_of(self, layer: Any) -> Callable[..., Any]:
+        """The torch callable of one Keras layer; a module with parameters is registered under
+        the layer's name, its weights under :attr:`weights`."""
+        kind = type(layer).__name__
+        where = f"{self._where}: layer {layer.name!r} ({kind})"
+        if isinstance(layer, keras.Model):
+            inner = KerasTwin(layer, self._where)
+            self._add(layer, inner)
+            self.weights.update({f"{_key(layer)}.{k}": w for k, w in inner.weights.items()})
+            return _Call(inner)
+        make = _LAYERS.get(kind)
+        if make is None:
+            if kind in _PASS:
+                return _identity
+            if kind in _ACTIVATION_LAYERS:
+                return _Call(torch_activation(layer, where))
+            raise ValueError(
+                f"{where}: the torch twin that runs Keras models for this scheme does not know "
+                f"{kind} layers; it knows {', '.join(sorted([*_LAYERS, *_PASS, *_ACTIVATION_LAYERS]))}. "
+                "Use a classic scheme (he, orthogonal, lecun, glorot, ...), which needs no "
+                "forward pass"
+            )
+        module, weights = make(layer, where)
+        if isinstance(module, nn.Module):  # under the layer's name: .eval() reaches it
+            self._add(layer, module)
+            for leaf, (variable, to_keras, to_torch) in weights.items():
+                self.weights[f"{_key(layer)}.{leaf}"] = TwinWeight(
+                    variable, layer, to_keras, to_torch
+                )
+                _load(module, leaf, variable, to_torch)
+        activation = getattr(layer, "activation", None)
+        if activation is not None:
+            return _Activated(module, torch_activation(activation, where))
+        return _Call(module) if isinstance(module, nn.Module) and kind not in _KEYWORDS else module
+
+    def _add(self, layer: Any, module: nn.Module) -> None:
+        key = _key(layer)
+        if key in self._modules:
+            raise ValueError(
+                f"{self._where}: two Keras layers are named {layer.name!r}; name layers uniquely"
+            )
+        self.add_module(key, module)
+
+
+class _Shared:
+    """The Keras graph, the twin's steps through it and its weights' Keras variables: not the
+    twin's submodules (under the torch backend Keras layers are modules), and shared, not
+    copied, by a deep copy of the twin (whose steps call the copy's own modules)."""
+
+    def __init__(self, graph: Any, steps: list, weights: dict[str, TwinWeight]):
+        self.graph, self.steps, self.weights = graph, steps, weights
+
+    def __deepcopy__(self, memo: dict) -> _Shared:
+        steps = [(node, copy.deepcopy(fn, memo)) for node, fn in self.steps]
+        return _Shared(self.graph, steps, self.weights)
+
+
+def _key(layer: Any) -> str:
+    return layer.name.replace(".", "_").replace("/", "_")
+
+
+def _load(module: nn.Module, leaf: str, variable: Any, to_torch: Convert) -> None:
+    """Copy a Keras variable's value into the twin's tensor ``leaf`` (a parameter, or a
+    buffer for BatchNormalization's moving statistics); a frozen variable's parameter is
+    frozen too."""
+    *path, name = leaf.split(".")
+    owner = module.get_submodule(".".join(path)) if path else module
+    value = torch.from_numpy(np.ascontiguousarray(to_torch(to_numpy(variable.value))))
+    target = getattr(owner, name)
+    with torch.no_grad():
+        target.copy_(value.to(target.dtype))
+    if isinstance(target, nn.Parameter):
+        target.requires_grad_(bool(variable.trainable))
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A Keras variable's value, a backend tensor or an array as a numpy array (a torch
+    tensor directly: Keras's conversion goes through numpy's deprecated ``__array__`` path)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def _identity(x: Any, *args: Any, **kwargs: Any) -> Any:
+    return x
+
+
+class _Call:
+    """A torch module or function called with the node's first argument only (Keras's
+    training= and mask= keywords dropped)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        self.fn = fn
+
+    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.fn(x)
+
+
+class _Activated:
+    """A layer followed by its own activation (Dense(64, activation="relu"))."""
+
+    def __init__(self, module: Callable[..., torch.Tensor], fn: Callable[[torch.Tensor], Any]):
+        self.module, self.fn = module, fn
+
+    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.fn(self.module(x))
+
+
+# --- conversions between the layouts ---------------------------------------------------------
+
+
+def _same(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def _transpose(a: np.ndarray) -> np.ndarray:
+    return a.T
+
+
+def _conv(n: int) -> tuple[Convert, Convert]:
+    """torch (out, in, *k) <-> Keras (*k, in, out)."""
+    to_keras = (*range(2, n + 2), 1, 0)
+    return (lambda a: a.transpose(to_keras)), (lambda a: a.transpose(np.argsort(to_keras)))
+
+
+def _depthwise(n: int, channels: int, multiplier: int) -> tuple[Convert, Convert]:
+    """torch (channels m, 1, *k) <-> Keras (*k, channels, m)."""
+
+    def to_keras(a: np.ndarray) -> np.ndarray:
+        k = a.shape[2:]
+        return a.reshape(channels, multiplier, *k).transpose(*range(2, n + 2), 0, 1)
+
+    def to_torch(a: np.ndarray) -> np.ndarray:
+        k = a.shape[:n]
+        moved = a.transpose(n, n + 1, *range(n))
+        return moved.reshape(channels * multiplier, 1, *k)
+
+    return to_keras, to_torch
+
+
+# --- the layers' torch twins -----------------------------------------------------------------
+
+Made = tuple[Callable[..., Any], dict[str, tuple[Any, Convert, Convert]]]
+
+
+def _channels_first(layer: Any) -> bool:
+    return getattr(layer, "data_format", "channels_last") == "channels_first"
+
+
+def _padded(x: torch.Tensor, padding: str, kernel: tuple, strides: tuple, dilation: tuple):
+    """x (channels first) padded as Keras pads: "same" puts the odd pixel at the end (as
+    TensorFlow does), "causal" everything at the start."""
+    if padding == "valid":
+        return x
+    pads: list[int] = []
+    for size, k, s, d in zip(x.shape[2:], kernel, strides, dilation, strict=True):
+        extent = (k - 1) * d + 1
+        total = (
+            extent - 1
+            if padding == "causal"
+            else max((math.ceil(size / s) - 1) * s + extent - size, 0)
+        )
+        before = total if padding == "causal" else total // 2
+        pads = [before, total - before, *pads]
+    return F.pad(x, pads)
+
+
+def _conv_module(base: type) -> type:
+    class Conv(base):  # type: ignore[misc, valid-type]
+        """A Keras convolution: channels moved first and back, Keras's padding."""
+
+        def __init__(self, *args: Any, keras_padding: str, channels_last: bool, **kw: Any):
+            super().__init__(*args, **kw)
+            self.keras_padding, self.channels_last = keras_padding, channels_last
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.channels_last:
+                x = x.movedim(-1, 1)
+            x = _padded(x, self.keras_padding, self.kernel_size, self.stride, self.dilation)
+            y = super().forward(x)
+            return y.movedim(1, -1) if self.channels_last else y
+
+    Conv.__name__ = Conv.__qualname__ = f"Keras{base.__name__}"
+    return Conv
+
+
+_CONVS = {n: _conv_module(base) for n, base in ((1, nn.Conv1d), (2, nn.Conv2d), (3, nn.Conv3d))}
+
+
+def _conv_layer(layer: Any, where: str) -> Made:
+    kernel = layer.kernel
+    n = len(kernel.shape) - 2
+    depthwise = type(layer).__name__.startswith("DepthwiseConv")
+    if depthwise:
+        *k, channels, multiplier = (int(s) for s in kernel.shape)
+        in_ch, out_ch, groups = channels, channels * multiplier, channels
+        convert = _depthwise(n, channels, multiplier)
+    else:
+        *k, per_group, out_ch = (int(s) for s in kernel.shape)
+        groups = int(getattr(layer, "groups", 1))
+        in_ch = per_group * groups
+        convert = _conv(n)
+    module = _CONVS[n](
+        in_ch, out_ch, tuple(k), stride=tuple(layer.strides), dilation=tuple(layer.dilation_rate),
+        groups=groups, bias=layer.bias is not None, keras_padding=layer.padding,
+        channels_last=not _channels_first(layer),
+    )  # fmt: skip
+    weights = {"weight": (kernel, *convert)}
+    if layer.bias is not None:
+        weights["bias"] = (layer.bias, _same, _same)
+    return module, weights
+
+
+def _dense(layer: Any, where: str) -> Made:
+    fan_in, units = (int(s) for s in layer.kernel.shape)
+    module = nn.Linear(fan_in, units, bias=layer.bias is not None)
+    weights = {"weight": (layer.kernel, _transpose, _transpose)}
+    if layer.bias is not None:
+        weights["bias"] = (layer.bias, _same, _same)
+    return module, weights
+
+
+class _KerasBatchNorm(nn.BatchNorm1d):
+    """BatchNormalization over Keras's channel axis (any rank)."""
+
+    def __init__(self, channels: int, axis: int, **kw: Any):
+        super().__init__(channels, **kw)
+        self.axis = axis
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        return None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(self.axis, 1)).movedim(1, self.axis)
+
+
+def _batch_norm(layer: Any, where: str) -> Made:
+    axis = layer.axis if isinstance(layer.axis, int) else None
+    if axis is None or not (layer.center and layer.scale):
+        raise ValueError(
+            f"{where}: the twin knows BatchNormalization over one axis with center and scale"
+        )
+    channels = int(layer.moving_mean.shape[0])
+    module = _KerasBatchNorm(
+        channels, axis, eps=float(layer.epsilon), momentum=1 - float(layer.momentum)
+    )
+    return module, {
+        "weight": (layer.gamma, _same, _same),
+        "bias": (layer.beta, _same, _same),
+        "running_mean": (layer.moving_mean, _same, _same),
+        "running_var": (layer.moving_variance, _same, _same),
+    }
+
+
+def _layer_norm(layer: Any, where: str) -> Made:
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    if list(axis) not in ([-1], [len(layer.gamma.shape) - 1]) and len(axis) != 1:
+        raise ValueError(f"{where}: the twin knows LayerNormalization over the last axis")
+    if getattr(layer, "rms_scaling", False):
+        raise ValueError(f"{where}: the twin does not know rms_scaling")
+    gamma = getattr(layer, "gamma", None)
+    beta = getattr(layer, "beta", None)
+    size = int((gamma if gamma is not None else beta).shape[-1])
+    module = nn.LayerNorm(size, eps=float(layer.epsilon), bias=beta is not None,
+                          elementwise_affine=gamma is not None)  # fmt: skip
+    weights = {}
+    if gamma is not None:
+        weights["weight"] = (gamma, _same, _same)
+    if beta is not None:
+        weights["bias"] = (beta, _same, _same)
+    return module, weights
+
+
+class _Lookup(nn.Embedding):
+    """An Embedding fed Keras's integer (or float-coded) indices."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.long())
+
+
+def _embedding(layer: Any, where: str) -> Made:
+    vocab, dim = (int(s) for s in layer.embeddings.shape)
+    return _Lookup(vocab, dim), {"weight": (layer.embeddings, _same, _same)}
+
+
+class _Attention(nn.Module):
+    """Keras's MultiHeadAttention: query, key, value and output projections as Linears."""
+
+    def __init__(self, layer: Any):
+        super().__init__()
+        self.heads, self.key_dim = int(layer.num_heads), int(layer.key_dim)
+        self.value_dim = int(layer.value_dim or layer.key_dim)
+        for name in ("query", "key", "value"):
+            dense = getattr(layer, f"_{name}_dense")
+            d, h, e = (int(s) for s in dense.kernel.shape)
+            self.add_module(name, nn.Linear(d, h * e, bias=dense.bias is not None))
+        out = layer._output_dense
+        h, e, d = (int(s) for s in out.kernel.shape)
+        self.attention_output = nn.Linear(h * e, d, bias=out.bias is not None)
+
+    def forward(self, query, value, key=None, attention_mask=None, use_causal_mask=False, **kw):
+        key = value if key is None else key
+        batch = query.shape[0]
+
+        def heads(x: torch.Tensor, dim: int) -> torch.Tensor:
+            return x.reshape(*x.shape[:-1], self.heads, dim).transpose(-2, -3)
+
+        q = heads(self.query(query), self.key_dim)
+        k = heads(self.key(key), self.key_dim)
+        v = heads(self.value(value), self.value_dim)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.key_dim)
+        mask = None
+        if attention_mask is not None:
+            mask = attention_mask.bool().unsqueeze(-3)
+        if use_causal_mask:
+            causal = torch.ones(scores.shape[-2:], dtype=torch.bool).tril()
+            mask = causal if mask is None else mask & causal
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        mixed = (torch.softmax(scores, dim=-1) @ v).transpose(-2, -3)
+        return self.attention_output(mixed.reshape(batch, *mixed.shape[1:-2], -1))
+
+
+def _attention(layer: Any, where: str) -> Made:
+    if len(layer._query_dense.kernel.shape) != 3 or getattr(layer, "_attention_axes", None) not in (
+        None,
+        (1,),
+    ):
+        raise ValueError(f"{where}: the twin knows attention over one sequence axis")
+    module = _Attention(layer)
+    weights: dict[str, tuple[Any, Convert, Convert]] = {}
+    for name in ("query", "key", "value", "attention_output"):
+        dense = getattr(layer, "_output_dense" if name == "attention_output" else f"_{name}_dense")
+        shape = tuple(int(s) for s in dense.kernel.shape)
+        if name == "attention_output":  # Keras (h, e, d), torch (d, h e)
+            weights[f"{name}.weight"] = (
+                dense.kernel, lambda a, s=shape: a.T.reshape(s), lambda a, s=shape: a.reshape(-1, s[-1]).T
+            )  # fmt: skip
+        else:  # Keras (d, h, e), torch (h e, d)
+            weights[f"{name}.weight"] = (
+                dense.kernel, lambda a, s=shape: a.T.reshape(s), lambda a, s=shape: a.reshape(s[0], -1).T
+            )  # fmt: skip
+        if dense.bias is not None:
+            bias = tuple(int(s) for s in dense.bias.shape)
+            weights[f"{name}.bias"] = (
+                dense.bias,
+                lambda a, s=bias: a.reshape(s),
+                lambda a: a.reshape(-1),
+            )
+    return module, weights
+
+
+def _pool(kind: str, layer: Any, where: str) -> Made:
+    """Max, average and global pooling, channels last or first."""
+    first = _channels_first(layer)
+    if kind.startswith("Global"):
+        reduce = torch.amax if "Max" in kind else torch.mean
+        keep = bool(getattr(layer, "keepdims", False))
+
+        def pool_all(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+            axes = tuple(range(2, x.ndim)) if first else tuple(range(1, x.ndim - 1))
+            return reduce(x, dim=axes, keepdim=keep)
+
+        return pool_all, {}
+    n = int(kind[-2])
+    size, strides = tuple(layer.pool_size), tuple(layer.strides or layer.pool_size)
+    fn = getattr(F, f"{'max' if kind.startswith('Max') else 'avg'}_pool{n}d")
+    if layer.padding != "valid":
+        raise ValueError(f"{where}: the twin knows pooling with padding='valid'")
+
+    def pool(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        y = fn(x if first else x.movedim(-1, 1), size, strides)
+        return y if first else y.movedim(1, -1)
+
+    return pool, {}
+
+
+def _shape_op(kind: str, layer: Any, where: str) -> Made:
+    if kind == "Flatten":
+        return (lambda x, *a, **k: x.flatten(1)), {}
+    if kind == "Reshape":
+        target = tuple(layer.target_shape)
+        return (lambda x, *a, **k: x.reshape(x.shape[0], *target)), {}
+    dims = (0, *layer.dims)  # Permute
+    return (lambda x, *a, **k: x.permute(dims)), {}
+
+
+def _merge(kind: str, layer: Any, where: str) -> Made:
+    def merge(inputs: list[torch.Tensor], *args: Any, **kw: Any) -> torch.Tensor:
+        if kind == "Concatenate":
+            return torch.cat(list(inputs), dim=layer.axis)
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = {"Add": torch.add, "Subtract": torch.sub, "Multiply": torch.mul,
+                   "Maximum": torch.maximum, "Minimum": torch.minimum, "Average": torch.add}[kind](out, x)  # fmt: skip
+        return out / len(inputs) if kind == "Average" else out
+
+    return merge, {}
+
+
+def _dropout(layer: Any, where: str) -> Made:
+    rate = float(getattr(layer, "rate", 0.0))
+    kind = type(layer).__name__
+    return (nn.AlphaDropout(rate) if kind == "AlphaDropout" else nn.Dropout(rate)), {}
+
+
+_LAYERS: dict[str, Callable[[Any, str], Made]] = {
+    "Dense": _dense,
+    **{f"Conv{n}D": _conv_layer for n in (1, 2, 3)},
+    **{f"DepthwiseConv{n}D": _conv_layer for n in (1, 2)},
+    "BatchNormalization": _batch_norm,
+    "LayerNormalization": _layer_norm,
+    "Embedding": _embedding,
+    "MultiHeadAttention": _attention,
+    "Dropout": _dropout,
+    "SpatialDropout1D": _dropout,
+    "SpatialDropout2D": _dropout,
+    "AlphaDropout": _dropout,
+    **{
+        f"{p}Pooling{n}D": (lambda layer, where, k=f"{p}Pooling{n}D": _pool(k, layer, where))
+        for p in ("Max", "Average", "GlobalMax", "GlobalAverage")
+        for n in (1, 2, 3)
+    },
+    **{
+        k: (lambda layer, where, k=k: _shape_op(k, layer, where))
+        for k in ("Flatten", "Reshape", "Permute")
+    },
+    **{
+        k: (lambda layer, where, k=k: _merge(k, layer, where))
+        for k in ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "Concatenate")
+    },
+}
+_KEYWORDS = {"MultiHeadAttention"}  # twins that take the node's other arguments
+_PASS = {"InputLayer", "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Identity"}
+_ACTIVATION_LAYERS = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"}
