@@ -107,13 +107,27 @@ def _follower(layer: Any, following: dict[int, list[Any]]) -> Follower:
     named = keras.activations.serialize(own) if callable(own) else None
     if isinstance(named, str) and named != "linear":  # softmax, exponential: an output
         return Follower(None, stop=named)
+    through: list[str] = []
     after = following.get(id(layer), [])
-    if len(after) == 1:
+    while len(after) == 1:
+        kind = type(after[0]).__name__
         found = keras_activation(after[0])
         if found is not None:
-            return Follower(found, (type(after[0]).__name__,))
-        return Follower(None, stop=type(after[0]).__name__)
+            return Follower(found, (*through, kind))
+        if not kind.startswith(_THROUGH):
+            return Follower(None, stop=kind)
+        through.append(kind)
+        after = following.get(id(after[0]), [])
     return Follower(None, stop="the output" if not after else "several layers")
+
+
+# layers that keep the signal's shape, looked through for the activation after a layer (as
+# the torch front end looks through normalization, dropout, pooling and reshapes)
+_THROUGH = (
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dropout",
+    "SpatialDropout", "AlphaDropout", "GaussianNoise", "GaussianDropout", "MaxPooling",
+    "AveragePooling", "Flatten", "Reshape", "Identity",
+)  # fmt: skip
 
 
 def _name(model: Any, variable: Any) -> str:
@@ -123,7 +137,7 @@ def _name(model: Any, variable: Any) -> str:
 
 
 def _params(model: Any, include_frozen: bool) -> tuple[list[tuple[Param, Any, str]], list[str]]:
-    """(Param, variable, layer class) of every weight weightinit knows, and the names of the
+    """(Param, variable, layer) of every weight weightinit knows, and the names of the
     trainable weights of layers it does not know."""
     following = _next_layers(model)
     known, unknown = [], []
@@ -148,7 +162,7 @@ def _params(model: Any, include_frozen: bool) -> tuple[list[tuple[Param, Any, st
             dtype = str(keras.backend.standardize_dtype(variable.dtype))
             param = Param(name, name, leaf, layer.name, kind, shape, dtype, info,
                           follower if role == Roles.WEIGHT else None)  # fmt: skip
-            known.append((param, variable, type(layer).__name__))
+            known.append((param, variable, layer))
     return known, unknown
 
 
@@ -349,13 +363,14 @@ def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: 
     twin = KerasTwin(model, "plan")
     names = {t: _name(model, w.variable) for t, w in twin.weights.items()}
     layers = {t: w.layer for t, w in twin.weights.items()}
-    twin_rules = {}
+    twin_rules, given = {}, {}
     for key, value in rules.items():
         for t, k in names.items():
             if (isinstance(key, str) and fnmatch.fnmatchcase(k, key)) or (
                 isinstance(key, type) and isinstance(layers[t], key)
             ):
                 twin_rules.setdefault(t, value)
+                given.setdefault(t, key if isinstance(key, str) else key.__name__)
     twin_skip = [t for t, k in names.items() if any(fnmatch.fnmatchcase(k, g) for g in skip)]
     unmatched = [g for g in skip if not any(fnmatch.fnmatchcase(k, g) for k in names.values())]
     if unmatched:
@@ -375,6 +390,8 @@ def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: 
             "takes (a numpy array or tensor; a tuple for several inputs)"
         )
     for r in made.rows:
+        if r.name in given:  # the rule as the user wrote it
+            r.reason = r.reason.replace(f"rule {r.name!r}", f"rule {given[r.name]!r}")
         if r.name in names:
             r.name, r.module = names[r.name], type(layers[r.name]).__name__
     made.buffers = {names.get(k, k): v for k, v in made.buffers.items()}
@@ -428,13 +445,12 @@ def _torch_batch(batch: Any, what: str) -> Any:
     if isinstance(batch, dict):
         return {k: _torch_batch(v, what) for k, v in batch.items()}
     try:
-        array = to_numpy(batch)
+        tensor = torch.from_numpy(np.ascontiguousarray(to_numpy(batch)))
     except Exception as err:  # any backend's conversion error
         raise TypeError(
             f"`{what}` must be an array or tensor the model takes (numpy, Keras or backend "
             f"tensors; a tuple for several inputs), got {type(batch).__name__}: {err}"
         ) from err
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
     return tensor.float() if tensor.is_floating_point() else tensor
 
 

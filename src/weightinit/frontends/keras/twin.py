@@ -71,8 +71,8 @@ class KerasTwin(nn.Module):
         >>> import keras
         >>> net = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="d")])
         >>> twin = KerasTwin(net)
-        >>> twin.d, twin.weights["d.weight"].variable.path
-        (Linear(in_features=8, out_features=4, bias=True), 'd/kernel')
+        >>> twin.d, tuple(twin.weights["d.weight"].variable.shape)  # Keras's kernel: (in, out)
+        (Linear(in_features=8, out_features=4, bias=True), (8, 4))
     """
 
     def __init__(self, model: Any, where: str = "weightinit.keras"):
