@@ -3,9 +3,10 @@
 Each is a ``keras.Sequential`` for 784-feature inputs and 10 softmax classes (Adam, sparse
 categorical cross-entropy): (a) SELU hidden layer with ``lecun_normal``, (b) tanh with
 ``glorot_normal``, (c) ReLU with ``he_normal``, and (d) ReLU with no initializer, set by
-weightinit (``weightinit.keras.apply``, or ``init(model, "he", seed=0)`` where ``apply`` does
-not exist yet). It shows that the front end runs on the backend chosen, and that each hidden
-kernel's std matches its formula (lecun 1/sqrt(784), glorot sqrt(2/(784+64)), he sqrt(2/784)).
+weightinit's data-free ``weightinit.keras.apply(model)`` ("auto"). It shows that the front end
+runs on the backend chosen, and that each hidden kernel's std matches its formula (lecun
+1/sqrt(784), glorot sqrt(2/(784+64)), he sqrt(2/784); auto 1/sqrt(784 E[x^2]) for its N(0, 1)
+stand-in input, E[x^2] = 1, times its stabilizing sweep's gain, about 1).
 
 Data: scikit-learn's digits, each 8x8 image upsampled to 28x28 (3x3 blocks, padded by 2),
 flattened and scaled to [0, 1]; a fixed 75/25 train/test split (random_state=0).
@@ -13,7 +14,7 @@ flattened and scaled to [0, 1]; a fixed 75/25 train/test split (random_state=0).
     KERAS_BACKEND=tensorflow python benchmarks/keras_tensorflow_examples.py
     KERAS_BACKEND=torch python benchmarks/keras_tensorflow_examples.py --epochs 5 --seed 0
 
-Needs Keras 3 and scikit-learn (``pip install "weightinit[keras]" scikit-learn``).
+Needs Keras 3 and scikit-learn (``pip install -c constraints.txt -e ".[bench]"``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ FORMULAS: dict[str, float] = {
     "lecun": 1 / math.sqrt(784),
     "glorot": math.sqrt(2 / (784 + 64)),
     "he": math.sqrt(2 / 784),
+    "auto": 1 / math.sqrt(784),
 }
 
 
@@ -65,19 +67,15 @@ def autoinit_model() -> tuple[keras.Sequential, str]:
     import weightinit.keras as autoinit
 
     model = mlp("relu", None)
-    if hasattr(autoinit, "apply"):
-        autoinit.apply(model)
-        return model, "weightinit.keras.apply"
-    print('FALLBACK: weightinit.keras has no apply(); used autoinit.init(model, "he", seed=0)')
-    autoinit.init(model, "he", seed=0)
-    return model, 'weightinit.keras.init(model, "he", seed=0) [fallback]'
+    autoinit.apply(model)
+    return model, "weightinit.keras.apply"
 
 
 EXAMPLES: list[tuple[str, str, Callable[[], tuple[keras.Sequential, str]]]] = [
     ("(a) selu", "lecun", lambda: (mlp("selu", "lecun_normal"), "lecun_normal")),
     ("(b) tanh", "glorot", lambda: (mlp("tanh", "glorot_normal"), "glorot_normal")),
     ("(c) relu", "he", lambda: (mlp("relu", "he_normal"), "he_normal")),
-    ("(d) relu, autoinit", "he", autoinit_model),
+    ("(d) relu, autoinit", "auto", autoinit_model),
 ]
 
 

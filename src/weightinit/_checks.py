@@ -88,3 +88,16 @@ def check_seed(seed: object, where: str) -> int | None:
     if not 0 <= seed < 2**64:
         raise ValueError(f"{where}: `seed` must be in [0, 2**64), got {seed}; pass e.g. seed=0")
     return int(seed)
+
+
+def refuse_keras(model: object, where: str) -> None:
+    """A Keras 3 model given to a torch function is a TypeError saying what to use: under
+    Keras's torch backend it is an ``nn.Module`` too, but its variables are Keras's, in layers
+    torch knows nothing of (asked without importing Keras)."""
+    if any(cls.__module__.split(".")[0] == "keras" for cls in type(model).__mro__):
+        raise TypeError(
+            f"{where}: `model` is a Keras model ({type(model).__name__}); these functions take "
+            "torch models. For Keras use weightinit.keras, which takes the same arguments: "
+            "apply(model) ('auto', data-free), plan(model, scheme), init(...), write(plan, "
+            "model), diagnose(model, inputs), and its initializers per layer; see docs/keras.md"
+        )

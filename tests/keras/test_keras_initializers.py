@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import weightinit as wi
+from weightinit import keras as wk
 from weightinit.keras import KINDS, initializers, keras_fans, keras_layout
 
 SHAPES = {  # kind -> (shape, options, (fan_in, fan_out) by the formulas of the layouts' table)
@@ -150,12 +151,19 @@ def test_the_values_of_a_bad_shape_name_the_initializer():
 
 
 def test_a_keras_model_given_to_the_torch_functions_says_what_to_use():
-    """Under Keras's torch backend a Keras model is an nn.Module too: plan, init and diagnose
-    refuse it with what to use instead, and leave it untouched."""
+    """Under Keras's torch backend a Keras model is an nn.Module too: plan, init, diagnose
+    and Plan.apply refuse it with what to use instead, and leave it untouched."""
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
-    for call in (lambda: wi.plan(model, "he"), lambda: wi.init(model, "he", seed=0)):
-        with pytest.raises(TypeError, match="is a Keras model.*use weightinit.keras: plan"):
+    batch = np.zeros((2, 8), "float32")
+    calls = (
+        lambda: wi.plan(model, "he"),
+        lambda: wi.init(model, "he", seed=0),
+        lambda: wi.diagnose(model, batch),
+        lambda: wk.plan(model, "he").apply(model, seed=0),
+    )
+    for call in calls:
+        with pytest.raises(TypeError, match="is a Keras model.*use weightinit.keras.*apply"):
             call()
     for w, b in zip(model.weights, before):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), b)

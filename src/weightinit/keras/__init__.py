@@ -8,14 +8,22 @@ TensorFlow, need not be installed: set ``KERAS_BACKEND=torch`` or ``jax`` first)
   serializable and registered, with fans from the kernel's layout
   (:func:`keras_layout`: LSTM gates, depthwise and transposed convolutions, attention
   kernels), where Keras's own initializers read only the last two axes.
-- :func:`plan`, :func:`init` and :func:`write`: a built Keras model planned with a classic
-  scheme (he, orthogonal, lecun, glorot, keras, flax, random_walk), each kernel's fans from its
-  layout and its gain from the activation after it, into the same Plan as a torch model's,
-  written all or nothing.
+- :func:`apply` (default "auto", data-free like AutoInit), :func:`plan`, :func:`init` and
+  :func:`write`: a built Keras model planned with any scheme, into the same Plan as a torch
+  model's, written all or nothing. The classic schemes (:data:`CLASSIC`) read the layers
+  themselves, each kernel's fans from its layout and its gain from the activation after it;
+  the others ("auto", "lsuv", "critical", "selu", "fixup", the Transformer presets, ...) plan
+  the model's torch twin.
+- :func:`diagnose`: the signal through the model, layer by layer (the same Report as
+  ``weightinit.diagnose``).
 
 Example::
 
     >>> import keras
+    >>> import weightinit.keras as autoinit
+    >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(64, activation="relu"),
+    ...                           keras.layers.Dense(10, activation="softmax")])
+    >>> plan = autoinit.apply(model)        # data-free "auto"
     >>> from weightinit.keras import initializers
     >>> lstm = keras.layers.LSTM(
     ...     16, kernel_initializer=initializers.Orthogonal(layout="recurrent", gates=4, seed=0))
@@ -43,4 +51,15 @@ from weightinit.frontends.keras.layouts import KINDS, keras_fans, keras_layout
 from weightinit.frontends.keras.model import CLASSIC, apply, diagnose, init, plan, write
 from weightinit.keras import initializers
 
-__all__ = ["CLASSIC", "KINDS", "apply", "diagnose", "init", "initializers", "keras_fans", "keras_layout", "plan", "write"]
+__all__ = [
+    "CLASSIC",
+    "KINDS",
+    "apply",
+    "diagnose",
+    "init",
+    "initializers",
+    "keras_fans",
+    "keras_layout",
+    "plan",
+    "write",
+]

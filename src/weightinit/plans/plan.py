@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from weightinit._checks import check_seed, is_integer, is_number
+from weightinit._checks import check_seed, is_integer, is_number, refuse_keras
 from weightinit._table import format_table
 from weightinit.initializers import counter
 from weightinit.initializers.catalog import get
@@ -412,6 +412,7 @@ class Plan:
         with the rows (the model has each buffer, of that size) and written with the
         parameters, in the same commit.
         """
+        refuse_keras(model, "apply")
         if seed is not None and generator is not None:
             raise ValueError("apply: pass `seed` or `generator`, not both")
         seed = check_seed(seed, "apply")

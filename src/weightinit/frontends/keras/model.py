@@ -1,13 +1,15 @@
-"""Whole Keras 3 models, for the classic schemes: every weight of a built model described as the
-scheme protocol's :class:`~weightinit.scheme.protocol.Param` (its role, its kernel's layout,
-the activation that follows its layer), planned with the same schemes and :class:`~weightinit.
-Plan` as torch models, and written all or nothing.
+"""Whole Keras 3 models under every scheme, into the same :class:`~weightinit.Plan` as torch
+models, written all or nothing.
 
-The activation after a layer is its own ``activation`` (Dense, Conv) or, when that is linear,
-the next layer's if that is an activation layer (``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU``,
-...): the next operation in the functional graph (a Sequential model is one). Values are drawn by
-the plan on the CPU (torch, the same generator and keys as for a torch model with the same
-parameter names) and assigned to the Keras variables once all exist.
+The classic schemes (:data:`CLASSIC`) read the Keras layers themselves: every weight of a
+built model described as the scheme protocol's :class:`~weightinit.scheme.protocol.Param`
+(its role, its kernel's layout, the activation that follows its layer: its own ``activation``
+or, when that is linear, the next activation layer in the graph, looked through
+normalization, dropout, pooling and reshapes). That works for every model, subclassed ones
+too. Every other scheme runs or reads the model: a Sequential or Functional model is planned
+through its torch twin (:mod:`.twin`) by the torch front end, the rows renamed after the Keras
+weights. Values are drawn on the CPU (torch, the same generator and keys as for a torch
+model) and assigned to the Keras variables once all exist, on any backend.
 """
 
 from __future__ import annotations
