@@ -347,3 +347,40 @@ def test_bad_input_is_a_clear_error_and_the_model_is_left_as_it_was():
         np.testing.assert_array_equal(w, b)
     for w, b in zip(weights(recurrent), before, strict=True):
         np.testing.assert_array_equal(w, b)
+
+
+# --- models nobody here wrote: keras.applications, built with random weights ----------------
+
+APPLICATIONS = {
+    # keras.ops in the graph (x + 3, x * hard_sigmoid), squeeze-excitation, hard swish
+    "MobileNetV3Small": (lambda: keras.applications.MobileNetV3Small, (32, 32, 3), True),
+    # Rescaling and Normalization layers, swish, depthwise convolutions, dropout
+    "EfficientNetB0": (lambda: keras.applications.EfficientNetB0, (32, 32, 3), True),
+    # LayerScale layers, nested Sequential models, LayerNormalization, GELU
+    "ConvNeXtTiny": (lambda: keras.applications.ConvNeXtTiny, (32, 32, 3), True),
+    # ZeroPadding2D, strided convolutions, batch norm, residual adds
+    "ResNet50": (lambda: keras.applications.ResNet50, (32, 32, 3), False),
+    # SeparableConv2D, max pooling with padding="same"
+    "Xception": (lambda: keras.applications.Xception, (71, 71, 3), False),
+}
+
+
+@pytest.mark.parametrize("name", list(APPLICATIONS))
+def test_keras_applications_models_get_every_scheme_and_their_twin_computes_them(name):
+    """keras.applications models (weights=None: nothing downloaded): after "he" the twin's
+    logits equal Keras's to float error (relative to their spread); "auto" writes every
+    weight the twin knows (the lighter models), and the model's output stays finite."""
+    make, shape, run_auto = APPLICATIONS[name]
+    model = make()(weights=None, input_shape=shape, classes=10, classifier_activation=None)
+    x = RNG.normal(size=(2, *shape)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvNeXt's layer scales: unknown to "he", kept
+        wk.apply(model, "he", seed=0)
+    want = numpy(model(x, training=False))
+    got = numpy(KerasTwin(model).eval()(torch.from_numpy(x)))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(want.std()) + 1e-6)
+    if run_auto:
+        plan = wk.apply(model, seed=0)
+        assert plan.scheme == "auto" and "skip" not in {r.init for r in plan.rows}
+        out = numpy(model(x, training=False))
+        assert np.isfinite(out).all() and out.std() > 0

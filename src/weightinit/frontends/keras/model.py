@@ -67,6 +67,10 @@ def _weights(layer: Any) -> list[tuple[str, Any, str, str, str, dict]]:
     elif name in ("Conv1D", "Conv2D", "Conv3D"):
         add("kernel", Roles.WEIGHT, Kinds.CONV, "conv", groups=getattr(layer, "groups", 1))
         add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
+    elif name.startswith("SeparableConv"):  # depthwise, then pointwise: one layer
+        add("depthwise_kernel", Roles.WEIGHT, Kinds.CONV, "depthwise")
+        add("pointwise_kernel", Roles.WEIGHT, Kinds.CONV, "conv")
+        add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
     elif name.startswith("DepthwiseConv"):
         add("kernel", Roles.WEIGHT, Kinds.CONV, "depthwise")
         add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
@@ -162,8 +166,10 @@ def _params(model: Any, include_frozen: bool) -> tuple[list[tuple[Param, Any, st
             )  # fmt: skip
             name = _name(model, variable)
             dtype = str(keras.backend.standardize_dtype(variable.dtype))
-            param = Param(name, name, leaf, layer.name, kind, shape, dtype, info,
-                          follower if role == Roles.WEIGHT else None)  # fmt: skip
+            after = follower if role == Roles.WEIGHT else None
+            if leaf == "depthwise_kernel":  # a SeparableConv's: its pointwise kernel follows
+                after = Follower(None, stop="its pointwise convolution")
+            param = Param(name, name, leaf, layer.name, kind, shape, dtype, info, after)
             known.append((param, variable, layer))
     return known, unknown
 

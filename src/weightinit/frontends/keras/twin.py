@@ -18,7 +18,9 @@ know is an error naming it (the classic schemes need neither).
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -121,6 +123,8 @@ class KerasTwin(nn.Module):
         the layer's name, its weights under :attr:`weights`."""
         kind = type(layer).__name__
         where = f"{self._where}: layer {layer.name!r} ({kind})"
+        if not isinstance(layer, keras.layers.Layer):  # keras.ops on symbolic tensors
+            return _operation(layer, where)
         if isinstance(layer, keras.Model):
             inner = KerasTwin(layer, self._where)
             self._add(layer, inner)
@@ -265,9 +269,16 @@ def _channels_first(layer: Any) -> bool:
     return getattr(layer, "data_format", "channels_last") == "channels_first"
 
 
-def _padded(x: torch.Tensor, padding: str, kernel: tuple, strides: tuple, dilation: tuple):
-    """x (channels first) padded as Keras pads: "same" puts the odd pixel at the end (as
-    TensorFlow does), "causal" everything at the start."""
+def _padded(
+    x: torch.Tensor,
+    padding: str,
+    kernel: tuple,
+    strides: tuple,
+    dilation: tuple,
+    value: float = 0.0,
+) -> torch.Tensor:
+    """x (channels first) padded as Keras pads, with ``value``: "same" puts the odd pixel at
+    the end (as TensorFlow does), "causal" everything at the start."""
     if padding == "valid":
         return x
     pads: list[int] = []
@@ -280,7 +291,7 @@ def _padded(x: torch.Tensor, padding: str, kernel: tuple, strides: tuple, dilati
         )
         before = total if padding == "causal" else total // 2
         pads = [before, total - before, *pads]
-    return F.pad(x, pads)
+    return F.pad(x, pads, value=value)
 
 
 def _conv_module(base: type) -> type:
@@ -327,6 +338,38 @@ def _conv_layer(layer: Any, where: str) -> Made:
     if layer.bias is not None:
         weights["bias"] = (layer.bias, _same, _same)
     return module, weights
+
+
+class _Separable(nn.Module):
+    """SeparableConv: a depthwise convolution, then a 1x1 one (Keras's padding and strides
+    on the first)."""
+
+    def __init__(self, depthwise: nn.Module, pointwise: nn.Module):
+        super().__init__()
+        self.depthwise, self.pointwise = depthwise, pointwise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+def _separable(layer: Any, where: str) -> Made:
+    *k, channels, multiplier = (int(s) for s in layer.depthwise_kernel.shape)
+    n, out = len(k), int(layer.pointwise_kernel.shape[-1])
+    last = not _channels_first(layer)
+    depthwise = _CONVS[n](
+        channels, channels * multiplier, tuple(k), stride=tuple(layer.strides),
+        dilation=tuple(layer.dilation_rate), groups=channels, bias=False,
+        keras_padding=layer.padding, channels_last=last,
+    )  # fmt: skip
+    pointwise = _CONVS[n](channels * multiplier, out, (1,) * n, bias=layer.bias is not None,
+                          keras_padding="valid", channels_last=last)  # fmt: skip
+    weights = {
+        "depthwise.weight": (layer.depthwise_kernel, *_depthwise(n, channels, multiplier)),
+        "pointwise.weight": (layer.pointwise_kernel, *_conv(n)),
+    }
+    if layer.bias is not None:
+        weights["pointwise.bias"] = (layer.bias, _same, _same)
+    return _Separable(depthwise, pointwise), weights
 
 
 def _dense(layer: Any, where: str) -> Made:
@@ -482,12 +525,22 @@ def _pool(kind: str, layer: Any, where: str) -> Made:
         return pool_all, {}
     n = int(kind[-2])
     size, strides = tuple(layer.pool_size), tuple(layer.strides or layer.pool_size)
-    fn = getattr(F, f"{'max' if kind.startswith('Max') else 'avg'}_pool{n}d")
-    if layer.padding != "valid":
-        raise ValueError(f"{where}: the twin knows pooling with padding='valid'")
+    biggest = kind.startswith("Max")
+    fn = getattr(F, f"{'max' if biggest else 'avg'}_pool{n}d")
+    ones = (1,) * n
 
     def pool(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
-        y = fn(x if first else x.movedim(-1, 1), size, strides)
+        x = x if first else x.movedim(-1, 1)
+        if layer.padding == "valid":
+            y = fn(x, size, strides)
+        elif biggest:  # "same": the padding never wins a max
+            y = fn(_padded(x, "same", size, strides, ones, -math.inf), size, strides)
+        else:  # "same": the padding is left out of each average, as TensorFlow does
+            total = fn(_padded(x, "same", size, strides, ones), size, strides)
+            count = fn(
+                _padded(torch.ones_like(x[:1, :1]), "same", size, strides, ones), size, strides
+            )
+            y = total / count
         return y if first else y.movedim(1, -1)
 
     return pool, {}
@@ -516,16 +569,158 @@ def _merge(kind: str, layer: Any, where: str) -> Made:
     return merge, {}
 
 
+def _spatial(kind: str, layer: Any, where: str) -> Made:
+    """ZeroPadding and Cropping (1D/2D/3D), and nearest-neighbour UpSampling."""
+    first = _channels_first(layer)
+
+    def moved(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def run(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+            y = fn(x if first else x.movedim(-1, 1))
+            return y if first else y.movedim(1, -1)
+
+        return run
+
+    if kind.startswith("UpSampling"):
+        if getattr(layer, "interpolation", "nearest") != "nearest":
+            raise ValueError(f"{where}: the twin knows nearest-neighbour upsampling")
+        size = layer.size if isinstance(layer.size, (tuple, list)) else (layer.size,)
+        return moved(lambda x: F.interpolate(x, scale_factor=tuple(float(f) for f in size))), {}
+    edges = layer.padding if kind.startswith("ZeroPadding") else layer.cropping
+    edges = [edges] if isinstance(edges[0], int) else list(edges)  # 1D: (before, after)
+    if kind.startswith("ZeroPadding"):
+        pads = [int(e) for pair in reversed(edges) for e in pair]
+        return moved(lambda x: F.pad(x, pads)), {}
+
+    def crop(x: torch.Tensor) -> torch.Tensor:
+        index = [slice(None), slice(None)]
+        index += [slice(a, x.shape[2 + i] - b) for i, (a, b) in enumerate(edges)]
+        return x[tuple(index)]
+
+    return moved(crop), {}
+
+
+class _LayerScale(nn.Module):
+    """A layer scale (CaiT; keras.applications' ConvNeXt LayerScale): x times gamma."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+def _layer_scale(layer: Any, where: str) -> Made:
+    gamma = layer.gamma
+    return _LayerScale(int(gamma.shape[-1])), {"gamma": (gamma, _same, _same)}
+
+
+def _rescaling(layer: Any, where: str) -> Made:
+    scale, offset = layer.scale, layer.offset
+    if not all(isinstance(v, (int, float)) for v in (scale, offset)):
+        raise ValueError(f"{where}: the twin knows Rescaling by a scalar scale and offset")
+    return (lambda x, *a, **k: x * float(scale) + float(offset)), {}
+
+
+def _normalization(layer: Any, where: str) -> Made:
+    """Keras's preprocessing Normalization, with its adapted (or given) mean and variance."""
+    if layer.mean is None or layer.invert:
+        raise ValueError(f"{where}: the twin knows an adapted Normalization that does not invert")
+    mean = torch.from_numpy(np.asarray(to_numpy(layer.mean), dtype=np.float32))
+    std = torch.from_numpy(np.asarray(to_numpy(layer.variance), dtype=np.float32)).sqrt()
+    std = std.clamp_min(keras.backend.epsilon())
+    return (lambda x, *a, **k: (x - mean) / std), {}
+
+
 def _dropout(layer: Any, where: str) -> Made:
     rate = float(getattr(layer, "rate", 0.0))
     kind = type(layer).__name__
     return (nn.AlphaDropout(rate) if kind == "AlphaDropout" else nn.Dropout(rate)), {}
 
 
+# --- keras.ops called on a functional model's symbolic tensors (x + 3.0, ops.relu6(x)) ----------
+
+
+def _axis(op: Any) -> Any:
+    axis = getattr(op, "axis", None)
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+_OPERATIONS: dict[str, Callable[[Any], Callable[..., Any]]] = {
+    "Add": lambda op: operator.add,
+    "Subtract": lambda op: operator.sub,
+    "Multiply": lambda op: operator.mul,
+    "Divide": lambda op: operator.truediv,
+    "TrueDivide": lambda op: operator.truediv,
+    "Power": lambda op: operator.pow,
+    "Matmul": lambda op: torch.matmul,
+    "Maximum": lambda op: lambda a, b: torch.maximum(torch.as_tensor(a), torch.as_tensor(b)),
+    "Minimum": lambda op: lambda a, b: torch.minimum(torch.as_tensor(a), torch.as_tensor(b)),
+    "Negative": lambda op: torch.neg,
+    "Abs": lambda op: torch.abs,
+    "Square": lambda op: torch.square,
+    "Sqrt": lambda op: torch.sqrt,
+    "Exp": lambda op: torch.exp,
+    "Log": lambda op: torch.log,
+    "Tanh": lambda op: torch.tanh,
+    "Relu": lambda op: F.relu,
+    "Relu6": lambda op: F.relu6,
+    "Sigmoid": lambda op: torch.sigmoid,
+    "HardSigmoid": lambda op: F.hardsigmoid,
+    "HardSilu": lambda op: F.hardswish,
+    "Silu": lambda op: F.silu,
+    "Selu": lambda op: F.selu,
+    "Softplus": lambda op: F.softplus,
+    "Elu": lambda op: functools.partial(F.elu, alpha=float(op.alpha)),
+    "LeakyRelu": lambda op: functools.partial(
+        F.leaky_relu, negative_slope=float(op.negative_slope)
+    ),
+    "Gelu": lambda op: functools.partial(F.gelu, approximate="tanh" if op.approximate else "none"),
+    "Softmax": lambda op: functools.partial(
+        torch.softmax, dim=op.axis if isinstance(op.axis, int) else -1
+    ),
+    "Mean": lambda op: lambda x: x.mean(dim=_axis(op), keepdim=bool(op.keepdims)),
+    "Sum": lambda op: lambda x: x.sum(dim=_axis(op), keepdim=bool(op.keepdims)),
+    "Reshape": lambda op: lambda x: x.reshape(tuple(op.newshape)),
+    "Transpose": lambda op: (
+        lambda x: x.permute(op.axes) if op.axes is not None else x.permute(*reversed(range(x.ndim)))
+    ),
+    "ExpandDims": lambda op: lambda x: x.unsqueeze(op.axis),
+    "Squeeze": lambda op: lambda x: x.squeeze(op.axis) if op.axis is not None else x.squeeze(),
+    "Concatenate": lambda op: lambda xs: torch.cat(list(xs), dim=op.axis),
+}
+
+
+def _operation(op: Any, where: str) -> Callable[..., Any]:
+    """The torch function of a ``keras.ops`` operation in the graph (not a layer)."""
+    make = _OPERATIONS.get(type(op).__name__)
+    if make is None:
+        raise ValueError(
+            f"{where}: the torch twin does not know the operation {type(op).__name__}; it knows "
+            f"{', '.join(sorted(_OPERATIONS))}. Use a classic scheme (he, orthogonal, lecun, "
+            "glorot, ...), which needs no forward pass"
+        )
+    fn = make(op)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args)
+
+    return run
+
+
 _LAYERS: dict[str, Callable[[Any, str], Made]] = {
     "Dense": _dense,
     **{f"Conv{n}D": _conv_layer for n in (1, 2, 3)},
     **{f"DepthwiseConv{n}D": _conv_layer for n in (1, 2)},
+    **{f"SeparableConv{n}D": _separable for n in (1, 2)},
+    **{
+        f"{k}{n}D": (lambda layer, where, k=f"{k}{n}D": _spatial(k, layer, where))
+        for k in ("ZeroPadding", "Cropping", "UpSampling")
+        for n in (1, 2, 3)
+    },
+    "Rescaling": _rescaling,
+    "LayerScale": _layer_scale,
+    "Normalization": _normalization,
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
     "Embedding": _embedding,
@@ -550,4 +745,5 @@ _LAYERS: dict[str, Callable[[Any, str], Made]] = {
 }
 _KEYWORDS = {"MultiHeadAttention"}  # twins that take the node's other arguments
 _PASS = {"InputLayer", "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Identity"}
+_PASS |= {"StochasticDepth"}  # keras.applications' ConvNeXt: identity at inference
 _ACTIVATION_LAYERS = {"Activation", "ReLU", "LeakyReLU", "ELU", "Softmax"}
