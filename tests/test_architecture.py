@@ -35,6 +35,7 @@ LAYERS = {
     "weightinit.diagnostics": 7,
     "weightinit.commands": 8,  # the command line and the demo
     "weightinit.zoo": 8,
+    "weightinit.keras": 8,  # the public surface for Keras: apply, plan, init, write, diagnose
     "weightinit.__main__": 8,
     "weightinit": 8,  # the package's public surface
 }

@@ -384,3 +384,18 @@ def test_keras_applications_models_get_every_scheme_and_their_twin_computes_them
         assert plan.scheme == "auto" and "skip" not in {r.init for r in plan.rows}
         out = numpy(model(x, training=False))
         assert np.isfinite(out).all() and out.std() > 0
+
+
+def test_without_a_seed_keras_global_seed_decides():
+    """seed=None follows Keras: keras.utils.set_random_seed makes apply reproducible, and
+    two calls in a row draw different values."""
+    runs = []
+    for _ in range(2):
+        keras.utils.set_random_seed(7)
+        model = keras_mlp()
+        wk.apply(model)
+        wk.apply(again := keras_mlp())
+        runs.append((weights(model), weights(again)))
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(runs[0][0][0], runs[0][1][0])

@@ -48,8 +48,8 @@ except ImportError as err:
     ) from err
 
 from weightinit.frontends.keras.layouts import KINDS, keras_fans, keras_layout
-from weightinit.frontends.keras.model import CLASSIC, apply, diagnose, init, plan, write
 from weightinit.keras import initializers
+from weightinit.keras.model import CLASSIC, apply, diagnose, init, plan, write
 
 __all__ = [
     "CLASSIC",

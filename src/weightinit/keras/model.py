@@ -1,22 +1,18 @@
 """Whole Keras 3 models under every scheme, into the same :class:`~weightinit.Plan` as torch
-models, written all or nothing.
+models, written all or nothing; and ``diagnose``.
 
-The classic schemes (:data:`CLASSIC`) read the Keras layers themselves: every weight of a
-built model described as the scheme protocol's :class:`~weightinit.scheme.protocol.Param`
-(its role, its kernel's layout, the activation that follows its layer: its own ``activation``
-or, when that is linear, the next activation layer in the graph, looked through
-normalization, dropout, pooling and reshapes). That works for every model, subclassed ones
-too. Every other scheme runs or reads the model: a Sequential or Functional model is planned
-through its torch twin (:mod:`.twin`) by the torch front end, the rows renamed after the Keras
-weights. Values are drawn on the CPU (torch, the same generator and keys as for a torch
-model) and assigned to the Keras variables once all exist, on any backend.
+The classic schemes (:data:`CLASSIC`) read the Keras layers themselves
+(:mod:`weightinit.frontends.keras.settle`), for every model, subclassed ones too. Every other
+scheme runs or reads the model: a Sequential or Functional model is planned through its torch
+twin (:mod:`weightinit.frontends.keras.twin`) by the torch planner, the rows renamed after the
+Keras weights. Values are drawn on the CPU (torch, the same generator and keys as for a torch
+model) and assigned to the Keras variables once all exist
+(:mod:`weightinit.frontends.keras.write`), on any backend.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
-import itertools
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,154 +20,23 @@ from typing import Any
 import keras
 import numpy as np
 import torch
-from torch import nn
 
 from weightinit._checks import check_seed
 from weightinit.diagnostics.report import Report
 from weightinit.diagnostics.report import diagnose as run_diagnose
-from weightinit.frontends.keras.activations import keras_activation
-from weightinit.frontends.keras.layouts import keras_layout
+from weightinit.frontends.keras.settle import keras_params, weight_name
 from weightinit.frontends.keras.twin import KerasTwin, to_numpy
+from weightinit.frontends.keras.write import TWIN_NOTE, values
 from weightinit.frontends.torch.settle import RuleKey, RuleValue, check_rules, match_rule, row
 from weightinit.initializers.counter import RNG_VERSION
 from weightinit.planner import plan as plan_torch
 from weightinit.plans.plan import SKIP, Plan, Row, check_rng
-from weightinit.scheme.protocol import Param
 from weightinit.scheme.registry import get_scheme
-from weightinit.understanding.graph import Follower
-from weightinit.understanding.knowledge import Kinds, ParamInfo, Roles
 
-__all__ = ["apply", "diagnose", "init", "plan", "write"]
+__all__ = ["CLASSIC", "apply", "diagnose", "init", "plan", "write"]
 
-# the recurrent cells: Keras's order of their stacked gates
-_GATES = {"LSTMCell": "ifco", "GRUCell": "zrh", "SimpleRNNCell": ""}
-
-
-def _weights(layer: Any) -> list[tuple[str, Any, str, str, str, dict]]:
-    """(leaf, variable, role, kind, layout kind, layout options) of each weight ``layer`` owns
-    that weightinit knows ([] for a layer it does not know: its weights are reported)."""
-    name = type(layer).__name__
-    found = []
-
-    def add(leaf: str, role: str, kind: str, layout: str, **options: Any) -> None:
-        variable = getattr(layer, leaf, None)
-        if variable is not None:
-            found.append((leaf, variable, role, kind, layout, options))
-
-    if name == "Dense":
-        add("kernel", Roles.WEIGHT, Kinds.LINEAR, "dense")
-        add("bias", Roles.BIAS, Kinds.LINEAR, "elementwise")
-    elif name.startswith("Conv") and name.endswith("Transpose"):
-        add("kernel", Roles.WEIGHT, Kinds.CONV, "conv_transpose")
-        add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
-    elif name in ("Conv1D", "Conv2D", "Conv3D"):
-        add("kernel", Roles.WEIGHT, Kinds.CONV, "conv", groups=getattr(layer, "groups", 1))
-        add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
-    elif name.startswith("SeparableConv"):  # depthwise, then pointwise: one layer
-        add("depthwise_kernel", Roles.WEIGHT, Kinds.CONV, "depthwise")
-        add("pointwise_kernel", Roles.WEIGHT, Kinds.CONV, "conv")
-        add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
-    elif name.startswith("DepthwiseConv"):
-        add("kernel", Roles.WEIGHT, Kinds.CONV, "depthwise")
-        add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
-    elif name in _GATES:
-        gates = max(len(_GATES[name]), 1)
-        add("kernel", Roles.WEIGHT, Kinds.RECURRENT, "recurrent", gates=gates)
-        add("recurrent_kernel", Roles.RECURRENT, Kinds.RECURRENT, "recurrent", gates=gates)
-        add("bias", Roles.GATE_BIAS, Kinds.RECURRENT, "elementwise", gates=gates)
-    elif name == "Embedding":
-        add("embeddings", Roles.EMBEDDING, Kinds.EMBEDDING, "embedding")
-    elif name in ("BatchNormalization", "LayerNormalization", "GroupNormalization"):
-        add("gamma", Roles.NORM_SCALE, Kinds.NORM, "elementwise")
-        add("beta", Roles.NORM_SHIFT, Kinds.NORM, "elementwise")
-    return found
-
-
-def _next_layers(model: Any) -> dict[int, list[Any]]:
-    """Each layer's consumers in the model's graph (a Sequential's next layer)."""
-    following: dict[int, list[Any]] = {}
-    layers = list(getattr(model, "layers", []))
-    if isinstance(model, keras.Sequential):
-        for a, b in itertools.pairwise(layers):
-            following[id(a)] = [b]
-        return following
-    for layer in layers:
-        after = []
-        for node in getattr(layer, "_outbound_nodes", []):
-            operation = getattr(node, "operation", None)
-            if operation is not None and operation is not model:
-                after.append(operation)
-        following[id(layer)] = after
-    return following
-
-
-def _follower(layer: Any, following: dict[int, list[Any]]) -> Follower:
-    own = getattr(layer, "activation", None)
-    found = keras_activation(own) if own is not None else None
-    if found is not None:
-        return Follower(found)
-    named = keras.activations.serialize(own) if callable(own) else None
-    if isinstance(named, str) and named != "linear":  # softmax, exponential: an output
-        return Follower(None, stop=named)
-    through: list[str] = []
-    after = following.get(id(layer), [])
-    while len(after) == 1:
-        kind = type(after[0]).__name__
-        found = keras_activation(after[0])
-        if found is not None:
-            return Follower(found, (*through, kind))
-        if not kind.startswith(_THROUGH):
-            return Follower(None, stop=kind)
-        through.append(kind)
-        after = following.get(id(after[0]), [])
-    return Follower(None, stop="the output" if not after else "several layers")
-
-
-# layers that keep the signal's shape, looked through for the activation after a layer (as
-# the torch front end looks through normalization, dropout, pooling and reshapes)
-_THROUGH = (
-    "BatchNormalization", "LayerNormalization", "GroupNormalization", "Dropout",
-    "SpatialDropout", "AlphaDropout", "GaussianNoise", "GaussianDropout", "MaxPooling",
-    "AveragePooling", "Flatten", "Reshape", "Identity",
-)  # fmt: skip
-
-
-def _name(model: Any, variable: Any) -> str:
-    """A weight's name in the plan: its Keras path below the model, dotted
-    (``sequential/lstm/lstm_cell/kernel`` -> ``lstm.lstm_cell.kernel``)."""
-    return variable.path.removeprefix(f"{model.name}/").replace("/", ".")
-
-
-def _params(model: Any, include_frozen: bool) -> tuple[list[tuple[Param, Any, str]], list[str]]:
-    """(Param, variable, layer) of every weight weightinit knows, and the names of the
-    trainable weights of layers it does not know."""
-    following = _next_layers(model)
-    known, unknown = [], []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        described = _weights(layer)
-        seen = {id(variable) for _, variable, *_ in described}
-        unknown += [_name(model, v) for v in layer._trainable_variables if id(v) not in seen]
-        follower = _follower(layer, following)
-        nonlinearity = (
-            getattr(layer, "activation", None) if type(layer).__name__ in _GATES else None
-        )
-        for leaf, variable, role, kind, layout, options in described:
-            if not (variable.trainable or include_frozen):
-                continue
-            shape = tuple(int(s) for s in variable.shape)
-            info = ParamInfo(
-                role, keras_layout(layout, shape, **options), ("", {}, ""),
-                gates=_GATES.get(type(layer).__name__, ""), kind=kind,
-                nonlinearity=keras_activation(nonlinearity) if nonlinearity is not None else None,
-            )  # fmt: skip
-            name = _name(model, variable)
-            dtype = str(keras.backend.standardize_dtype(variable.dtype))
-            after = follower if role == Roles.WEIGHT else None
-            if leaf == "depthwise_kernel":  # a SeparableConv's: its pointwise kernel follows
-                after = Follower(None, stop="its pointwise convolution")
-            param = Param(name, name, leaf, layer.name, kind, shape, dtype, info, after)
-            known.append((param, variable, layer))
-    return known, unknown
+#: the schemes planned on the Keras layers themselves; the others run the model's torch twin
+CLASSIC = ("he", "orthogonal", "lecun", "glorot", "keras", "flax", "random_walk")
 
 
 def plan(
@@ -205,7 +70,8 @@ def plan(
     "lsuv" calibrates on ``data``, a batch the model takes.
 
     ``rules`` (name globs or Keras layer classes -> initializer) and ``skip`` (name globs)
-    name weights as the plan does (``dense.kernel``).
+    name weights as the plan does (``dense.kernel``). ``seed=None`` takes a seed from Keras's
+    global seed generator (``keras.utils.set_random_seed`` fixes it), when the values are drawn.
 
     Example::
 
@@ -228,7 +94,8 @@ def plan(
     seed = check_seed(seed, "plan")
     rules = check_rules(rules)
     skip = [skip] if isinstance(skip, str) else list(skip)
-    if chosen.name not in CLASSIC:
+    if chosen.name not in CLASSIC:  # calibration draws now: the seed is fixed now
+        seed = _keras_seed() if seed is None else seed
         return _twin_plan(
             model, chosen.name, example_input=example_input, data=data, seed=seed, rng=rng,
             rules=rules, skip=skip, include_frozen=include_frozen, **options,
@@ -241,7 +108,7 @@ def plan(
     rng = RNG_VERSION if rng is None else rng
     check_rng(rng, chosen.name, chosen.rng, "plan")
     opts, _, recorded = chosen.take(options, seed)
-    known, unknown = _params(model, include_frozen)
+    known, unknown = keras_params(model, include_frozen)
     if unknown:
         warnings.warn(
             f"plan: weightinit does not know the layers of {len(unknown)} Keras weight(s), so "
@@ -275,13 +142,8 @@ def write(plan: Plan, model: Any, seed: int | None = None) -> Plan:
     schemes' plans), then assigned. ``seed=None`` takes the plan's seed, and without one a seed
     from Keras's global seed generator (``keras.utils.set_random_seed`` fixes it)."""
     if seed is None and plan.options.get("seed") is None:
-        drawn = keras.random.randint((), 0, 2**31 - 1)
-        seed = int(keras.ops.convert_to_numpy(drawn))
-    if plan.notes.get("keras") == TWIN_NOTE:
-        values = _twin_write(plan, model, seed)
-    else:
-        values = _mirror_write(plan, model, seed)
-    for variable, value in values:
+        seed = _keras_seed()
+    for variable, value in values(plan, model, seed):
         variable.assign(keras.ops.convert_to_tensor(value, dtype=variable.dtype))
     return plan
 
@@ -359,17 +221,12 @@ def diagnose(model: Any, inputs: Any, *, plan: Plan | None = None, **kw: Any) ->
     return run_diagnose(twin, _torch_batch(inputs, "inputs"), plan=plan, **kw)
 
 
-#: the schemes planned on the Keras layers themselves; the others run the model's torch twin
-CLASSIC = ("he", "orthogonal", "lecun", "glorot", "keras", "flax", "random_walk")
-TWIN_NOTE = "planned on the torch twin of the Keras graph: shapes in torch's layout, written back in Keras's"
-
-
 def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: int | None,
                rng: str | None, rules: dict, skip: list[str], include_frozen: bool,
                **options: Any) -> Plan:  # fmt: skip
     """``scheme`` planned on the model's torch twin, rows renamed after the Keras weights."""
     twin = KerasTwin(model, "plan")
-    names = {t: _name(model, w.variable) for t, w in twin.weights.items()}
+    names = {t: weight_name(model, w.variable) for t, w in twin.weights.items()}
     layers = {t: w.layer for t, w in twin.weights.items()}
     twin_rules, given = {}, {}
     for key, value in rules.items():
@@ -407,42 +264,9 @@ def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: 
     return made
 
 
-def _twin_write(plan: Plan, model: Any, seed: int | None) -> list[tuple[Any, Any]]:
-    twin = KerasTwin(model, "write")
-    by_keras = {_name(model, w.variable): t for t, w in twin.weights.items()}
-    missing = [r.name for r in plan.rows if r.init != SKIP and r.name not in by_keras]
-    if missing:
-        raise ValueError(
-            f"write: the Keras model has no weight {missing[0]!r}; was this plan made for "
-            "another model?"
-        )
-    renamed = dataclasses.replace(
-        plan,
-        rows=[dataclasses.replace(r, name=by_keras.get(r.name, r.name)) for r in plan.rows],
-        buffers={by_keras.get(k, k): v for k, v in plan.buffers.items()},
-    )
-    renamed.apply(twin, seed=seed)
-    tensors = {**dict(twin.named_parameters()), **dict(twin.named_buffers())}
-    written = [by_keras[r.name] for r in plan.rows if r.init != SKIP]
-    written += [t for t in renamed.buffers if t in twin.weights]
-    values = []
-    for t in written:
-        weight = twin.weights[t]
-        values.append((weight.variable, weight.to_keras(tensors[t].detach().numpy())))
-    return values
-
-
-def _mirror_write(plan: Plan, model: Any, seed: int | None) -> list[tuple[Any, Any]]:
-    variables = {_name(model, v): v for v in model.weights}
-    missing = [r.name for r in plan.rows if r.init != SKIP and r.name not in variables]
-    if missing:
-        raise ValueError(
-            f"write: the Keras model has no weight {missing[0]!r}; was this plan made for "
-            "another model?"
-        )
-    mirror = _Mirror({r.name: tuple(variables[r.name].shape) for r in plan.rows if r.init != SKIP})
-    plan.apply(mirror, seed=seed)
-    return [(variables[name], value.numpy()) for name, value in mirror.values()]
+def _keras_seed() -> int:
+    """A seed from Keras's global seed generator (``keras.utils.set_random_seed`` fixes it)."""
+    return int(to_numpy(keras.random.randint((), 0, 2**31 - 1)))
 
 
 def _torch_batch(batch: Any, what: str) -> Any:
@@ -482,23 +306,3 @@ def _stand_in(twin: KerasTwin, data: Any) -> Any:
 
 #: the stand-in's batch size ("auto" tiles it further for its stabilizing sweep)
 STAND_IN_BATCH = 64
-
-
-class _Mirror(nn.Module):
-    """torch parameters named as the Keras weights (``layer.kernel``), for Plan.apply."""
-
-    def __init__(self, shapes: dict[str, tuple[int, ...]]):
-        super().__init__()
-        self._names = list(shapes)
-        for name, shape in shapes.items():
-            owner = self
-            *path, leaf = name.split(".")
-            for part in path:
-                if part not in owner._modules:
-                    owner.add_module(part, nn.Module())
-                owner = owner._modules[part]
-            owner.register_parameter(leaf, nn.Parameter(torch.zeros(shape)))
-
-    def values(self) -> list[tuple[str, torch.Tensor]]:
-        params = dict(self.named_parameters())
-        return [(name, params[name].detach()) for name in self._names]
