@@ -163,6 +163,72 @@ def test_the_twin_computes_what_the_keras_model_computes():
     assert set(twin.weights) >= {"stem.weight", "bn.running_var", "mha.attention_output.weight"}
 
 
+@pytest.mark.parametrize("rank", [1, 2])
+def test_the_twin_upsamples_and_normalizes_as_keras_does(rank):
+    """Transposed convolutions, "same" (TensorFlow's crop, and zeros where the kernel is
+    smaller than its stride) and "valid", group and RMS normalization: after "he" the
+    twin's output is Keras's to float error."""
+    size = (7,) * rank
+    inputs = keras.Input((*size, 4))
+    up = getattr(L, f"Conv{rank}DTranspose")
+    x = up(6, 3, strides=2, padding="same", name="up1")(inputs)
+    x = L.GroupNormalization(groups=2, name="gn")(x)
+    x = up(5, 1, strides=2, padding="same", name="up2")(x)
+    x = up(4, 4, strides=2, padding="valid", name="up3")(x)
+    x = L.RMSNormalization(name="rms")(up(4, 2, strides=3, padding="same", name="up4")(x))
+    model = keras.Model(inputs, x)
+    wk.init(model, "he", seed=0)
+    batch = RNG.normal(size=(2, *size, 4)).astype("float32")
+    want = numpy(model(batch))
+    got = numpy(KerasTwin(model)(torch.from_numpy(batch)))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * float(want.std()))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"return_sequences": True},
+        {"go_backwards": True},
+        {"go_backwards": True, "return_sequences": True},
+    ],
+)
+def test_the_twin_runs_an_lstm_as_keras_does(options):
+    inputs = keras.Input((6, 5))
+    model = keras.Model(inputs, L.LSTM(8, name="lstm", **options)(inputs))
+    batch = RNG.normal(size=(2, 6, 5)).astype("float32")
+    np.testing.assert_allclose(
+        numpy(KerasTwin(model)(torch.from_numpy(batch))), numpy(model(batch)), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("scheme", ["auto", "lsuv"])
+def test_lstms_get_forget_bias_one_and_orthogonal_gates_under_the_twin_schemes(scheme):
+    """Keras's LSTM has one bias (torch's bias_ih; the twin's bias_hh stays zero, never
+    planned): its forget slice gets 1 (Jozefowicz et al. 2015) in full, and each gate of the
+    recurrent kernel is orthogonal (a scaled identity Gram matrix)."""
+    inputs = keras.Input((6, 5))
+    x = L.LSTM(8, return_sequences=True, name="l1")(inputs)
+    model = keras.Model(inputs, L.Dense(3, name="head")(L.LSTM(8, name="l2")(x)))
+    data = {"data": RNG.normal(size=(64, 6, 5)).astype("float32")} if scheme == "lsuv" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about the twin's own bias_hh
+        plan = wk.apply(model, scheme, seed=0, **data)
+    assert not any("bias_hh" in r.name for r in plan.rows)
+    for name in ("l1", "l2"):
+        cell = model.get_layer(name).cell
+        bias = numpy(cell.bias).reshape(4, 8)
+        scale = plan[f"{name}.lstm_cell.bias"].scale or 1.0
+        np.testing.assert_allclose(
+            bias[1], 1.0 * np.ones(8) * (scale if scheme == "lsuv" else 1.0), rtol=1e-6
+        )
+        assert not bias[[0, 2, 3]].any()
+        for gate in np.split(numpy(cell.recurrent_kernel).astype(np.float64), 4, axis=1):
+            gram = gate.T @ gate
+            np.testing.assert_allclose(gram, gram[0, 0] * np.eye(8), atol=1e-5 * gram[0, 0])
+
+
 @pytest.mark.parametrize("scheme", ALL)
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_the_same_architecture_gets_the_same_planned_std_as_in_torch(arch, scheme):
@@ -264,6 +330,7 @@ def test_diagnose_sees_a_vanishing_signal_and_the_fix():
     before = wk.diagnose(model, x)
     assert before.verdict == "vanishing"
     assert before.layers[0].name == "d0" and before.layers[-1].name == "d29"
+    assert {layer.module for layer in before.layers} == {"Dense"}
     assert before.layers[-1].std < 1e-6
     wk.apply(model, seed=0)
     after = wk.diagnose(model, x)
@@ -318,14 +385,16 @@ class Subclassed(keras.Model):
 
 
 def test_bad_input_is_a_clear_error_and_the_model_is_left_as_it_was():
+    with pytest.raises(TypeError, match="must be a Keras model.*use weightinit.plan"):
+        wk.plan(nn.Linear(2, 2), "he")
     sub = Subclassed()
     sub(np.zeros((2, 4), "float32"))
     with pytest.raises(ValueError, match="subclassed.*use a classic scheme"):
         wk.apply(sub, "auto")
     inputs = keras.Input((5, 3))
-    recurrent = keras.Model(inputs, L.Dense(2, name="d")(L.LSTM(4, name="lstm")(inputs)))
+    recurrent = keras.Model(inputs, L.Dense(2, name="d")(L.GRU(4, name="gru")(inputs)))
     before = weights(recurrent)
-    with pytest.raises(ValueError, match=r"layer 'lstm' \(LSTM\).*classic scheme"):
+    with pytest.raises(ValueError, match=r"layer 'gru' \(GRU\).*classic scheme"):
         wk.apply(recurrent, "auto")
     tokens = keras.Input((6,), dtype="int32")
     embedded = keras.Model(tokens, L.Embedding(20, 4, name="emb")(tokens))

@@ -25,7 +25,7 @@ from weightinit._checks import check_seed
 from weightinit.diagnostics.report import Report
 from weightinit.diagnostics.report import diagnose as run_diagnose
 from weightinit.frontends.keras.settle import keras_params, weight_name
-from weightinit.frontends.keras.twin import KerasTwin, to_numpy
+from weightinit.frontends.keras.twin import FROZEN, KerasTwin, to_numpy
 from weightinit.frontends.keras.write import TWIN_NOTE, values
 from weightinit.frontends.torch.settle import RuleKey, RuleValue, check_rules, match_rule, row
 from weightinit.initializers.counter import RNG_VERSION
@@ -84,6 +84,7 @@ def plan(
         >>> p["hidden.kernel"].reason
         'followed by relu: gain 1.414; He: Var = gain^2 / fan'
     """
+    _check_model(model, "plan")
     chosen = get_scheme(scheme)
     if not getattr(model, "built", False):
         raise ValueError(
@@ -141,6 +142,9 @@ def write(plan: Plan, model: Any, seed: int | None = None) -> Plan:
     torch mirror of the weights (classic plans) or on the model's torch twin (the other
     schemes' plans), then assigned. ``seed=None`` takes the plan's seed, and without one a seed
     from Keras's global seed generator (``keras.utils.set_random_seed`` fixes it)."""
+    _check_model(model, "write")
+    if not isinstance(plan, Plan):
+        raise TypeError(f"write: `plan` must be a weightinit.Plan, got {type(plan).__name__}")
     if seed is None and plan.options.get("seed") is None:
         seed = _keras_seed()
     for variable, value in values(plan, model, seed):
@@ -217,8 +221,12 @@ def diagnose(model: Any, inputs: Any, *, plan: Plan | None = None, **kw: Any) ->
         >>> report.verdict in ("healthy", "vanishing", "exploding")
         True
     """
+    _check_model(model, "diagnose")
     twin = KerasTwin(model, "diagnose")
-    return run_diagnose(twin, _torch_batch(inputs, "inputs"), plan=plan, **kw)
+    report = run_diagnose(twin, _torch_batch(inputs, "inputs"), plan=plan, **kw)
+    for layer in report.layers:  # Dense, not the twin's Linear
+        layer.module = twin.kinds.get(layer.name, layer.module)
+    return report
 
 
 def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: int | None,
@@ -237,6 +245,7 @@ def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: 
                 twin_rules.setdefault(t, value)
                 given.setdefault(t, key if isinstance(key, str) else key.__name__)
     twin_skip = [t for t, k in names.items() if any(fnmatch.fnmatchcase(k, g) for g in skip)]
+    twin_skip += [n for n, _ in twin.named_parameters() if n.rsplit(".", 1)[-1] in FROZEN]
     unmatched = [g for g in skip if not any(fnmatch.fnmatchcase(k, g) for k in names.values())]
     if unmatched:
         warnings.warn(f"plan: skip pattern(s) {unmatched} match no weight", stacklevel=3)
@@ -254,6 +263,7 @@ def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: 
             f"plan: scheme {scheme!r} calibrates on data: pass data= a batch the Keras model "
             "takes (a numpy array or tensor; a tuple for several inputs)"
         )
+    made.rows = [r for r in made.rows if r.name in names]  # not the twin's own (LSTM bias_hh)
     for r in made.rows:
         if r.name in given:  # the rule as the user wrote it
             r.reason = r.reason.replace(f"rule {r.name!r}", f"rule {given[r.name]!r}")
@@ -262,6 +272,14 @@ def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: 
     made.buffers = {names.get(k, k): v for k, v in made.buffers.items()}
     made.notes["keras"] = TWIN_NOTE
     return made
+
+
+def _check_model(model: Any, where: str) -> None:
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{where}: `model` must be a Keras model (keras.Sequential, keras.Model or a "
+            f"subclass), got {type(model).__name__}; for torch models use weightinit.{where}"
+        )
 
 
 def _keras_seed() -> int:

@@ -64,6 +64,8 @@ def _weights(layer: Any) -> list[tuple[str, Any, str, str, str, dict]]:
     elif name in ("BatchNormalization", "LayerNormalization", "GroupNormalization"):
         add("gamma", Roles.NORM_SCALE, Kinds.NORM, "elementwise")
         add("beta", Roles.NORM_SHIFT, Kinds.NORM, "elementwise")
+    elif name == "RMSNormalization":
+        add("scale", Roles.NORM_SCALE, Kinds.NORM, "elementwise")
     return found
 
 

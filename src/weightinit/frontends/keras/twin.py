@@ -33,7 +33,7 @@ from torch import nn
 
 from weightinit.frontends.keras.activations import torch_activation
 
-__all__ = ["KerasTwin", "TwinWeight", "graph_of", "to_numpy"]
+__all__ = ["FROZEN", "KerasTwin", "TwinWeight", "graph_of", "to_numpy"]
 
 Convert = Callable[[np.ndarray], np.ndarray]
 
@@ -81,6 +81,7 @@ class KerasTwin(nn.Module):
         super().__init__()
         self._where = where
         self._keras = _Shared(None, [], {})
+        self.kinds: dict[str, str] = {}  # a submodule's name -> its Keras layer's class
         steps: list[tuple[Any, Callable[..., Any]]] = []
         graph = graph_of(model, where)
         built: dict[int, Callable[..., Any]] = {}
@@ -129,6 +130,7 @@ class KerasTwin(nn.Module):
             inner = KerasTwin(layer, self._where)
             self._add(layer, inner)
             self.weights.update({f"{_key(layer)}.{k}": w for k, w in inner.weights.items()})
+            self.kinds.update({f"{_key(layer)}.{k}": v for k, v in inner.kinds.items()})
             return _Call(inner)
         make = _LAYERS.get(kind)
         if make is None:
@@ -151,7 +153,7 @@ class KerasTwin(nn.Module):
                 )
                 _load(module, leaf, variable, to_torch)
         activation = getattr(layer, "activation", None)
-        if activation is not None:
+        if activation is not None and kind.startswith(_ACTIVATED):  # not an LSTM's own
             return _Activated(module, torch_activation(activation, where))
         return _Call(module) if isinstance(module, nn.Module) and kind not in _KEYWORDS else module
 
@@ -162,6 +164,7 @@ class KerasTwin(nn.Module):
                 f"{self._where}: two Keras layers are named {layer.name!r}; name layers uniquely"
             )
         self.add_module(key, module)
+        self.kinds[key] = type(layer).__name__
 
 
 class _Shared:
@@ -240,7 +243,8 @@ def _transpose(a: np.ndarray) -> np.ndarray:
 
 
 def _conv(n: int) -> tuple[Convert, Convert]:
-    """torch (out, in, *k) <-> Keras (*k, in, out)."""
+    """torch (out, in, *k) <-> Keras (*k, in, out); also a transposed convolution's torch
+    (in, out, *k) <-> Keras (*k, out, in)."""
     to_keras = (*range(2, n + 2), 1, 0)
     return (lambda a: a.transpose(to_keras)), (lambda a: a.transpose(np.argsort(to_keras)))
 
@@ -372,6 +376,107 @@ def _separable(layer: Any, where: str) -> Made:
     return _Separable(depthwise, pointwise), weights
 
 
+class _KerasLSTM(nn.LSTM):
+    """Keras's LSTM (gates i, f, c, o: torch's order): its one bias is torch's bias_ih, and
+    bias_hh stays zero and frozen, never planned or written."""
+
+    def __init__(self, *args: Any, sequences: bool, state: bool, backwards: bool, **kw: Any):
+        super().__init__(*args, batch_first=True, **kw)
+        self.sequences, self.state, self.backwards = sequences, state, backwards
+        if self.bias:
+            with torch.no_grad():
+                self.bias_hh_l0.zero_()
+            self.bias_hh_l0.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
+        out, (h, c) = super().forward(x.flip(1) if self.backwards else x)
+        y = out if self.sequences else out[:, -1]
+        return [y, h[0], c[0]] if self.state else y
+
+
+#: a twin tensor with no Keras variable: kept as it is, never planned
+FROZEN = ("bias_hh_l0",)
+
+
+def _lstm(layer: Any, where: str) -> Made:
+    cell = layer.cell
+    plain = keras.activations.serialize(cell.activation) == "tanh"
+    plain &= keras.activations.serialize(cell.recurrent_activation) == "sigmoid"
+    if not plain or layer.stateful:
+        raise ValueError(
+            f"{where}: the twin knows LSTMs with tanh and sigmoid activations (torch's), not "
+            "stateful; use a classic scheme"
+        )
+    fan_in, gates = (int(s) for s in cell.kernel.shape)
+    module = _KerasLSTM(
+        fan_in, gates // 4, bias=cell.use_bias, sequences=layer.return_sequences,
+        state=layer.return_state, backwards=layer.go_backwards,
+    )  # fmt: skip
+    weights = {
+        "weight_ih_l0": (cell.kernel, _transpose, _transpose),
+        "weight_hh_l0": (cell.recurrent_kernel, _transpose, _transpose),
+    }
+    if cell.use_bias:
+        weights["bias_ih_l0"] = (cell.bias, _same, _same)
+    return module, weights
+
+
+def _transpose_module(base: type) -> type:
+    class ConvTranspose(base):  # type: ignore[misc, valid-type]
+        """A Keras transposed convolution: channels moved first and back; "same" crops the
+        full output to input x stride as TensorFlow does (the odd pixel cropped at the end)."""
+
+        def __init__(self, *args: Any, keras_padding: str, channels_last: bool, **kw: Any):
+            super().__init__(*args, **kw)
+            self.keras_padding, self.channels_last = keras_padding, channels_last
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.channels_last:
+                x = x.movedim(-1, 1)
+            sizes = x.shape[2:]
+            y = super().forward(x)
+            if self.keras_padding == "same":
+                for axis, (size, k, s) in enumerate(
+                    zip(sizes, self.kernel_size, self.stride, strict=True)
+                ):
+                    before = max(k - s, 0) // 2
+                    y = y.narrow(2 + axis, before, min(size * s, y.shape[2 + axis] - before))
+                    short = size * s - y.shape[2 + axis]
+                    if short > 0:  # a kernel smaller than its stride: zeros at the end
+                        pads = [0, 0] * (y.ndim - 3 - axis) + [0, short]
+                        y = F.pad(y, pads)
+            return y.movedim(1, -1) if self.channels_last else y
+
+    ConvTranspose.__name__ = ConvTranspose.__qualname__ = f"Keras{base.__name__}"
+    return ConvTranspose
+
+
+_TRANSPOSES = {
+    n: _transpose_module(base)
+    for n, base in ((1, nn.ConvTranspose1d), (2, nn.ConvTranspose2d), (3, nn.ConvTranspose3d))
+}
+
+
+def _conv_transpose(layer: Any, where: str) -> Made:
+    kernel = layer.kernel
+    *k, out_ch, in_ch = (int(s) for s in kernel.shape)
+    n = len(k)
+    if getattr(layer, "output_padding", None) is not None or any(
+        d != 1 for d in layer.dilation_rate
+    ):
+        raise ValueError(
+            f"{where}: the twin knows transposed convolutions without output_padding or dilation"
+        )
+    module = _TRANSPOSES[n](
+        in_ch, out_ch, tuple(k), stride=tuple(layer.strides), bias=layer.bias is not None,
+        keras_padding=layer.padding, channels_last=not _channels_first(layer),
+    )  # fmt: skip
+    weights = {"weight": (kernel, *_conv(n))}  # torch (in, out, *k), Keras (*k, out, in)
+    if layer.bias is not None:
+        weights["bias"] = (layer.bias, _same, _same)
+    return module, weights
+
+
 def _dense(layer: Any, where: str) -> Made:
     fan_in, units = (int(s) for s in layer.kernel.shape)
     module = nn.Linear(fan_in, units, bias=layer.bias is not None)
@@ -411,6 +516,29 @@ def _batch_norm(layer: Any, where: str) -> Made:
         "running_mean": (layer.moving_mean, _same, _same),
         "running_var": (layer.moving_variance, _same, _same),
     }
+
+
+class _KerasGroupNorm(nn.GroupNorm):
+    """GroupNormalization over Keras's last (channel) axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(-1, 1)).movedim(1, -1)
+
+
+def _group_norm(layer: Any, where: str) -> Made:
+    if layer.axis != -1 or not (layer.center and layer.scale):
+        raise ValueError(f"{where}: the twin knows GroupNormalization over the last axis")
+    channels = int(layer.gamma.shape[0])
+    module = _KerasGroupNorm(int(layer.groups), channels, eps=float(layer.epsilon))
+    return module, {"weight": (layer.gamma, _same, _same), "bias": (layer.beta, _same, _same)}
+
+
+def _rms_norm(layer: Any, where: str) -> Made:
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    if list(axis) != [-1]:
+        raise ValueError(f"{where}: the twin knows RMSNormalization over the last axis")
+    module = nn.RMSNorm(int(layer.scale.shape[-1]), eps=float(layer.epsilon))
+    return module, {"weight": (layer.scale, _same, _same)}
 
 
 def _layer_norm(layer: Any, where: str) -> Made:
@@ -723,7 +851,11 @@ _LAYERS: dict[str, Callable[[Any, str], Made]] = {
     "Normalization": _normalization,
     "BatchNormalization": _batch_norm,
     "LayerNormalization": _layer_norm,
+    "GroupNormalization": _group_norm,
+    "RMSNormalization": _rms_norm,
+    **{f"Conv{n}DTranspose": _conv_transpose for n in (1, 2, 3)},
     "Embedding": _embedding,
+    "LSTM": _lstm,
     "MultiHeadAttention": _attention,
     "Dropout": _dropout,
     "SpatialDropout1D": _dropout,
@@ -743,6 +875,8 @@ _LAYERS: dict[str, Callable[[Any, str], Made]] = {
         for k in ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Average", "Concatenate")
     },
 }
+# layers whose twin is followed by the layer's ``activation`` (Dense(64, activation="relu"))
+_ACTIVATED = ("Dense", "Conv", "DepthwiseConv", "SeparableConv")
 _KEYWORDS = {"MultiHeadAttention"}  # twins that take the node's other arguments
 _PASS = {"InputLayer", "GaussianNoise", "GaussianDropout", "ActivityRegularization", "Identity"}
 _PASS |= {"StochasticDepth"}  # keras.applications' ConvNeXt: identity at inference

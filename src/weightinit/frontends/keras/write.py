@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from weightinit.frontends.keras.settle import weight_name
-from weightinit.frontends.keras.twin import KerasTwin
-from weightinit.plans.plan import SKIP, Plan
+from weightinit.frontends.keras.twin import FROZEN, KerasTwin
+from weightinit.plans.plan import SKIP, Plan, Row
 
 __all__ = ["TWIN_NOTE", "values"]
 
@@ -39,11 +39,11 @@ def _twin_values(plan: Plan, model: Any, seed: int | None) -> list[tuple[Any, An
             f"write: the Keras model has no weight {missing[0]!r}; was this plan made for "
             "another model?"
         )
-    renamed = dataclasses.replace(
-        plan,
-        rows=[dataclasses.replace(r, name=by_keras.get(r.name, r.name)) for r in plan.rows],
-        buffers={by_keras.get(k, k): v for k, v in plan.buffers.items()},
-    )
+    rows = [dataclasses.replace(r, name=by_keras.get(r.name, r.name)) for r in plan.rows]
+    own = [n for n, _ in twin.named_parameters() if n.rsplit(".", 1)[-1] in FROZEN]
+    rows += [Row(n, "", "", SKIP, reason="the twin's own: no Keras variable") for n in own]
+    buffers = {by_keras.get(k, k): v for k, v in plan.buffers.items()}
+    renamed = dataclasses.replace(plan, rows=rows, buffers=buffers)
     renamed.apply(twin, seed=seed)
     tensors = {**dict(twin.named_parameters()), **dict(twin.named_buffers())}
     written = [by_keras[r.name] for r in plan.rows if r.init != SKIP]
