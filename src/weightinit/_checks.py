@@ -90,11 +90,16 @@ def check_seed(seed: object, where: str) -> int | None:
     return int(seed)
 
 
+def is_keras(model: object) -> bool:
+    """Is ``model`` a Keras layer or model (asked without importing Keras)?"""
+    return any(cls.__module__.split(".")[0] == "keras" for cls in type(model).__mro__)
+
+
 def refuse_keras(model: object, where: str) -> None:
     """A Keras 3 model given to a torch function is a TypeError saying what to use: under
     Keras's torch backend it is an ``nn.Module`` too, but its variables are Keras's, in layers
     torch knows nothing of (asked without importing Keras)."""
-    if any(cls.__module__.split(".")[0] == "keras" for cls in type(model).__mro__):
+    if is_keras(model):
         raise TypeError(
             f"{where}: `model` is a Keras model ({type(model).__name__}); these functions take "
             "torch models. For Keras use weightinit.keras, which takes the same arguments: "

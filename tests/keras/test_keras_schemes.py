@@ -406,8 +406,6 @@ def test_bad_input_is_a_clear_error_and_the_model_is_left_as_it_was():
         wk.apply(model, "lsuv")
     with pytest.raises(TypeError, match="`data` must be an array"):
         wk.apply(model, "lsuv", data=object())
-    with pytest.raises(ValueError, match="reads no input"):
-        wk.apply(model, "he", data=np.zeros((2, 24), "float32"))
     plan = wk.plan(model, "auto", seed=0)
     plan.rows[-1].args = {"bogus": 1}  # the last row fails: nothing may have been written
     with pytest.raises(Exception, match="bogus"):
@@ -468,3 +466,53 @@ def test_without_a_seed_keras_global_seed_decides():
     for a, b in zip(runs[0][0], runs[1][0], strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(runs[0][0][0], runs[0][1][0])
+
+
+FACTORY = """
+import keras
+
+def build():
+    return keras.Sequential([
+        keras.Input((32,)),
+        keras.layers.Dense(32, activation="relu", name="hidden"),
+        keras.layers.Dense(10, activation="softmax", name="out"),
+    ])
+"""
+
+
+def test_the_command_line_plans_and_diagnoses_a_keras_factory(tmp_path, capsys):
+    """`weightinit plan file.py:build` on a function that returns a Keras model goes to
+    weightinit.keras ("auto" with no input: the stand-in; "lsuv" on --data .npy), and
+    `weightinit diagnose` compares schemes on it."""
+    from weightinit.commands.cli import main
+
+    (tmp_path / "model.py").write_text(FACTORY)
+    factory = f"{tmp_path / 'model.py'}:build"
+    assert main(["plan", factory, "--scheme", "auto"]) == 0
+    printed = capsys.readouterr().out
+    assert "hidden.kernel  Dense" in printed and "torch twin" in printed
+    np.save(tmp_path / "x.npy", RNG.normal(size=(64, 32)).astype("float32"))
+    assert (
+        main(["plan", factory, "--scheme", "lsuv", "--data", str(tmp_path / "x.npy"), "--json"])
+        == 0
+    )
+    plan = wi.Plan.from_json(capsys.readouterr().out)
+    assert plan.scheme == "lsuv" and plan.options["seed"] == 0 and plan["out.kernel"].scale
+    out = tmp_path / "report"
+    assert (
+        main(
+            [
+                "diagnose",
+                factory,
+                "--input-shape",
+                "64,32",
+                "--schemes",
+                "he,auto",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "he           healthy" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} >= {"signal.png", "index.html", "report.json"}

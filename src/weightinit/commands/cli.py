@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from weightinit._checks import is_keras
 from weightinit._table import format_table
 from weightinit.initializers.catalog import catalog
 from weightinit.planner import plan
@@ -315,14 +316,22 @@ def _plan(args: argparse.Namespace) -> int:
         )
     with _library_errors("plan", ""):
         needs = chosen.needs_for(*chosen.take(dict(args.option))[:2])
+    model = load_factory(args.factory)()
+    keras_model = is_keras(model)
     given = {EXAMPLE_INPUT: args.input_shape or args.data, DATA: args.data}
+    if keras_model:  # a built Keras model knows its input's shape: it stands in
+        given[EXAMPLE_INPUT] = True
     for need, why in needs.items():
         if need in _GIVEN_BY and given[need] is None:
             raise UsageError(f"plan: scheme {chosen.name!r} {why}: pass {_GIVEN_BY[need]}")
     data = _load_data(args.data) if args.data is not None else None
-    model = load_factory(args.factory)()
+    if keras_model:
+        return _plan_keras(model, args, data)
     if not isinstance(model, nn.Module):
-        raise UsageError(f"{args.factory} returned {type(model).__name__}, not a torch.nn.Module")
+        raise UsageError(
+            f"{args.factory} returned {type(model).__name__}, not a torch.nn.Module or a "
+            "Keras model"
+        )
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if data is not None and dtype is not None:  # numpy saves float64; the model has its own
         data = map_tensors(data, lambda t: t.to(dtype) if t.is_floating_point() else t)
@@ -332,6 +341,24 @@ def _plan(args: argparse.Namespace) -> int:
     with _library_errors("plan", _described_inputs(args, data)):
         result = plan(
             model, args.scheme, example_input=example, data=data, seed=args.seed, rng=args.rng,
+            **dict(args.option),
+        )  # fmt: skip
+    print(result.to_json() if args.json else result)
+    return 0
+
+
+def _plan_keras(model: Any, args: argparse.Namespace, data: Any) -> int:
+    """``weightinit plan`` on a factory that returns a Keras model: weightinit.keras.plan
+    (Keras's backend is the one the factory's file imported, from KERAS_BACKEND)."""
+    from weightinit.keras import plan as plan_keras
+
+    example = None
+    if args.input_shape:
+        example = _random_input(args.input_shape, args.input_int).numpy()
+    seed = 0 if args.seed is None else args.seed  # as the torch models' plans (the help says)
+    with _library_errors("plan", _described_inputs(args, data)):
+        result = plan_keras(
+            model, args.scheme, example_input=example, data=data, seed=seed, rng=args.rng,
             **dict(args.option),
         )  # fmt: skip
     print(result.to_json() if args.json else result)
@@ -350,7 +377,13 @@ def _diagnose(args: argparse.Namespace) -> int:
     factory = load_factory(args.factory)
     inputs = _random_input(args.input_shape, args.input_int)
     with _library_errors("diagnose", _described_inputs(args)):
-        result = compare(factory, args.schemes, inputs)
+        model = factory()
+        if is_keras(model):  # the Keras front end's compare (its backend: KERAS_BACKEND)
+            from weightinit.keras import compare as compare_keras
+
+            result = compare_keras(factory, args.schemes, inputs.numpy())
+        else:
+            result = compare(factory, args.schemes, inputs)
     out = args.out
     for name, report in result.items():
         print(f"== {name} ==\n{report}\n")

@@ -14,8 +14,8 @@ TensorFlow, need not be installed: set ``KERAS_BACKEND=torch`` or ``jax`` first)
   themselves, each kernel's fans from its layout and its gain from the activation after it;
   the others ("auto", "lsuv", "critical", "selu", "fixup", the Transformer presets, ...) plan
   the model's torch twin.
-- :func:`diagnose`: the signal through the model, layer by layer (the same Report as
-  ``weightinit.diagnose``).
+- :func:`diagnose` and :func:`compare`: the signal through the model, layer by layer (the
+  same Report and Comparison as ``weightinit.diagnose`` and ``weightinit.compare``).
 
 Example::
 
@@ -49,12 +49,13 @@ except ImportError as err:
 
 from weightinit.frontends.keras.layouts import KINDS, keras_fans, keras_layout
 from weightinit.keras import initializers
-from weightinit.keras.model import CLASSIC, apply, diagnose, init, plan, write
+from weightinit.keras.model import CLASSIC, apply, compare, diagnose, init, plan, write
 
 __all__ = [
     "CLASSIC",
     "KINDS",
     "apply",
+    "compare",
     "diagnose",
     "init",
     "initializers",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import keras
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from weightinit._checks import check_seed
-from weightinit.diagnostics.report import Report
+from weightinit.diagnostics.report import Comparison, Report
 from weightinit.diagnostics.report import diagnose as run_diagnose
 from weightinit.frontends.keras.settle import keras_params, weight_name
 from weightinit.frontends.keras.twin import FROZEN, KerasTwin, to_numpy
@@ -33,7 +33,7 @@ from weightinit.planner import plan as plan_torch
 from weightinit.plans.plan import SKIP, Plan, Row, check_rng
 from weightinit.scheme.registry import get_scheme
 
-__all__ = ["CLASSIC", "apply", "diagnose", "init", "plan", "write"]
+__all__ = ["CLASSIC", "apply", "compare", "diagnose", "init", "plan", "write"]
 
 #: the schemes planned on the Keras layers themselves; the others run the model's torch twin
 CLASSIC = ("he", "orthogonal", "lecun", "glorot", "keras", "flax", "random_walk")
@@ -69,6 +69,7 @@ def plan(
     its input's shape, and a N(0, 1) batch of it stands in (``example_input=`` overrides it).
     "lsuv" calibrates on ``data``, a batch the model takes.
 
+    The classic schemes read no input: ``example_input`` and ``data`` are not used there.
     ``rules`` (name globs or Keras layer classes -> initializer) and ``skip`` (name globs)
     name weights as the plan does (``dense.kernel``). ``seed=None`` takes a seed from Keras's
     global seed generator (``keras.utils.set_random_seed`` fixes it), when the values are drawn.
@@ -101,11 +102,6 @@ def plan(
             model, chosen.name, example_input=example_input, data=data, seed=seed, rng=rng,
             rules=rules, skip=skip, include_frozen=include_frozen, **options,
         )  # fmt: skip
-    if example_input is not None or data is not None:
-        raise ValueError(
-            f"plan: scheme {chosen.name!r} reads no input; example_input= and data= are for "
-            "the schemes that run the model (auto, lsuv, ...)"
-        )
     rng = RNG_VERSION if rng is None else rng
     check_rng(rng, chosen.name, chosen.rng, "plan")
     opts, _, recorded = chosen.take(options, seed)
@@ -227,6 +223,34 @@ def diagnose(model: Any, inputs: Any, *, plan: Plan | None = None, **kw: Any) ->
     for layer in report.layers:  # Dense, not the twin's Linear
         layer.module = twin.kinds.get(layer.name, layer.module)
     return report
+
+
+def compare(
+    model_factory: Callable[[], Any], schemes: list[str], inputs: Any, *, seed: int = 0, **kw: Any
+) -> Comparison:
+    """Build the Keras model once per scheme, initialize it (``seed``) and diagnose it on
+    ``inputs`` (also "lsuv"'s data and "auto"'s example input): the same
+    :class:`~weightinit.Comparison` as :func:`weightinit.compare` (table, plot, HTML).
+
+    Example::
+
+        >>> import keras, numpy as np
+        >>> from weightinit import keras as wk
+        >>> def factory():
+        ...     return keras.Sequential([keras.Input((16,))] + [
+        ...         keras.layers.Dense(16, activation="tanh", name=f"d{i}") for i in range(8)])
+        >>> x = np.random.default_rng(0).normal(size=(64, 16))
+        >>> result = wk.compare(factory, ["glorot", "lsuv"], x)
+        >>> sorted(result)
+        ['glorot', 'lsuv']
+    """
+    result = Comparison()
+    for scheme in schemes:
+        model = model_factory()
+        given = {"data": inputs} if get_scheme(scheme).name == "lsuv" else {"example_input": inputs}
+        apply(model, scheme, seed=seed, **given)
+        result[scheme] = diagnose(model, inputs, seed=seed, **kw)
+    return result
 
 
 def _twin_plan(model: Any, scheme: str, *, example_input: Any, data: Any, seed: int | None,
