@@ -516,3 +516,18 @@ def test_the_command_line_plans_and_diagnoses_a_keras_factory(tmp_path, capsys):
     )
     assert "he           healthy" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} >= {"signal.png", "index.html", "report.json"}
+
+
+def test_a_separable_convolution_gets_each_kernels_own_fans_and_gain():
+    """SeparableConv2D(8, 3, depth_multiplier=2) on 4 channels: its depthwise kernel has fans
+    (9, 18) and is followed by the pointwise kernel (linear: He's gain 1, std sqrt(1/9)); the
+    pointwise kernel (1, 1, 8, 8) has fans (8, 8) and the layer's ReLU (std sqrt(2/8))."""
+    inputs = keras.Input((6, 6, 4))
+    sep = L.SeparableConv2D(8, 3, depth_multiplier=2, activation="relu", name="sep")(inputs)
+    model = keras.Model(inputs, sep)
+    plan = wk.plan(model, "he")
+    depthwise, pointwise = plan["sep.depthwise_kernel"], plan["sep.pointwise_kernel"]
+    assert (depthwise.fan_in, depthwise.fan_out) == (9, 18)
+    assert (pointwise.fan_in, pointwise.fan_out) == (8, 8)
+    assert depthwise.std == pytest.approx(math.sqrt(1 / 9))
+    assert pointwise.std == pytest.approx(math.sqrt(2 / 8))

@@ -13,6 +13,8 @@ layer (weight)          shape                           weightinit's fans  Keras
 Dense                   (in, out)                       in, out            in, out
 Conv2D, groups g        (kh, kw, in/g, out)             k in/g, k out/g    k in/g, k out
 DepthwiseConv2D         (kh, kw, in, m)                 k, k m             k in, k m
+SeparableConv2D depthw. (kh, kw, in, m)                 k, k m             k in, k m
+SeparableConv2D pointw. (1, 1, in m, out)               in m, out          in m, out
 Conv2DTranspose         (kh, kw, out, in)               k in, k out        k out, k in
 LSTM kernel             (in, 4u)                        in, u (per gate)   in, 4u
 LSTM recurrent_kernel   (u, 4u)                         u, u (per gate)    u, 4u
