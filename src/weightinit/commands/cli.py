@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import types
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -316,16 +317,16 @@ def _plan(args: argparse.Namespace) -> int:
         )
     with _library_errors("plan", ""):
         needs = chosen.needs_for(*chosen.take(dict(args.option))[:2])
-    model = load_factory(args.factory)()
-    keras_model = is_keras(model)
+    factory = load_factory(args.factory)
     given = {EXAMPLE_INPUT: args.input_shape or args.data, DATA: args.data}
-    if keras_model:  # a built Keras model knows its input's shape: it stands in
+    if _uses_keras(factory):  # a built Keras model knows its input's shape: it stands in
         given[EXAMPLE_INPUT] = True
     for need, why in needs.items():
         if need in _GIVEN_BY and given[need] is None:
             raise UsageError(f"plan: scheme {chosen.name!r} {why}: pass {_GIVEN_BY[need]}")
     data = _load_data(args.data) if args.data is not None else None
-    if keras_model:
+    model = factory()
+    if is_keras(model):
         return _plan_keras(model, args, data)
     if not isinstance(model, nn.Module):
         raise UsageError(
@@ -345,6 +346,17 @@ def _plan(args: argparse.Namespace) -> int:
         )  # fmt: skip
     print(result.to_json() if args.json else result)
     return 0
+
+
+def _uses_keras(factory: Callable[[], Any]) -> bool:
+    """Does the factory's file import Keras (so its model may be a Keras model, which needs no
+    --input-shape for "auto")? Asked before the factory runs: a usage error runs nothing."""
+    for value in getattr(factory, "__globals__", {}).values():  # keras, or from keras import X
+        name = value.__name__ if isinstance(value, types.ModuleType) else None
+        name = name or (getattr(value, "__module__", None) if callable(value) else None)
+        if isinstance(name, str) and name.split(".")[0] == "keras":
+            return True
+    return False
 
 
 def _plan_keras(model: Any, args: argparse.Namespace, data: Any) -> int:
