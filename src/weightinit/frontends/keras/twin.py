@@ -120,8 +120,9 @@ class KerasTwin(nn.Module):
     # --- the layers ------------------------------------------------------------------------
 
     def _twin_of(self, layer: Any) -> Callable[..., Any]:
-        """The torch callable of one Keras layer; a module with parameters is registered under
-        the layer's name, its weights under :attr:`weights`."""
+        """The torch callable of one Keras layer (or ``keras.ops`` operation); a torch module is
+        registered under the layer's name (so ``.eval()`` reaches it), its weights under
+        :attr:`weights`."""
         kind = type(layer).__name__
         where = f"{self._where}: layer {layer.name!r} ({kind})"
         if not isinstance(layer, keras.layers.Layer):  # keras.ops on symbolic tensors
