@@ -672,6 +672,14 @@ def test_residual_outputs_outside_every_stack_warn_for_the_depth_scaled_presets(
         warnings.simplefilter("error")
         wi.plan(model, "bert")  # no depth in BERT's rule: nothing to warn about
         wi.plan(GPT(), "gpt2")  # blocks in a ModuleList
+        # n_layers= gives the depth, which is all these rules need (0.02 / sqrt(2 x 3))
+        for scheme in ("gpt2", "megatron"):
+            plan = wi.plan(model, scheme, n_layers=3)
+            assert plan["block.attn.c_proj.weight"].std == pytest.approx(0.02 / math.sqrt(6))
+        wi.plan(model, "torchtitan", n_layers=3, depth_init=False)
+    # torchtitan's depth_init scales by each block's index, which n_layers= does not give
+    with pytest.warns(UserWarning, match=r"2 residual output projection\(s\) .* ModuleList$"):
+        wi.plan(model, "torchtitan", n_layers=3)
 
 
 def test_t5_width_comes_from_the_token_embedding_whatever_the_order():

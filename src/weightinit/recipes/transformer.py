@@ -566,6 +566,7 @@ class _Preset:
     raw: Callable[[Param, TransformerRole, _Context], Choice] = _raw_default
     notes: Callable[[_Context], dict] = lambda ctx: {}
     uses_depth: bool = False  # scales residual outputs by the depth or the block index
+    uses_index: Callable[[object], bool] = lambda extra: False  # the block index, under extra
 
     def decide(self, p: Param, r: TransformerRole, ctx: _Context) -> Choice:
         role = p.info.role
@@ -621,9 +622,10 @@ class _Preset:
         """Residual outputs outside every stack of blocks would silently count as block 0 of
         a 1-block stack."""
         lost = [n for n, r in found.items() if r.role in _RESIDUAL_OUT and r.layer is None]
-        if not lost:
+        given = getattr(extra, "n_layers", None) is not None
+        if not lost or (given and not self.uses_index(extra)):  # n_layers= is all it needs
             return
-        hint = " or pass n_layers=" if hasattr(extra, "n_layers") else ""
+        hint = " or pass n_layers=" if hasattr(extra, "n_layers") and not given else ""
         warnings.warn(
             f"{self.name}: {len(lost)} residual output projection(s) ({lost[0]}, ...) are in no "
             "stack of blocks (a ModuleList, ModuleDict or nn.Sequential of blocks), so they are "
@@ -694,6 +696,7 @@ _PRESETS = [
         _torchtitan,
         notes=lambda ctx: {"depth_init": ctx.extra.depth_init},
         uses_depth=True,
+        uses_index=lambda extra: extra.depth_init,
     ),
     _Preset(
         "olmo",
