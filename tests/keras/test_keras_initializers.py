@@ -27,6 +27,7 @@ SHAPES = {  # kind -> (shape, options, (fan_in, fan_out) by the formulas of the 
     "attention_in": ((16, 4, 8), {}, (16, 4 * 8)),
     "attention_out": ((4, 8, 16), {}, (4 * 8, 16)),
     "embedding": ((100, 16), {}, (1, 16)),
+    "einsum": ((16, 3, 5), {"equation": "ab,bcd->acd"}, (16, 15)),  # sums over b
     "elementwise": ((7,), {}, (1, 7)),
 }
 
@@ -143,6 +144,18 @@ def test_config_round_trip_and_a_saved_model_reloads(tmp_path):
 def test_bad_arguments_are_clear_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_an_einsum_layout_needs_its_equation():
+    with pytest.raises(
+        ValueError, match="HeNormal: an EinsumDense kernel's layout depends on its equation"
+    ):
+        initializers.HeNormal(layout="einsum")
+    layout = keras_layout("einsum", (16, 3, 5), equation="ab,bcd->acd")
+    kernel = values(initializers.HeNormal(layout=layout, seed=0), (16, 3, 5))
+    assert abs(kernel.std() - math.sqrt(2 / 16)) <= 5 * math.sqrt(2 / 16) / math.sqrt(
+        2 * kernel.size
+    )
 
 
 def test_the_values_of_a_bad_shape_name_the_initializer():

@@ -531,3 +531,21 @@ def test_a_separable_convolution_gets_each_kernels_own_fans_and_gain():
     assert (pointwise.fan_in, pointwise.fan_out) == (8, 8)
     assert depthwise.std == pytest.approx(math.sqrt(1 / 9))
     assert pointwise.std == pytest.approx(math.sqrt(2 / 8))
+
+
+def test_attention_and_einsum_kernels_get_the_fans_their_equation_says():
+    """MultiHeadAttention(2 heads, key_dim 4) on d = 16: query/key/value kernels (16, 2, 4)
+    have fans (16, 8), the output kernel (2, 4, 16) has (8, 16); a standalone EinsumDense
+    "ab,bcd->acd" with kernel (16, 3, 5) sums over b: fans (16, 15). He (linear): 1 / fan_in."""
+    inputs = keras.Input((8, 16))
+    x = L.MultiHeadAttention(2, 4, name="mha")(inputs, inputs)
+    x = L.EinsumDense("abc,cde->abde", output_shape=(None, 3, 5), name="einsum")(x)
+    plan = wk.plan(keras.Model(inputs, x), "he")
+    for name in ("query", "key", "value"):
+        row = plan[f"mha.{name}.kernel"]
+        assert (row.fan_in, row.fan_out, row.std) == (16, 8, pytest.approx(1 / 4))
+        assert "the rest of MultiHeadAttention" in row.reason
+    row = plan["mha.attention_output.kernel"]
+    assert (row.fan_in, row.fan_out, row.std) == (8, 16, pytest.approx(1 / math.sqrt(8)))
+    row = plan["einsum.kernel"]
+    assert (row.fan_in, row.fan_out, row.std) == (16, 15, pytest.approx(1 / 4))

@@ -113,6 +113,11 @@ def _checked_layout(layout: Any, name: str) -> str | Layout | None:
             return Layout(**layout)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{name}: `layout` as a dict must hold a Layout's fields: {err}")
+    if layout == "einsum":
+        raise ValueError(
+            f"{name}: an EinsumDense kernel's layout depends on its equation: pass "
+            "layout=keras_layout('einsum', shape, equation=layer.equation)"
+        )
     if isinstance(layout, str) and layout in KINDS:
         return layout
     raise ValueError(

@@ -22,6 +22,7 @@ GRU (recurrent_)kernel  (in or u, 3u)                   in or u, u         in or
 MultiHeadAttention q/k/v (d, heads, head_dim)           d, heads head_dim  heads d, head_dim
 MultiHeadAttention out  (heads, head_dim, d)            heads head_dim, d  heads head_dim, d
 Embedding               (vocab, dim)                    1, dim (per row)   vocab, dim
+EinsumDense ab,bcd->acd (b, c, d)                       b, c d             b c, d
 ======================  ==============================  =================  ==================
 
 (k is the receptive field, kh kw.) The grouped convolution's fan_out counts each group's own
@@ -45,14 +46,24 @@ KINDS = {
     "attention_in": "MultiHeadAttention's query, key or value kernel (d, heads, head_dim)",
     "attention_out": "MultiHeadAttention's output kernel (heads, head_dim, d)",
     "embedding": "Embedding (vocabulary, dim): each row its own block",
+    "einsum": "an EinsumDense kernel (equation=): inputs the axes it contracts, outputs the rest",
     "elementwise": "a bias, norm scale or other vector: every axis an output",
 }
 
 
-def keras_layout(kind: str, shape: tuple[int, ...], *, groups: int = 1, gates: int = 1) -> Layout:
+def keras_layout(
+    kind: str,
+    shape: tuple[int, ...],
+    *,
+    groups: int = 1,
+    gates: int = 1,
+    equation: str | None = None,
+) -> Layout:
     """The :class:`~weightinit.Layout` of a Keras kernel of ``kind`` (see :data:`KINDS`) and
     ``shape``. ``groups``: a grouped convolution's groups; ``gates``: an RNN's stacked gates
-    (LSTM 4, GRU 3, SimpleRNN 1).
+    (LSTM 4, GRU 3, SimpleRNN 1); ``equation``: an EinsumDense's (``"abc,cde->abde"``: the
+    kernel's axis ``c`` is summed over, an input; ``d`` and ``e`` are outputs). The query,
+    key, value and output kernels of MultiHeadAttention are EinsumDense kernels.
 
     Example:
         >>> from weightinit import fans
@@ -66,6 +77,8 @@ def keras_layout(kind: str, shape: tuple[int, ...], *, groups: int = 1, gates: i
     n = len(shape)
     if kind not in KINDS:
         raise ValueError(f"keras_layout: unknown kind {kind!r}; the kinds: {', '.join(KINDS)}")
+    if kind == "einsum":
+        return _einsum(equation, shape)
     if kind == "elementwise" or n < 2:  # an RNN's gate bias: its gates are blocks
         return Layout.elementwise(n, blocks=gates)
     if kind in ("dense", "conv"):
@@ -81,6 +94,19 @@ def keras_layout(kind: str, shape: tuple[int, ...], *, groups: int = 1, gates: i
     if kind == "attention_out":
         return Layout(out_axes=(n - 1,), in_axes=tuple(range(n - 1)))
     return Layout(out_axes=(1,), in_axes=(0,), blocks=shape[0], block_axis=0)  # embedding
+
+
+def _einsum(equation: str | None, shape: tuple[int, ...]) -> Layout:
+    inputs, _, output = (equation or "").replace(" ", "").partition("->")
+    source, _, kernel = inputs.partition(",")
+    if not output or len(kernel) != len(shape) or "." in equation:
+        raise ValueError(
+            f"keras_layout: an einsum kernel of shape {shape} needs its EinsumDense equation "
+            f"(input,kernel->output, one letter per kernel axis), got {equation!r}"
+        )
+    summed = tuple(i for i, axis in enumerate(kernel) if axis in source and axis not in output)
+    kept = tuple(i for i, axis in enumerate(kernel) if axis in output)
+    return Layout(out_axes=kept, in_axes=summed)
 
 
 def keras_fans(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -41,6 +41,9 @@ def _weights(layer: Any) -> list[tuple[str, Any, str, str, str, dict]]:
     if name == "Dense":
         add("kernel", Roles.WEIGHT, Kinds.LINEAR, "dense")
         add("bias", Roles.BIAS, Kinds.LINEAR, "elementwise")
+    elif name == "EinsumDense":  # also MultiHeadAttention's query, key, value and output
+        add("kernel", Roles.WEIGHT, Kinds.LINEAR, "einsum", equation=layer.equation)
+        add("bias", Roles.BIAS, Kinds.LINEAR, "elementwise")
     elif name.startswith("Conv") and name.endswith("Transpose"):
         add("kernel", Roles.WEIGHT, Kinds.CONV, "conv_transpose")
         add("bias", Roles.BIAS, Kinds.CONV, "elementwise")
@@ -76,18 +79,23 @@ def _next_layers(model: Any) -> dict[int, list[Any]]:
     if isinstance(model, keras.Sequential):
         for a, b in itertools.pairwise(layers):
             following[id(a)] = [b]
-        return following
-    for layer in layers:
-        after = []
-        for node in getattr(layer, "_outbound_nodes", []):
-            operation = getattr(node, "operation", None)
-            if operation is not None and operation is not model:
-                after.append(operation)
-        following[id(layer)] = after
+        if layers:
+            following[id(layers[-1])] = []
+    else:
+        for layer in layers:
+            after = []
+            for node in getattr(layer, "_outbound_nodes", []):
+                operation = getattr(node, "operation", None)
+                if operation is not None and operation is not model:
+                    after.append(operation)
+            following[id(layer)] = after
+    for layer in layers:  # a nested Sequential or Functional model: its own graph
+        if isinstance(layer, keras.Model) and layer is not model:
+            following.update(_next_layers(layer))
     return following
 
 
-def _follower(layer: Any, following: dict[int, list[Any]]) -> Follower:
+def _follower(layer: Any, following: dict[int, list[Any]], parent: Any) -> Follower:
     own = getattr(layer, "activation", None)
     found = keras_activation(own) if own is not None else None
     if found is not None:
@@ -95,6 +103,8 @@ def _follower(layer: Any, following: dict[int, list[Any]]) -> Follower:
     named = keras.activations.serialize(own) if callable(own) else None
     if isinstance(named, str) and named != "linear":  # softmax, exponential: an output
         return Follower(None, stop=named)
+    if id(layer) not in following and parent is not None:  # inside a layer: not in any graph
+        return Follower(None, stop=f"the rest of {type(parent).__name__}")
     through: list[str] = []
     after = following.get(id(layer), [])
     while len(after) == 1:
@@ -130,12 +140,18 @@ def keras_params(
     """(Param, variable, layer) of every weight weightinit knows, and the names of the
     trainable weights of layers it does not know."""
     following = _next_layers(model)
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    parents = {
+        id(child): layer
+        for layer in layers
+        for child in layer._flatten_layers(include_self=False, recursive=False)
+    }
     known, unknown = [], []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in layers:
         described = _weights(layer)
         seen = {id(variable) for _, variable, *_ in described}
         unknown += [weight_name(model, v) for v in layer._trainable_variables if id(v) not in seen]
-        follower = _follower(layer, following)
+        follower = _follower(layer, following, parents.get(id(layer)))
         nonlinearity = (
             getattr(layer, "activation", None) if type(layer).__name__ in _GATES else None
         )
