@@ -119,10 +119,46 @@ class TorchCNN(nn.Module):
         return self.head(x)
 
 
+def keras_attention() -> keras.Model:
+    inputs = keras.Input((6, 16))
+    x = L.MultiHeadAttention(2, 4, name="mha")(inputs, inputs)
+    return keras.Model(inputs, L.Dense(4, name="head")(L.Add(name="add")([inputs, x])))
+
+
+class TorchAttention(nn.Module):
+    """keras_attention in torch: Keras's MultiHeadAttention as four Linears, by its names."""
+
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.Module()
+        for name in ("query", "key", "value"):
+            self.mha.add_module(name, nn.Linear(16, 8))
+        self.mha.attention_output = nn.Linear(8, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        def heads(t):
+            return t.reshape(*t.shape[:-1], 2, 4).transpose(1, 2)
+
+        q, k, v = (heads(getattr(self.mha, n)(x)) for n in ("query", "key", "value"))
+        mixed = (torch.softmax(q @ k.transpose(-1, -2) / 2.0, dim=-1) @ v).transpose(1, 2)
+        return self.head(x + self.mha.attention_output(mixed.reshape(*x.shape[:-1], 8)))
+
+
+def torch_name(keras_name: str) -> str:
+    """The torch parameter a Keras weight stands for (``fc1.kernel`` -> ``fc1.weight``)."""
+    *path, leaf = keras_name.split(".")
+    leaf = {"kernel": "weight", "gamma": "weight", "beta": "bias", "embeddings": "weight"}.get(
+        leaf, leaf
+    )
+    return ".".join([*path, leaf])
+
+
 ARCHITECTURES = {
     "mlp": (keras_mlp, torch_mlp, (24,)),
     "residual": (keras_residual, TorchResidual, (16,)),
     "cnn": (keras_cnn, TorchCNN, (12, 12, 3)),
+    "attention": (keras_attention, TorchAttention, (6, 16)),
 }
 
 
@@ -232,9 +268,9 @@ def test_lstms_get_forget_bias_one_and_orthogonal_gates_under_the_twin_schemes(s
 @pytest.mark.parametrize("scheme", ALL)
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_the_same_architecture_gets_the_same_planned_std_as_in_torch(arch, scheme):
-    """Every scheme of the registry, on an MLP, a residual MLP and a CNN: the Keras model's
-    plan and the torch model's agree row for row (kernels against weights, in order), or
-    both refuse. Data schemes calibrate on the same batch (channels last for Keras)."""
+    """Every scheme of the registry, on an MLP, a residual MLP, a CNN and an attention block:
+    the Keras model's plan and the torch model's agree row for row (kernels against weights),
+    or both refuse. Data schemes calibrate on the same batch (channels last for Keras)."""
     make_keras, make_torch, shape = ARCHITECTURES[arch]
     x = stand_in(shape)
     kw = {"data": x} if scheme == "lsuv" else {}
@@ -248,8 +284,10 @@ def test_the_same_architecture_gets_the_same_planned_std_as_in_torch(arch, schem
                 wk.plan(make_keras(), scheme, seed=0, **{k: v.numpy() for k, v in kw.items()})
             return
         ours = wk.plan(make_keras(), scheme, seed=0, **{k: v.numpy() for k, v in kw.items()})
-    mine = [r for r in ours.rows if r.init != "skip"]
     other = [r for r in theirs.rows if r.init != "skip"]
+    by_name = {torch_name(r.name): r for r in ours.rows if r.init != "skip"}
+    assert sorted(by_name) == sorted(r.name for r in other)
+    mine = [by_name[r.name] for r in other]
     assert [(r.role, r.init) for r in mine] == [(r.role, r.init) for r in other]
     stds = [[math.nan if r.std is None else r.std for r in rows] for rows in (mine, other)]
     # Same draws (the same names) and the same batches give the same gains to float error;
