@@ -414,21 +414,55 @@ def test_a_plan_reloaded_from_json_writes_the_same_values():
 
 
 class Subclassed(keras.Model):
+    """A subclassed model whose call() has a graph: Dense, then a separate tanh layer."""
+
     def __init__(self):
         super().__init__()
-        self.a = L.Dense(8, activation="relu", name="a")
+        self.a = L.Dense(32, name="a")
+        self.act = L.Activation("tanh", name="act")
+        self.b = L.Dense(10, name="b")
 
     def call(self, x):
-        return self.a(x)
+        return self.b(self.act(self.a(x)) + 1.0)
+
+
+class Branching(Subclassed):
+    """A call() that branches on the values: it cannot be traced symbolically."""
+
+    def call(self, x):
+        h = self.a(x)
+        return self.b(h) if float(keras.ops.convert_to_numpy(keras.ops.sum(h))) > 0 else h
+
+
+def test_a_subclassed_models_call_is_traced_for_every_scheme():
+    """Its call() on a symbolic input gives the graph: "auto" and diagnose run on it, and the
+    classic and twin plans both see the Activation layer after `a` (whichever runs first);
+    the twin computes what the model computes."""
+    x = RNG.normal(size=(64, 8)).astype("float32")
+    for first in ("he", "auto"):
+        model = Subclassed()
+        model(x[:2])
+        plans = {first: wk.plan(model, first, seed=0)}
+        second = "auto" if first == "he" else "he"
+        plans[second] = wk.plan(model, second, seed=0)
+        assert "followed by tanh (through Activation)" in plans["he"]["a.kernel"].reason
+        he_tanh = plans["he"]["a.kernel"].std * math.sqrt(8)  # He's gain before tanh
+        assert he_tanh == pytest.approx(1.593, abs=1e-3)
+    wk.apply(model, seed=0)
+    np.testing.assert_allclose(
+        numpy(KerasTwin(model)(torch.from_numpy(x))), numpy(model(x)), atol=1e-5
+    )
+    assert wk.diagnose(model, x).verdict == "healthy"
 
 
 def test_bad_input_is_a_clear_error_and_the_model_is_left_as_it_was():
     with pytest.raises(TypeError, match="must be a Keras model.*use weightinit.plan"):
         wk.plan(nn.Linear(2, 2), "he")
-    sub = Subclassed()
-    sub(np.zeros((2, 4), "float32"))
-    with pytest.raises(ValueError, match="subclassed.*use a classic scheme"):
+    sub = Branching()
+    sub(np.ones((2, 8), "float32"))
+    with pytest.raises(ValueError, match="is subclassed and .* cannot follow its layers.*classic"):
         wk.apply(sub, "auto")
+    assert wk.plan(sub, "he")["a.kernel"].reason.startswith("followed by the output")
     inputs = keras.Input((5, 3))
     recurrent = keras.Model(inputs, L.Dense(2, name="d")(L.GRU(4, name="gru")(inputs)))
     before = weights(recurrent)

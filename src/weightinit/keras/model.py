@@ -3,7 +3,8 @@ models, written all or nothing; and ``diagnose``.
 
 The classic schemes (:data:`CLASSIC`) read the Keras layers themselves
 (:mod:`weightinit.frontends.keras.settle`), for every model, subclassed ones too. Every other
-scheme runs or reads the model: a Sequential or Functional model is planned through its torch
+scheme runs or reads the model: a Sequential, Functional or subclassed model (its ``call``
+traced on a symbolic input) is planned through its torch
 twin (:mod:`weightinit.frontends.keras.twin`) by the torch planner, the rows renamed after the
 Keras weights. Values are drawn on the CPU (torch, the same generator and keys as for a torch
 model) and assigned to the Keras variables once all exist
@@ -63,9 +64,10 @@ def plan(
     N(0, 2 / fan_in) (He et al. 2015), before tanh the gain 5/3's square.
 
     Every other scheme ("auto", "lsuv", "critical", "selu", "fixup", the Transformer presets,
-    ...) runs or reads the model, and plans its torch twin (:class:`.twin.KerasTwin`, for
-    Sequential and Functional models) with the torch front end: its rows are named after the
-    Keras weights, their shapes in torch's layout. "auto" needs no input: a built model knows
+    ...) runs or reads the model, and plans its torch twin
+    (:class:`~weightinit.frontends.keras.twin.KerasTwin`; a subclassed model's graph traced
+    from its ``call``) with the torch front end: its rows are named after the Keras weights,
+    their shapes in torch's layout. "auto" needs no input: a built model knows
     its input's shape, and a N(0, 1) batch of it stands in (``example_input=`` overrides it).
     "lsuv" calibrates on ``data``, a batch the model takes.
 

@@ -5,7 +5,8 @@ kernel's layout, the activation that follows its layer), for every model, subcla
 The activation after a layer is its own ``activation`` (Dense, Conv) or, when that is linear,
 the next layer's if that is an activation layer (``Activation``, ``ReLU``, ``LeakyReLU``,
 ``ELU``), looked for through normalization, dropout, pooling and reshapes in the functional
-graph (a Sequential model is one), as the torch front end looks.
+graph (a Sequential model is one; a subclassed model's is traced from its ``call``), as the
+torch front end looks. A ``call`` that cannot be traced leaves each layer's own activation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import keras
 
 from weightinit.frontends.keras.activations import keras_activation
 from weightinit.frontends.keras.layouts import keras_layout
+from weightinit.frontends.keras.twin import graph_of
 from weightinit.scheme.protocol import Param
 from weightinit.understanding.graph import Follower
 from weightinit.understanding.knowledge import Kinds, ParamInfo, Roles
@@ -72,6 +74,15 @@ def _weights(layer: Any) -> list[tuple[str, Any, str, str, str, dict]]:
     return found
 
 
+def _graph(model: Any) -> Any:
+    """The model's graph of layers (a subclassed model's traced from its ``call``), or None
+    when its ``call`` cannot be traced: then each layer's own activation counts."""
+    try:
+        return graph_of(model, "plan") if not isinstance(model, keras.Sequential) else model
+    except ValueError:
+        return None
+
+
 def _next_layers(model: Any) -> dict[int, list[Any]]:
     """Each layer's consumers in the model's graph (a Sequential's next layer)."""
     following: dict[int, list[Any]] = {}
@@ -86,7 +97,7 @@ def _next_layers(model: Any) -> dict[int, list[Any]]:
             after = []
             for node in getattr(layer, "_outbound_nodes", []):
                 operation = getattr(node, "operation", None)
-                if operation is not None and operation is not model:
+                if operation is not None and operation is not model and operation not in after:
                     after.append(operation)
             following[id(layer)] = after
     for layer in layers:  # a nested Sequential or Functional model: its own graph
@@ -139,7 +150,8 @@ def keras_params(
 ) -> tuple[list[tuple[Param, Any, str]], list[str]]:
     """(Param, variable, layer) of every weight weightinit knows, and the names of the
     trainable weights of layers it does not know."""
-    following = _next_layers(model)
+    graph = _graph(model)
+    following = _next_layers(graph) if graph is not None else {}
     layers = list(model._flatten_layers(include_self=False, recursive=True))
     parents = {
         id(child): layer

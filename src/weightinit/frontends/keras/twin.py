@@ -8,11 +8,12 @@ Each twin parameter knows its Keras variable and how to move values between the 
 (a Dense kernel is torch's weight transposed, a Conv2D kernel ``(kh, kw, in, out)`` is torch's
 ``(out, in, kh, kw)`` permuted, ...): :attr:`KerasTwin.weights`.
 
-The twin follows the Keras graph (a Sequential's or Functional's nodes, in their order);
+The twin follows the Keras graph (a Sequential's or Functional's nodes, in their order; a
+subclassed model's, traced from its ``call`` on a symbolic input);
 channels-last convolutions, pooling and batch normalization move the channel axis inside
 their own module, so that every tensor between layers has the Keras model's shape. A
-subclassed model's ``call`` is Python with no graph to follow, and a layer the twin does not
-know is an error naming it (the classic schemes need neither).
+``call`` that cannot be traced, and a layer the twin does not know, are errors naming them
+(the classic schemes need neither).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import copy
 import functools
 import math
 import operator
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,18 +52,58 @@ class TwinWeight:
 
 
 def graph_of(model: Any, where: str) -> Any:
-    """The Functional graph of a built Sequential or Functional ``model``; a ValueError that
-    says what to do for a subclassed or unbuilt one."""
-    graph = model._functional if isinstance(model, keras.Sequential) else model
-    if graph is None or not hasattr(graph, "_nodes_by_depth"):
-        kind = "a Sequential model without an input shape" if graph is None else "subclassed"
+    """The Functional graph of a built Sequential, Functional or subclassed ``model``; a
+    ValueError that says what to do when there is none.
+
+    A subclassed model's ``call`` is traced once on a symbolic ``keras.Input`` of the shape it
+    was built with: each layer it calls records its node, and ``keras.Model(inputs, outputs)``
+    holds the graph, sharing the model's layers and variables (cached per model). A ``call``
+    that branches on tensor values, or takes several inputs, cannot be traced this way."""
+    if isinstance(model, keras.Sequential):
+        graph = model._functional
+    elif hasattr(model, "_nodes_by_depth"):
+        graph = model
+    else:
+        graph = _traced(model, where)
+    if graph is None:
         raise ValueError(
-            f"{where}: the Keras model {model.name!r} is {kind}, with no graph of layers to "
-            "run: give it one (keras.Input(shape) as a Sequential's first layer, or build a "
-            "Functional keras.Model(inputs, outputs)), or use a classic scheme (he, "
-            "orthogonal, lecun, glorot, ...), which needs no graph"
+            f"{where}: the Keras model {model.name!r} is a Sequential model without an input "
+            "shape, with no graph of layers to run: give it one (keras.Input(shape) as its "
+            "first layer), or use a classic scheme (he, orthogonal, lecun, glorot, ...), which "
+            "needs no graph"
         )
     return graph
+
+
+_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _traced(model: Any, where: str) -> Any:
+    """A subclassed model's graph: its ``call`` on a symbolic input (see :func:`graph_of`)."""
+    if model in _TRACED:
+        return _TRACED[model]
+    shapes = list((getattr(model, "_build_shapes_dict", None) or {}).values())
+    shape = shapes[0] if len(shapes) == 1 else None
+    if not (
+        isinstance(shape, (tuple, list)) and all(d is None or isinstance(d, int) for d in shape)
+    ):
+        raise _untraceable(model, where, f"it was built with {len(shapes)} inputs, not one tensor")
+    inputs = keras.Input(shape=tuple(shape[1:]))
+    try:
+        graph = keras.Model(inputs, model.call(inputs))
+    except Exception as err:  # whatever Keras or the user's call raises on a symbolic input
+        problem = f"its call() fails on a symbolic input of shape {tuple(shape)}: {err}"
+        raise _untraceable(model, where, problem) from err
+    _TRACED[model] = graph
+    return graph
+
+
+def _untraceable(model: Any, where: str, problem: str) -> ValueError:
+    return ValueError(
+        f"{where}: the Keras model {model.name!r} is subclassed and {problem}, so weightinit "
+        "cannot follow its layers: build it as a Functional keras.Model(inputs, outputs), or "
+        "use a classic scheme (he, orthogonal, lecun, glorot, ...), which needs no graph"
+    )
 
 
 class KerasTwin(nn.Module):
