@@ -341,20 +341,26 @@ def _padded(
     return F.pad(x, pads, value=value)
 
 
+class _KerasConvolution(nn.Module):
+    """Keras's side of a convolution twin: Keras's padding, and the channel axis moved first
+    for torch's convolution (``_convolve``) and back."""
+
+    def __init__(self, *args: Any, keras_padding: str, channels_last: bool, **kw: Any):
+        super().__init__(*args, **kw)
+        self.keras_padding, self.channels_last = keras_padding, channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._convolve(x.movedim(-1, 1) if self.channels_last else x)
+        return y.movedim(1, -1) if self.channels_last else y
+
+
 def _conv_module(base: type) -> type:
-    class Conv(base):  # type: ignore[misc, valid-type]
-        """A Keras convolution: channels moved first and back, Keras's padding."""
+    class Conv(_KerasConvolution, base):  # type: ignore[misc, valid-type]
+        """A Keras convolution: Keras's "same" and "causal" padding, then torch's."""
 
-        def __init__(self, *args: Any, keras_padding: str, channels_last: bool, **kw: Any):
-            super().__init__(*args, **kw)
-            self.keras_padding, self.channels_last = keras_padding, channels_last
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self.channels_last:
-                x = x.movedim(-1, 1)
+        def _convolve(self, x: torch.Tensor) -> torch.Tensor:
             x = _padded(x, self.keras_padding, self.kernel_size, self.stride, self.dilation)
-            y = super().forward(x)
-            return y.movedim(1, -1) if self.channels_last else y
+            return base.forward(self, x)
 
     Conv.__name__ = Conv.__qualname__ = f"Keras{base.__name__}"
     return Conv
@@ -465,19 +471,13 @@ def _lstm(layer: Any, where: str) -> Made:
 
 
 def _transpose_module(base: type) -> type:
-    class ConvTranspose(base):  # type: ignore[misc, valid-type]
-        """A Keras transposed convolution: channels moved first and back; "same" crops the
-        full output to input x stride as TensorFlow does (the odd pixel cropped at the end)."""
+    class ConvTranspose(_KerasConvolution, base):  # type: ignore[misc, valid-type]
+        """A Keras transposed convolution: "same" crops the full output to input x stride as
+        TensorFlow does (the odd pixel cropped at the end)."""
 
-        def __init__(self, *args: Any, keras_padding: str, channels_last: bool, **kw: Any):
-            super().__init__(*args, **kw)
-            self.keras_padding, self.channels_last = keras_padding, channels_last
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if self.channels_last:
-                x = x.movedim(-1, 1)
+        def _convolve(self, x: torch.Tensor) -> torch.Tensor:
             sizes = x.shape[2:]
-            y = super().forward(x)
+            y = base.forward(self, x)
             if self.keras_padding == "same":
                 for axis, (size, k, s) in enumerate(
                     zip(sizes, self.kernel_size, self.stride, strict=True)
@@ -488,7 +488,7 @@ def _transpose_module(base: type) -> type:
                     if short > 0:  # a kernel smaller than its stride: zeros at the end
                         pads = [0, 0] * (y.ndim - 3 - axis) + [0, short]
                         y = F.pad(y, pads)
-            return y.movedim(1, -1) if self.channels_last else y
+            return y
 
     ConvTranspose.__name__ = ConvTranspose.__qualname__ = f"Keras{base.__name__}"
     return ConvTranspose
