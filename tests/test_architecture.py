@@ -34,6 +34,7 @@ LAYERS = {
     "weightinit.planner": 6,  # plan / calibrate / init / apply: the stages, no scheme named
     "weightinit.diagnostics": 7,
     "weightinit.commands": 8,  # the command line and the demo
+    "weightinit.reproduce": 8,  # the papers' claims, measured: experiments, data, training, figures
     "weightinit.zoo": 8,
     "weightinit.keras": 8,  # the public surface for Keras: apply, plan, init, write, diagnose
     "weightinit.__main__": 8,

@@ -420,6 +420,52 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from weightinit.commands.demo import require_extra
+    from weightinit.reproduce.catalog import get, reproductions
+    from weightinit.reproduce.runner import EXTRA, INSTALL, run
+
+    if args.list:
+        listed = reproductions()
+        if args.json:
+            print(json.dumps([{"number": r.number, "name": r.name, "title": r.title,
+                               "paper": r.paper, "claim": r.claim, "setup": r.setup}
+                              for r in listed], indent=2))  # fmt: skip
+            return 0
+        rows = [(str(r.number), r.name, r.title, r.paper) for r in listed]
+        print(format_table(("#", "name", "claim", "paper"), rows, max_widths=(None, None, 46, 50)))
+        print(f"\n{len(listed)} reproductions. Run one with `weightinit reproduce NAME [--quick]`, "
+              "every one with `weightinit reproduce all`.")  # fmt: skip
+        return 0
+    if not args.names:
+        raise UsageError("name a reproduction (see `weightinit reproduce --list`) or 'all'")
+    for name in args.names:
+        if name != "all":
+            try:
+                get(name)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+    try:
+        require_extra(EXTRA, INSTALL, "weightinit reproduce")
+    except ImportError as err:
+        raise UsageError(str(err)) from None
+    results = run(args.names, quick=args.quick, seeds=args.seeds, out=args.out,
+                  threads=args.threads)  # fmt: skip
+    held = sum(r.outcome.holds for r in results)
+    print(f"{held} of {len(results)} claims hold here; results in {args.out}")
+    return 0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors on one line: ``weightinit plan: error: argument ...``."""
 
@@ -520,6 +566,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", default="weightinit-demo", type=_out_folder, help="folder for figures and the page"
     )
     demo.set_defaults(run=_demo)
+    reproducing = commands.add_parser(
+        "reproduce",
+        help="each paper's claim about initialization, measured here: figure, numbers, verdict",
+    )
+    reproducing.add_argument(
+        "names", nargs="*", metavar="NAME", help="reproductions to run (see --list), or 'all'"
+    )
+    reproducing.add_argument("--list", action="store_true", help="list the reproductions")
+    reproducing.add_argument("--json", action="store_true", help="with --list: print JSON")
+    reproducing.add_argument(
+        "--quick", action="store_true", help="a small slice of each (about 20 s), for tests"
+    )
+    reproducing.add_argument(
+        "--seeds", type=_count, help="seeds per configuration (default 3; --quick: 1)"
+    )
+    reproducing.add_argument(
+        "--threads", type=_count, default=1, help="torch threads (default 1: steady on shared CPUs)"
+    )
+    reproducing.add_argument(
+        "--out", default="weightinit-reproduce", type=_out_folder,
+        help="folder for the figures and the JSON results",
+    )  # fmt: skip
+    reproducing.set_defaults(run=_reproduce)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -44,17 +44,20 @@ EXTRA = ("matplotlib", "mnist1d", "rich")  # the modules of pyproject.toml's `de
 INSTALL = 'pip install "weightinit[demo]"'
 
 
-def require_extra() -> None:
-    """Raise ImportError, naming the missing modules and :data:`INSTALL`, unless every module
-    of the ``demo`` extra imports; the command line calls it before any work is done."""
+def require_extra(
+    extra: tuple[str, ...] = EXTRA, install: str = INSTALL, what: str = "the demo"
+) -> None:
+    """Raise ImportError, naming the missing modules and ``install``, unless every module of
+    ``extra`` (default: the ``demo`` extra's) imports; the command line calls it before any
+    work is done."""
     missing = []
-    for name in EXTRA:
+    for name in extra:
         try:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
     if missing:
-        raise ImportError(f"the demo needs {', '.join(missing)} (the demo extra): {INSTALL}")
+        raise ImportError(f"{what} needs {', '.join(missing)}: {install}")
 
 
 def cache_dir() -> Path:
