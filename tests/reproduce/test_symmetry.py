@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from weightinit.reproduce.symmetry import HIDDEN, WIDTH, _constant, _net, hidden_rank
+from weightinit.reproduce.papers.symmetry import HIDDEN, WIDTH, _constant, _net, hidden_rank
 
 
 def test_constant_weights_give_identical_units_and_identical_gradients():

@@ -1,16 +1,20 @@
-"""Every reproduction, in the order of the list: each module of this package that holds an
-experiment defines ``REPRODUCTION``; this module collects them."""
+"""Every reproduction, in the order of the list: each module of
+:mod:`weightinit.reproduce.papers` defines one ``REPRODUCTION``; this module finds them."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
+from weightinit.reproduce import papers
 from weightinit.reproduce.core import Reproduction
 
-__all__ = ["MODULES", "get", "reproductions"]
+__all__ = ["get", "modules", "reproductions"]
 
-#: the modules that define a ``REPRODUCTION``, in the order of the list
-MODULES = ("symmetry", "he_xavier")
+
+def modules() -> list[str]:
+    """The modules of :mod:`weightinit.reproduce.papers`, by name."""
+    return sorted(m.name for m in pkgutil.iter_modules(papers.__path__))
 
 
 def reproductions() -> list[Reproduction]:
@@ -20,7 +24,7 @@ def reproductions() -> list[Reproduction]:
         >>> [r.name for r in reproductions()][:2]
         ['symmetry', 'he-xavier']
     """
-    found = [importlib.import_module(f"weightinit.reproduce.{m}").REPRODUCTION for m in MODULES]
+    found = [importlib.import_module(f"{papers.__name__}.{m}").REPRODUCTION for m in modules()]
     return sorted(found, key=lambda r: r.number)
 
 
