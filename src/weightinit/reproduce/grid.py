@@ -1,0 +1,239 @@
+"""``weightinit bench``: every scheme that applies, on every architecture, at depths 4, 30 and
+100, trained on MNIST-1D; best of a small learning-rate grid, several seeds.
+
+Each run (architecture, depth, scheme, learning rate, seed) initializes a fresh model, trains it
+with :func:`~weightinit.reproduce.training.fit` and records the test accuracy. Runs are stored in
+``<out>/bench.json`` as they finish, so an interrupted grid resumes where it stopped. The
+summary takes, for each (architecture, depth, scheme), the learning rate with the best mean test
+accuracy over the seeds, writes a markdown table (``bench.md``) and an accuracy-vs-depth figure
+(``bench.png``), and reports, without gating on them, two targets: "auto" within 1 point of the
+best scheme in every cell, and at depth 30 every activation-aware scheme at >= 95% of its
+depth-4 accuracy. A scheme that refuses a model is recorded as refused, with its message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weightinit.reproduce.architectures import ACTIVATION_AWARE, ARCHITECTURES, PEER, initialize
+from weightinit.reproduce.core import spread
+from weightinit.reproduce.data import mnist1d
+from weightinit.reproduce.training import fit
+
+__all__ = ["FULL", "QUICK", "Grid", "best", "run", "summarize"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a grid runs: architectures, depths, schemes (None: every one that applies), seeds,
+    the training examples used, and, for a quick slice, the epochs and learning rates that
+    replace each architecture's own."""
+
+    architectures: tuple[str, ...]
+    depths: tuple[int, ...]
+    seeds: int
+    train: int = 4000
+    schemes: tuple[str, ...] | None = None
+    epochs: int | None = None
+    lrs: tuple[float, ...] | None = None
+
+    def runs(self, peer: bool) -> list[tuple[str, int, str, float, int]]:
+        """Every (architecture, depth, scheme, lr, seed), schemes interleaved innermost."""
+        found = []
+        for name in self.architectures:
+            arch = ARCHITECTURES[name]
+            schemes = [s for s in arch.schemes if self.schemes is None or s in self.schemes]
+            if peer and not arch.channels and arch.optimizer == "sgd" and name != "residual-mlp":
+                schemes.append(PEER)
+            for depth in self.depths:
+                for seed in range(self.seeds):
+                    for lr in self.lrs or arch.lrs:
+                        found += [(name, depth, s, lr, seed) for s in schemes]
+        return found
+
+
+FULL = Grid(tuple(ARCHITECTURES), (4, 30, 100), seeds=3)
+QUICK = Grid(("mlp-relu", "mlp-tanh", "residual-mlp"), (4, 30), seeds=1, train=2000,
+             schemes=("torch", "glorot", "he", "orthogonal", "lsuv", "auto", "fixup"),
+             epochs=4, lrs=(0.01,))  # fmt: skip
+
+
+def _key(name: str, depth: int, scheme: str, lr: float, seed: int) -> str:
+    return f"{name}/{depth}/{scheme}/{lr:g}/{seed}"
+
+
+def _one(name: str, depth: int, scheme: str, lr: float, seed: int, grid: Grid) -> dict[str, Any]:
+    arch = ARCHITECTURES[name]
+    task = mnist1d(channels=arch.channels).subset(grid.train)
+    torch.manual_seed(seed)
+    model = arch.build(depth)
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a scheme's advice is in its plan, not the table
+            initialize(model, scheme, task.x[:256], seed)
+    except (ValueError, TypeError, NotImplementedError) as err:
+        return {"refused": " ".join(str(err).split())[:300]}
+    init_seconds = time.perf_counter() - start
+    curve = fit(model, task, epochs=grid.epochs or arch.epochs, lr=lr, seed=seed,
+                optimizer=arch.optimizer)  # fmt: skip
+    return {"accuracy": curve.accuracy, "loss": curve.final, "diverged": curve.diverged,
+            "init_seconds": init_seconds, "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def run(grid: Grid, out: str | Path, *, console=None, peer: bool | None = None) -> dict:
+    """Run every run of ``grid`` not already stored in ``<out>/bench.json`` (which must have
+    been made by the same grid), store each as it finishes, then write the summary (table and
+    figure); returns the stored record."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"
+    peer = importlib.util.find_spec("lsuv") is not None if peer is None else peer
+    config = {**asdict(grid), "peer": peer, "torch": torch.__version__,
+              "threads": torch.get_num_threads()}  # fmt: skip
+    record = {"config": config, "runs": {}}
+    if path.exists():
+        stored = json.loads(path.read_text())
+        mine = {k: v for k, v in config.items() if k not in ("torch", "threads")}
+        theirs = {k: v for k, v in stored["config"].items() if k not in ("torch", "threads")}
+        if _lists(mine) != _lists(theirs):
+            raise ValueError(f"{path} holds another grid's runs ({theirs}); name another --out "
+                             "folder, or delete it to start again")  # fmt: skip
+        record["runs"] = stored["runs"]
+    todo = [r for r in grid.runs(peer) if _key(*r) not in record["runs"]]
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+                  transient=True) as progress:  # fmt: skip
+        task = progress.add_task("bench", total=len(todo))
+        for r in todo:
+            progress.update(task, description=f"{r[0]} depth {r[1]}: {r[2]} (lr {r[3]:g}, seed {r[4]})")
+            record["runs"][_key(*r)] = _one(*r, grid)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=0, allow_nan=True))
+            tmp.replace(path)
+            progress.advance(task)
+    summarize(record, out)
+    return record
+
+
+def _lists(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # tuples as lists, as the stored JSON has them
+
+
+def best(record: dict) -> dict[tuple[str, int, str], dict[str, Any]]:
+    """For each (architecture, depth, scheme): the learning rate with the best mean test
+    accuracy over the seeds, that mean, its std over the seeds and the number of diverged
+    runs; or ``{"refused": message}``.
+
+    Example:
+        >>> record = {"runs": {"a/4/he/0.1/0": {"accuracy": 0.5, "diverged": False},
+        ...                    "a/4/he/0.1/1": {"accuracy": 0.7, "diverged": False},
+        ...                    "a/4/he/0.01/0": {"accuracy": 0.4, "diverged": False}}}
+        >>> best(record)[("a", 4, "he")]["lr"], round(best(record)[("a", 4, "he")]["mean"], 3)
+        (0.1, 0.6)
+    """
+    grouped: dict[tuple[str, int, str], dict[float, list[dict]]] = {}
+    for key, value in record["runs"].items():
+        name, depth, scheme, lr, _ = key.split("/")
+        grouped.setdefault((name, int(depth), scheme), {}).setdefault(float(lr), []).append(value)
+    found = {}
+    for cell, by_lr in grouped.items():
+        runs = [v for vs in by_lr.values() for v in vs]
+        if any("refused" in v for v in runs):
+            found[cell] = {"refused": next(v["refused"] for v in runs if "refused" in v)}
+            continue
+        scored = {lr: spread([v["accuracy"] for v in vs]) for lr, vs in by_lr.items()}
+        lr = max(scored, key=lambda k: scored[k][0] if math.isfinite(scored[k][0]) else -1)
+        found[cell] = {"lr": lr, "mean": scored[lr][0], "std": scored[lr][1],
+                       "seeds": len(by_lr[lr]), "diverged": sum(v["diverged"] for v in by_lr[lr])}  # fmt: skip
+    return found
+
+
+def targets(cells: dict) -> dict[str, list[str]]:
+    """The two targets, as lists of the cells that miss them (empty: met)."""
+    missed_auto, missed_depth = [], []
+    for (name, depth) in sorted({(n, d) for n, d, _ in cells}):
+        scored = {s: c for (n, d, s), c in cells.items() if (n, d) == (name, depth) and "mean" in c}
+        if "auto" in scored:
+            top = max(scored, key=lambda s: scored[s]["mean"])
+            gap = scored[top]["mean"] - scored["auto"]["mean"]
+            if gap > 0.01:
+                missed_auto.append(f"{name} depth {depth}: auto {scored['auto']['mean']:.1%}, "
+                                   f"{top} {scored[top]['mean']:.1%}")  # fmt: skip
+        if depth == 30:
+            for s in ACTIVATION_AWARE:
+                shallow = cells.get((name, 4, s), {})
+                if s in scored and "mean" in shallow and scored[s]["mean"] < 0.95 * shallow["mean"]:
+                    missed_depth.append(f"{name} {s}: {scored[s]['mean']:.1%} at depth 30, "
+                                        f"{shallow['mean']:.1%} at depth 4")  # fmt: skip
+    return {"auto within 1 point of the best": missed_auto,
+            "activation-aware at depth 30 >= 95% of depth 4": missed_depth}
+
+
+def summarize(record: dict, out: Path) -> str:
+    """Write ``bench.md`` (a table per architecture: schemes by depth, best learning rate's
+    mean ± std test accuracy, the best of each column in bold; then the targets) and
+    ``bench.png``; returns the markdown."""
+    cells = best(record)
+    config = record["config"]
+    lines = [f"MNIST-1D test accuracy: best of the learning-rate grid, mean ± std over "
+             f"{config['seeds']} seed(s), {config['train']} training examples "
+             f"(torch {config['torch']}, {config['threads']} thread(s)).", ""]  # fmt: skip
+    for name in dict.fromkeys(n for n, _, _ in cells):
+        depths = sorted({d for n, d, _ in cells if n == name})
+        schemes = list(dict.fromkeys(s for n, _, s in cells if n == name))
+        top = {d: max((cells[name, d, s].get("mean", -1) for s in schemes), default=-1) for d in depths}
+        lines += [f"**{name}**", "", "| scheme | " + " | ".join(f"depth {d}" for d in depths) + " |",
+                  "|---|" + "---:|" * len(depths)]  # fmt: skip
+        for s in schemes:
+            row = []
+            for d in depths:
+                c = cells.get((name, d, s), {})
+                if "refused" in c:
+                    row.append("refused")
+                    continue
+                text = f"{c['mean']:.1%}" + (f" ± {c['std']:.1%}" if c["seeds"] > 1 else "")
+                text += f" (lr {c['lr']:g})"
+                if c["diverged"]:
+                    text += f", {c['diverged']} diverged"
+                row.append(f"**{text}**" if c["mean"] == top[d] else text)
+            lines.append(f"| {s} | " + " | ".join(row) + " |")
+        lines.append("")
+    for target, missed in targets(cells).items():
+        verdict = "met" if not missed else f"missed in {len(missed)} cell(s): " + "; ".join(missed)
+        lines.append(f"- target, {target}: {verdict}")
+    text = "\n".join(lines) + "\n"
+    (out / "bench.md").write_text(text, encoding="utf-8")
+    _figure(cells, out / "bench.png")
+    return text
+
+
+def _figure(cells: dict, path: Path) -> None:
+    from weightinit.reproduce.figures import figure, save
+
+    names = list(dict.fromkeys(n for n, _, _ in cells))
+    columns = min(4, len(names))
+    fig, axes = figure(columns, math.ceil(len(names) / columns), width=3.6, height=2.8)
+    for ax, name in zip(axes, names, strict=False):
+        for s in dict.fromkeys(s for n, _, s in cells if n == name):
+            points = sorted((d, c) for (n, d, t), c in cells.items() if n == name and t == s and "mean" in c)
+            if points:
+                ax.errorbar([d for d, _ in points], [c["mean"] for _, c in points],
+                            [c["std"] for _, c in points], label=s, marker=".", capsize=2, lw=1)  # fmt: skip
+        ax.set(title=name, xscale="log", xlabel="depth", ylabel="test accuracy")
+        ax.axhline(0.1, color="grey", lw=0.6, ls="--")
+    for ax in axes[len(names):]:
+        ax.axis("off")
+    axes[0].legend(fontsize=6, ncol=2)
+    save(fig, path, "MNIST-1D test accuracy vs depth (best learning rate; chance 10%)")
