@@ -65,10 +65,10 @@ def test_a_tiny_grid_runs_stores_every_run_and_resumes_without_redoing_any(tmp_p
     assert "**mlp-relu**" in table and "| he |" in table and "| auto |" in table
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
-    def no_work(*args):
+    def no_work(*args, **kwargs):
         raise AssertionError("a stored run was run again")
 
-    monkeypatch.setattr(bench, "_one", no_work)
+    monkeypatch.setattr(bench, "measure", no_work)
     assert bench.run(TINY, tmp_path, peer=False)["runs"] == record["runs"]
 
     # interrupted: two runs missing from the file are the only ones run
@@ -78,7 +78,7 @@ def test_a_tiny_grid_runs_stores_every_run_and_resumes_without_redoing_any(tmp_p
         del stored["runs"][key]
     (tmp_path / "bench.json").write_text(json.dumps(stored))
     done = []
-    monkeypatch.setattr(bench, "_one", lambda *r: done.append(r) or _run(0.5))
+    monkeypatch.setattr(bench, "measure", lambda *r, **kw: done.append(r) or _run(0.5))
     bench.run(TINY, tmp_path, peer=False)
     assert sorted(bench._key(*r[:5]) for r in done) == missing
 

@@ -29,7 +29,7 @@ from weightinit.reproduce.core import spread
 from weightinit.reproduce.data import mnist1d
 from weightinit.reproduce.training import fit
 
-__all__ = ["FULL", "QUICK", "Grid", "best", "run", "summarize"]
+__all__ = ["FULL", "QUICK", "Grid", "best", "measure", "run", "summarize", "targets"]
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,16 @@ def _key(name: str, depth: int, scheme: str, lr: float, seed: int) -> str:
     return f"{name}/{depth}/{scheme}/{lr:g}/{seed}"
 
 
-def _one(name: str, depth: int, scheme: str, lr: float, seed: int, grid: Grid) -> dict[str, Any]:
+def measure(
+    name: str, depth: int, scheme: str, lr: float, seed: int, *, train: int = 4000,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """One run: architecture ``name`` at ``depth``, initialized by ``scheme`` (seeded), trained
+    on the first ``train`` MNIST-1D examples for ``epochs`` (default: the architecture's) at
+    ``lr``: its test accuracy, final training loss, whether it diverged, and the seconds spent
+    initializing and in all; or ``{"refused": message}`` when the scheme refuses the model."""
     arch = ARCHITECTURES[name]
-    task = mnist1d(channels=arch.channels).subset(grid.train)
+    task = mnist1d(channels=arch.channels).subset(train)
     torch.manual_seed(seed)
     model = arch.build(depth)
     start = time.perf_counter()
@@ -84,7 +91,7 @@ def _one(name: str, depth: int, scheme: str, lr: float, seed: int, grid: Grid) -
     except (ValueError, TypeError, NotImplementedError) as err:
         return {"refused": " ".join(str(err).split())[:300]}
     init_seconds = time.perf_counter() - start
-    curve = fit(model, task, epochs=grid.epochs or arch.epochs, lr=lr, seed=seed,
+    curve = fit(model, task, epochs=epochs or arch.epochs, lr=lr, seed=seed,
                 optimizer=arch.optimizer)  # fmt: skip
     return {"accuracy": curve.accuracy, "loss": curve.final, "diverged": curve.diverged,
             "init_seconds": init_seconds, "seconds": time.perf_counter() - start}  # fmt: skip
@@ -118,7 +125,7 @@ def run(grid: Grid, out: str | Path, *, console=None, peer: bool | None = None) 
         task = progress.add_task("bench", total=len(todo))
         for r in todo:
             progress.update(task, description=f"{r[0]} depth {r[1]}: {r[2]} (lr {r[3]:g}, seed {r[4]})")
-            record["runs"][_key(*r)] = _one(*r, grid)
+            record["runs"][_key(*r)] = measure(*r, train=grid.train, epochs=grid.epochs)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=0, allow_nan=True))
             tmp.replace(path)
