@@ -56,6 +56,23 @@ def test_cli_lists_and_runs(tmp_path, capsys):
     assert (tmp_path / "symmetry.json").exists() and (tmp_path / "symmetry.png").exists()
 
 
+def test_the_page_shows_every_result_in_the_folder_with_its_command(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["reproduce", "symmetry", "he-xavier", "--quick", "--out", str(out)]) == 0
+    readme = (out / "README.md").read_text()
+    page = tmp_path / "docs" / "page.md"
+    assert main(["reproduce", "--out", str(out), "--page", str(page)]) == 0  # page alone
+    text = page.read_text()
+    assert text.index("## 1. ") < text.index("## 2. ")
+    assert "![He vs Xavier on a 30-layer ReLU net](../results/he-xavier.png)" in text
+    assert f"weightinit reproduce he-xavier --quick --out {out}" in text
+    written = json.loads((out / "symmetry.json").read_text())
+    for m in written["measures"]:
+        assert f"| {m['label']} | {m['text']} | {m['expected']} |" in text
+    assert "tanh(0) = 0" in text  # the module's explanation, not only numbers
+    assert "![He vs Xavier on a 30-layer ReLU net](./he-xavier.png)" in readme  # beside it
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

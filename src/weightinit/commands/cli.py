@@ -437,8 +437,14 @@ def _reproduce(args: argparse.Namespace) -> int:
         print(f"\n{len(listed)} reproductions. Run one with `weightinit reproduce NAME [--quick]`, "
               "every one with `weightinit reproduce all`.")  # fmt: skip
         return 0
+    if not args.names and args.page is not None:  # the page alone, from the results in --out
+        from weightinit.reproduce.page import write_page
+
+        print(f"page {write_page(args.out, args.page)} written from the results in {args.out}")
+        return 0
     if not args.names:
-        raise UsageError("name a reproduction (see `weightinit reproduce --list`) or 'all'")
+        raise UsageError("name a reproduction (see `weightinit reproduce --list`) or 'all'; "
+                         "or give --page alone to rewrite the page from the results in --out")  # fmt: skip
     for name in args.names:
         if name != "all":
             try:
@@ -449,10 +455,11 @@ def _reproduce(args: argparse.Namespace) -> int:
         require_extra(EXTRA, INSTALL, "weightinit reproduce")
     except ImportError as err:
         raise UsageError(str(err)) from None
+    page = args.page if args.page is not None else args.out / "README.md"
     results = run(args.names, quick=args.quick, seeds=args.seeds, out=args.out,
-                  threads=args.threads)  # fmt: skip
+                  threads=args.threads, page=page)  # fmt: skip
     held = sum(r.outcome.holds for r in results)
-    print(f"{held} of {len(results)} claims hold here; results in {args.out}")
+    print(f"{held} of {len(results)} claims hold here; results in {args.out}, page {page}")
     return 0
 
 
@@ -609,6 +616,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     reproducing.add_argument(
         "--out", default="weightinit-reproduce", type=_out_folder,
         help="folder for the figures and the JSON results",
+    )  # fmt: skip
+    reproducing.add_argument(
+        "--page", type=Path, metavar="PATH",
+        help="markdown page showing every result in --out (default: OUT/README.md); with no "
+        "NAME, only rewrites the page",
     )  # fmt: skip
     reproducing.set_defaults(run=_reproduce)
     benching = commands.add_parser(

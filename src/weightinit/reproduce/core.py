@@ -72,8 +72,9 @@ class Measure:
 
     def to_dict(self) -> dict[str, Any]:
         mean, std = spread(self.values)
-        return {"label": self.label, "mean": _finite(mean), "std": _finite(std),
-                "values": [_finite(v) for v in self.values], "expected": self.expected}  # fmt: skip
+        return {"label": self.label, "text": self.text(), "mean": _finite(mean),
+                "std": _finite(std), "values": [_finite(v) for v in self.values],
+                "expected": self.expected}  # fmt: skip
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch
 
 from weightinit.reproduce.catalog import get, reproductions
 from weightinit.reproduce.core import Context, Reproduction, Result
+from weightinit.reproduce.page import write_page
 
 __all__ = ["EXTRA", "FULL_SEEDS", "INSTALL", "QUICK_SEEDS", "print_result", "run", "select"]
 
@@ -35,10 +36,12 @@ def run(
     seeds: int | None = None,
     out: str | Path = "weightinit-reproduce",
     threads: int = 1,
+    page: str | Path | None = None,
     console=None,
 ) -> list[Result]:
     """Run each reproduction named, write ``<out>/<name>.json`` and its figures, print its
-    numbers and verdict; returns the results. ``threads`` sets torch's intra-op threads for the
+    numbers and verdict, and write ``page`` (markdown; default ``<out>/README.md``) from every
+    result in ``out``; returns the results. ``threads`` sets torch's intra-op threads for the
     run (restored afterwards): one thread gives steady timings on a shared machine.
 
     Example:
@@ -84,6 +87,7 @@ def run(
                 results.append(result)
     finally:
         torch.set_num_threads(previous)
+    write_page(out, page if page is not None else out / "README.md")
     return results
 
 
