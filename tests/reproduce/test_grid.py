@@ -83,6 +83,17 @@ def test_a_tiny_grid_runs_stores_every_run_and_resumes_without_redoing_any(tmp_p
     assert sorted(bench._key(*r[:5]) for r in done) == missing
 
 
+def test_worker_processes_store_the_same_results_as_one_process(tmp_path):
+    tiny = Grid(("mlp-tanh",), (2,), seeds=1, train=128, schemes=("he", "lsuv"), epochs=1,
+                lrs=(0.01,))  # fmt: skip
+    alone = bench.run(tiny, tmp_path / "one", peer=False)["runs"]
+    pooled = bench.run(tiny, tmp_path / "two", jobs=2, peer=False)["runs"]
+    assert alone.keys() == pooled.keys()
+    for key in alone:
+        assert alone[key]["accuracy"] == pooled[key]["accuracy"], key
+        assert alone[key]["loss"] == pooled[key]["loss"], key
+
+
 def test_another_grids_file_is_refused_naming_the_folder(tmp_path):
     (tmp_path / "bench.json").write_text(json.dumps({"config": {"seeds": 9}, "runs": {}}))
     with pytest.raises(ValueError, match="another grid's runs.*--out"):

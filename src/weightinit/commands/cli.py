@@ -475,7 +475,7 @@ def _bench(args: argparse.Namespace) -> int:
     previous = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        run(QUICK if args.quick else FULL, args.out)
+        run(QUICK if args.quick else FULL, args.out, jobs=args.jobs)
     except ValueError as err:  # another grid's runs in --out
         raise UsageError(str(err)) from None
     finally:
@@ -634,6 +634,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     benching.add_argument(
         "--threads", type=_count, default=1, help="torch threads (default 1: steady on shared CPUs)"
     )
+    benching.add_argument(
+        "--jobs", type=_count, default=1,
+        help="worker processes, one thread each (default 1); results do not depend on it",
+    )  # fmt: skip
     benching.add_argument(
         "--out", default="weightinit-bench", type=_out_folder,
         help="folder for bench.json (every run; an interrupted grid resumes from it), bench.md "

@@ -13,9 +13,12 @@ depth-4 accuracy. A scheme that refuses a model is recorded as refused, with its
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
+import multiprocessing
+import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -29,7 +32,7 @@ from weightinit.reproduce.core import spread
 from weightinit.reproduce.data import mnist1d
 from weightinit.reproduce.training import fit
 
-__all__ = ["FULL", "QUICK", "Grid", "best", "measure", "run", "summarize", "targets"]
+__all__ = ["FULL", "QUICK", "Grid", "best", "measure", "peer_ratios", "run", "summarize", "targets"]
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,19 @@ def measure(
             "init_seconds": init_seconds, "seconds": time.perf_counter() - start}  # fmt: skip
 
 
-def run(grid: Grid, out: str | Path, *, console=None, peer: bool | None = None) -> dict:
+def _measure(job: tuple[tuple, int, int | None]) -> tuple[tuple, dict[str, Any]]:
+    run_, train, epochs = job
+    torch.set_num_threads(1)  # a worker process: one thread each
+    return run_, measure(*run_, train=train, epochs=epochs)
+
+
+def run(
+    grid: Grid, out: str | Path, *, jobs: int = 1, console=None, peer: bool | None = None
+) -> dict:
     """Run every run of ``grid`` not already stored in ``<out>/bench.json`` (which must have
     been made by the same grid), store each as it finishes, then write the summary (table and
-    figure); returns the stored record."""
+    figure); returns the stored record. ``jobs`` > 1 runs that many worker processes (spawned,
+    one torch thread each); the stored results do not depend on it, only the times do."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     out = Path(out)
@@ -108,30 +120,41 @@ def run(grid: Grid, out: str | Path, *, console=None, peer: bool | None = None) 
     path = out / "bench.json"
     peer = importlib.util.find_spec("lsuv") is not None if peer is None else peer
     config = {**asdict(grid), "peer": peer, "torch": torch.__version__,
-              "threads": torch.get_num_threads()}  # fmt: skip
+              "threads": 1 if jobs > 1 else torch.get_num_threads(), "jobs": jobs}  # fmt: skip
     record = {"config": config, "runs": {}}
+    varies = ("torch", "threads", "jobs")  # may change between sessions of one grid
     if path.exists():
         stored = json.loads(path.read_text())
-        mine = {k: v for k, v in config.items() if k not in ("torch", "threads")}
-        theirs = {k: v for k, v in stored["config"].items() if k not in ("torch", "threads")}
+        mine = {k: v for k, v in config.items() if k not in varies}
+        theirs = {k: v for k, v in stored["config"].items() if k not in varies}
         if _lists(mine) != _lists(theirs):
             raise ValueError(f"{path} holds another grid's runs ({theirs}); name another --out "
                              "folder, or delete it to start again")  # fmt: skip
         record["runs"] = stored["runs"]
-    todo = [r for r in grid.runs(peer) if _key(*r) not in record["runs"]]
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                  transient=True) as progress:  # fmt: skip
-        task = progress.add_task("bench", total=len(todo))
-        for r in todo:
-            progress.update(task, description=f"{r[0]} depth {r[1]}: {r[2]} (lr {r[3]:g}, seed {r[4]})")
-            record["runs"][_key(*r)] = measure(*r, train=grid.train, epochs=grid.epochs)
+    todo = [(r, grid.train, grid.epochs) for r in grid.runs(peer) if _key(*r) not in record["runs"]]
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True))  # fmt: skip
+        task = progress.add_task(f"bench: {len(todo)} runs", total=len(todo))
+        if jobs > 1:
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(jobs))
+            done = pool.imap_unordered(_measure, todo)
+        else:
+            done = map(_measure_here, todo)
+        for r, result in done:
+            record["runs"][_key(*r)] = result
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=0, allow_nan=True))
             tmp.replace(path)
-            progress.advance(task)
+            progress.update(task, advance=1, description=f"{r[0]} depth {r[1]}: {r[2]}")
     summarize(record, out)
     return record
+
+
+def _measure_here(job: tuple[tuple, int, int | None]) -> tuple[tuple, dict[str, Any]]:
+    run_, train, epochs = job
+    return run_, measure(*run_, train=train, epochs=epochs)
 
 
 def _lists(value: Any) -> Any:
@@ -188,6 +211,25 @@ def targets(cells: dict) -> dict[str, list[str]]:
             "activation-aware at depth 30 >= 95% of depth 4": missed_depth}
 
 
+def peer_ratios(record: dict) -> list[float]:
+    """For each run of the peer, its initialization time over weightinit's "lsuv" time on the
+    same architecture, depth, learning rate and seed.
+
+    Example:
+        >>> runs = {"m/4/lsuv/0.1/0": {"init_seconds": 0.01},
+        ...         f"m/4/{PEER}/0.1/0": {"init_seconds": 0.03}}
+        >>> peer_ratios({"runs": runs})
+        [3.0]
+    """
+    found = []
+    for key, value in record["runs"].items():
+        name, depth, scheme, lr, seed = key.split("/")
+        ours = record["runs"].get(f"{name}/{depth}/lsuv/{lr}/{seed}", {})
+        if scheme == PEER and "init_seconds" in value and "init_seconds" in ours:
+            found.append(value["init_seconds"] / ours["init_seconds"])
+    return found
+
+
 def summarize(record: dict, out: Path) -> str:
     """Write ``bench.md`` (a table per architecture: schemes by depth, best learning rate's
     mean ± std test accuracy, the best of each column in bold; then the targets) and
@@ -220,6 +262,11 @@ def summarize(record: dict, out: Path) -> str:
     for target, missed in targets(cells).items():
         verdict = "met" if not missed else f"missed in {len(missed)} cell(s): " + "; ".join(missed)
         lines.append(f"- target, {target}: {verdict}")
+    ratios = peer_ratios(record)
+    if ratios:
+        lines.append(f"- peer: the `lsuv` package's LSUV took {statistics.median(ratios):.2g}x "
+                     f"weightinit's \"lsuv\" time to initialize (median over {len(ratios)} "
+                     "pairs of runs on the same model, seed and batch, run one after the other)")  # fmt: skip
     text = "\n".join(lines) + "\n"
     (out / "bench.md").write_text(text, encoding="utf-8")
     _figure(cells, out / "bench.png")
