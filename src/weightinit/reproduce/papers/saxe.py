@@ -190,6 +190,7 @@ def _experiment(ctx: Context) -> Outcome:
     axes[2].set(xlabel="depth D", ylabel="median singular value of W_D…W_1 at init",
                 xscale="log", yscale="log")  # fmt: skip
     axes[3].axhline(THRESHOLD, color="grey", ls=":", lw=1)
+    axes[3].set_ylim(THRESHOLD / 3, 1e3)  # a diverging run leaves through the top
     axes[3].set(xlabel="step", ylabel="relative error ||P - A||² / ||A||²", yscale="log",
                 title=f"depth {depths[-1]}, fixed lr {LR}")  # fmt: skip
     for ax in axes:
