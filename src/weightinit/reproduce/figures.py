@@ -3,6 +3,7 @@ standard deviation over the seeds, and saving a figure where the run's output go
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,9 +27,9 @@ def band(ax, x: Sequence[float], runs: Sequence[Sequence[float]], label: str, **
     """Plot the mean over ``runs`` (one sequence per seed, NaN where a run had diverged) against
     ``x``, with a band of one standard deviation when there are several seeds."""
     values = np.asarray(runs, dtype=float).reshape(len(runs), -1)
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(values, axis=0) if np.isfinite(values).any() else values[0]
-        std = np.nanstd(values, axis=0)
+    with warnings.catch_warnings():  # a point where every seed diverged stays NaN: a gap
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
     (line,) = ax.plot(x, mean, label=label, **style)
     if len(runs) > 1:
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
