@@ -39,9 +39,11 @@ class Measure:
     """One measured quantity: its value per seed, and what the paper reports or implies for it.
 
     Example:
-        >>> m = Measure("test accuracy, He", [0.91, 0.93], "trains (> chance)")
+        >>> m = Measure("loss, He", [0.91, 0.93], "decreases")
         >>> m.text()
         '0.92 ± 0.014'
+        >>> Measure("test accuracy, He", [0.91, 0.93], fmt=".1%").text()
+        '92.0% ± 1.4%'
     """
 
     label: str
@@ -68,7 +70,8 @@ class Measure:
         mean, std = spread(self.values)
         if len(self.values) < 2 or not math.isfinite(mean):
             return format(mean, self.fmt)
-        return f"{mean:{self.fmt}} ± {std:.2g}"
+        spread_fmt = self.fmt if self.fmt.endswith("%") else ".2g"  # percentages alike
+        return f"{mean:{self.fmt}} ± {std:{spread_fmt}}"
 
     def to_dict(self) -> dict[str, Any]:
         mean, std = spread(self.values)
