@@ -21,7 +21,7 @@ from torch import nn
 
 import weightinit as wi
 from weightinit.reproduce.core import Context, Measure, Outcome, Reproduction
-from weightinit.reproduce.figures import band, figure, save
+from weightinit.reproduce.figures import figure, save
 
 __all__ = ["REPRODUCTION", "NoNormEncoder", "initialize", "reversal"]
 
@@ -132,13 +132,17 @@ def _experiment(ctx: Context) -> Outcome:
     x = [WINDOW * (k + 1) for k in range(steps // WINDOW)]
     for ax, lr in zip(axes, lrs, strict=True):
         for how, color in zip(INITS, ("C3", "C0"), strict=True):
-            band(ax, x, [r["curve"] for r in runs[how][lr]], how, color=color)
+            curves = [r["curve"] for r in runs[how][lr]]
+            for curve in curves:  # every seed, thin: a std band is meaningless on a log scale
+                ax.plot(x, curve, color=color, lw=0.6, alpha=0.4)
+            ax.plot(x, torch.tensor(curves).mean(0), color=color, lw=1.8, label=how)
             for r, bad in zip(runs[how][lr], failed[how][lr], strict=True):
                 finite = [(s, v) for s, v in zip(x, r["curve"], strict=True) if math.isfinite(v)]
                 if bad and finite:
                     ax.plot(*finite[-1], "x", color=color, ms=9, mew=2)
         ax.axhline(chance, color="grey", lw=0.8, ls="--", label=f"uniform guess: ln {VOCAB}")
-        ax.set(xlabel="step", ylabel="training loss", yscale="log", title=f"Adam, lr {lr:g}")
+        ax.set(xlabel="step", ylabel="training loss (mean; thin: each seed)", yscale="log",
+               title=f"Adam, lr {lr:g}")  # fmt: skip
     axes[0].plot([], [], "kx", label="diverged run")
     axes[0].legend(fontsize=8)
     path = save(
@@ -176,12 +180,16 @@ def _experiment(ctx: Context) -> Outcome:
     accuracy = {h: {lr: [r["accuracy"] for r in runs[h][lr]] for lr in lrs} for h in INITS}
     trains = all(a >= 0.9 for v in accuracy["T-Fixup"].values() for a in v)
     worse = all(sum(v) / len(v) < 0.5 for v in accuracy["Xavier"].values())
-    nonfinite = sum(r["nonfinite"] for v in runs["Xavier"].values() for r in v)
-    verdict = (
-        f"T-Fixup's worst run reaches {min(min(v) for v in accuracy['T-Fixup'].values()):.0%} "
-        f"token accuracy, Xavier's best {max(max(v) for v in accuracy['Xavier'].values()):.0%} "
-        f"(chance {1 / VOCAB:.0%}), with {sum(sum(v) for v in failed['Xavier'].values())} of "
-        f"{len(lrs) * len(ctx.seeds)} runs blown up ({nonfinite} to a non-finite loss)"
+    n = len(ctx.seeds)
+
+    def said(how: str, lr: float) -> str:
+        mean = sum(accuracy[how][lr]) / n
+        nonfinite = sum(r["nonfinite"] for r in runs[how][lr])
+        return (f"{how} {mean:.0%} ({sum(failed[how][lr])}/{n} blown up, {nonfinite} to a "
+                f"non-finite loss)")  # fmt: skip
+
+    verdict = f"token accuracy (chance {1 / VOCAB:.0%}): " + "; ".join(
+        f"lr {lr:g}: {said('T-Fixup', lr)}, {said('Xavier', lr)}" for lr in lrs
     )
     return Outcome(
         measures,
