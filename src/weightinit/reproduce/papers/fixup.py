@@ -96,10 +96,16 @@ def _experiment(ctx: Context) -> Outcome:
                 ctx.advance()
     fig, (scale, train) = figure(2)
     for scheme in SCHEMES:
-        band(scale, DEPTHS, stds[scheme], scheme, marker="o")
+        band(scale, DEPTHS, [[math.log10(v) for v in r] for r in stds[scheme]], scheme, marker="o")
     s0, f0 = (sum(first[s]) / len(ctx.seeds) for s in ("He", "Fixup"))
-    scale.plot(DEPTHS, [s0 * 2 ** (d / 2) for d in DEPTHS], "k:", lw=1, label="He theory: 2^(L/2)")
-    scale.set(xlabel="residual blocks L", ylabel="residual stream std at init", yscale="log")
+    scale.plot(
+        DEPTHS,
+        [math.log10(s0) + d / 2 * math.log10(2) for d in DEPTHS],
+        "k:",
+        lw=1,
+        label="He theory: 2^(L/2)",
+    )
+    scale.set(xlabel="residual blocks L", ylabel="log10 residual stream std at init")
     for (scheme, lr), runs in losses.items():
         n = diverged[scheme, lr]
         label = f"{scheme}, lr {lr}" + (f" (diverged {n}/{len(runs)})" if n else "")
@@ -131,11 +137,19 @@ def _experiment(ctx: Context) -> Outcome:
     fixup_final = sum(c[-1] for c in losses["Fixup", best]) / len(ctx.seeds)
     fixup_trains = not any(diverged["Fixup", lr] for lr in lrs) and fixup_final < 0.9 * math.log(10)
     he_std, fixup_std = (sum(r[at] for r in stds[s]) / len(ctx.seeds) for s in ("He", "Fixup"))
+    finite = [lr for lr in lrs if not diverged["torch default", lr]]
+    torch_best = min(
+        finite, key=lambda lr: sum(c[-1] for c in losses["torch default", lr]), default=None
+    )
+    torch_final = torch_best and sum(c[-1] for c in losses["torch default", torch_best]) / len(
+        ctx.seeds
+    )
     verdict = (
         f"at {DEPTH} blocks He's stream std at init is {he_std:.2g} and SGD diverged in "
         f"{sum(diverged['He', lr] for lr in lrs)}/{runs} runs; Fixup's is {fixup_std:.2f} (its input layer's) and trains "
         f"in every run (loss {fixup_final:.3g} at lr {best}, {len(lrs)} rates tried); torch's "
         f"default init diverged in {sum(diverged['torch default', lr] for lr in lrs)}/{runs}"
+        + (f" but reached loss {torch_final:.3g} at lr {torch_best}" if torch_best else "")
     )
     data = {"depths": DEPTHS, "stream_std": stds, "input_layer_std": first, "lrs": lrs,
             "losses": {f"{s}, lr {lr}": v for (s, lr), v in losses.items()},
