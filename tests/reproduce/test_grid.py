@@ -57,7 +57,6 @@ def test_runs_interleave_schemes_and_add_the_peer_to_plain_sgd_nets():
 
 
 def test_a_tiny_grid_runs_stores_every_run_and_resumes_without_redoing_any(tmp_path, monkeypatch):
-    torch.set_num_threads(1)
     record = bench.run(TINY, tmp_path, peer=False)
     assert len(record["runs"]) == len(TINY.runs(peer=False)) == 16
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in record["runs"].values())
