@@ -143,7 +143,7 @@ def _experiment(ctx: Context) -> Outcome:
         ax.axhline(chance, color="grey", lw=0.8, ls="--", label=f"uniform guess: ln {VOCAB}")
         ax.set(xlabel="step", ylabel="training loss (mean; thin: each seed)", yscale="log",
                title=f"Adam, lr {lr:g}")  # fmt: skip
-    axes[0].plot([], [], "kx", label="diverged run")
+    axes[0].plot([], [], "kx", label=f"blown up (final loss > ln {VOCAB})")
     axes[0].legend(fontsize=8)
     path = save(
         fig,
@@ -183,13 +183,16 @@ def _experiment(ctx: Context) -> Outcome:
     n = len(ctx.seeds)
 
     def said(how: str, lr: float) -> str:
-        mean = sum(accuracy[how][lr]) / n
-        nonfinite = sum(r["nonfinite"] for r in runs[how][lr])
-        return (f"{how} {mean:.0%} ({sum(failed[how][lr])}/{n} blown up, {nonfinite} to a "
-                f"non-finite loss)")  # fmt: skip
+        blown = sum(failed[how][lr])
+        return f"{how} {sum(accuracy[how][lr]) / n:.0%}" + (
+            f" ({blown}/{n} blown up)" * bool(blown)
+        )
 
-    verdict = f"token accuracy (chance {1 / VOCAB:.0%}): " + "; ".join(
-        f"lr {lr:g}: {said('T-Fixup', lr)}, {said('Xavier', lr)}" for lr in lrs
+    nonfinite = sum(r["nonfinite"] for v in runs.values() for w in v.values() for r in w)
+    verdict = (
+        f"token accuracy (chance {1 / VOCAB:.0%}): "
+        + "; ".join(f"lr {lr:g}: {said('T-Fixup', lr)}, {said('Xavier', lr)}" for lr in lrs)
+        + f" (blown up: final loss > ln {VOCAB}; {nonfinite} runs reached a non-finite loss)"
     )
     return Outcome(
         measures,
