@@ -33,7 +33,9 @@ GELU_DRIFT = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("name", ["mlp-relu", "mlp-tanh", pytest.param("mlp-gelu", marks=GELU_DRIFT)])
+@pytest.mark.parametrize(
+    "name", ["mlp-relu", "mlp-tanh", pytest.param("mlp-gelu", marks=GELU_DRIFT)]
+)
 def test_auto_puts_every_layer_output_near_unit_variance_on_held_out_data(name):
     task = mnist1d()
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ import weightinit as wi
 from weightinit import zoo
 from weightinit.recipes import add_fixup_scalars, add_residual_gains
 
-__all__ = ["ARCHITECTURES", "ACTIVATION_AWARE", "Architecture", "SequenceModel", "initialize"]
+__all__ = ["ACTIVATION_AWARE", "ARCHITECTURES", "Architecture", "SequenceModel", "initialize"]
 
 LENGTH, CLASSES = 40, 10  # MNIST-1D: 40 features, 10 classes
 WIDTH, CHANNELS, D_MODEL, HIDDEN = 64, 16, 32, 32
@@ -52,7 +52,9 @@ class SequenceModel(nn.Module):
         self.body, self.pool = body, pool
         steps = torch.arange(self.STEPS, dtype=torch.float32)[:, None]
         freq = torch.exp(-math.log(30.0) * torch.arange(4) / 4)
-        self.register_buffer("position", torch.cat([torch.sin(steps * freq), torch.cos(steps * freq)], 1))
+        self.register_buffer(
+            "position", torch.cat([torch.sin(steps * freq), torch.cos(steps * freq)], 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patches = x.reshape(len(x), self.STEPS, self.PATCH)

@@ -63,7 +63,9 @@ def digits() -> Task:
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - part of the reproduce extra
-        raise ImportError('the digits task needs scikit-learn: pip install "weightinit[reproduce]"') from err
+        raise ImportError(
+            'the digits task needs scikit-learn: pip install "weightinit[reproduce]"'
+        ) from err
     raw = load_digits()
     x = torch.tensor(raw.data, dtype=torch.float32)
     y = torch.tensor(raw.target).long()

@@ -75,7 +75,13 @@ def _key(name: str, depth: int, scheme: str, lr: float, seed: int) -> str:
 
 
 def measure(
-    name: str, depth: int, scheme: str, lr: float, seed: int, *, train: int = 4000,
+    name: str,
+    depth: int,
+    scheme: str,
+    lr: float,
+    seed: int,
+    *,
+    train: int = 4000,
     epochs: int | None = None,
 ) -> dict[str, Any]:
     """One run: architecture ``name`` at ``depth``, initialized by ``scheme`` (seeded), trained
@@ -113,7 +119,13 @@ def run(
     been made by the same grid), store each as it finishes, then write the summary (table and
     figure); returns the stored record. ``jobs`` > 1 runs that many worker processes (spawned,
     one torch thread each); the stored results do not depend on it, only the times do."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,7 +205,7 @@ def best(record: dict) -> dict[tuple[str, int, str], dict[str, Any]]:
 def targets(cells: dict) -> dict[str, list[str]]:
     """The two targets, as lists of the cells that miss them (empty: met)."""
     missed_auto, missed_depth = [], []
-    for (name, depth) in sorted({(n, d) for n, d, _ in cells}):
+    for name, depth in sorted({(n, d) for n, d, _ in cells}):
         scored = {s: c for (n, d, s), c in cells.items() if (n, d) == (name, depth) and "mean" in c}
         if "auto" in scored:
             top = max(scored, key=lambda s: scored[s]["mean"])
@@ -207,8 +219,10 @@ def targets(cells: dict) -> dict[str, list[str]]:
                 if s in scored and "mean" in shallow and scored[s]["mean"] < 0.95 * shallow["mean"]:
                     missed_depth.append(f"{name} {s}: {scored[s]['mean']:.1%} at depth 30, "
                                         f"{shallow['mean']:.1%} at depth 4")  # fmt: skip
-    return {"auto within 1 point of the best": missed_auto,
-            "activation-aware at depth 30 >= 95% of depth 4": missed_depth}
+    return {
+        "auto within 1 point of the best": missed_auto,
+        "activation-aware at depth 30 >= 95% of depth 4": missed_depth,
+    }
 
 
 def peer_ratios(record: dict) -> list[float]:
@@ -236,13 +250,18 @@ def summarize(record: dict, out: Path) -> str:
     ``bench.png``; returns the markdown."""
     cells = best(record)
     config = record["config"]
-    lines = [f"MNIST-1D test accuracy: best of the learning-rate grid, mean ± std over "
-             f"{config['seeds']} seed(s), {config['train']} training examples "
-             f"(torch {config['torch']}, {config['threads']} thread(s)).", ""]  # fmt: skip
+    intro = (
+        f"MNIST-1D test accuracy: best of the learning-rate grid, mean ± std over "
+        f"{config['seeds']} seed(s), {config['train']} training examples "
+        f"(torch {config['torch']}, {config['threads']} thread(s))."
+    )
+    lines = [intro, ""]
     for name in dict.fromkeys(n for n, _, _ in cells):
         depths = sorted({d for n, d, _ in cells if n == name})
         schemes = list(dict.fromkeys(s for n, _, s in cells if n == name))
-        top = {d: max((cells[name, d, s].get("mean", -1) for s in schemes), default=-1) for d in depths}
+        top = {
+            d: max((cells[name, d, s].get("mean", -1) for s in schemes), default=-1) for d in depths
+        }
         lines += [f"**{name}**", "", "| scheme | " + " | ".join(f"depth {d}" for d in depths) + " |",
                   "|---|" + "---:|" * len(depths)]  # fmt: skip
         for s in schemes:
@@ -281,13 +300,15 @@ def _figure(cells: dict, path: Path) -> None:
     fig, axes = figure(columns, math.ceil(len(names) / columns), width=3.6, height=2.8)
     for ax, name in zip(axes, names, strict=False):
         for s in dict.fromkeys(s for n, _, s in cells if n == name):
-            points = sorted((d, c) for (n, d, t), c in cells.items() if n == name and t == s and "mean" in c)
+            points = sorted(
+                (d, c) for (n, d, t), c in cells.items() if n == name and t == s and "mean" in c
+            )
             if points:
                 ax.errorbar([d for d, _ in points], [c["mean"] for _, c in points],
                             [c["std"] for _, c in points], label=s, marker=".", capsize=2, lw=1)  # fmt: skip
         ax.set(title=name, xscale="log", xlabel="depth", ylabel="test accuracy")
         ax.axhline(0.1, color="grey", lw=0.6, ls="--")
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.axis("off")
     axes[0].legend(fontsize=6, ncol=2)
     save(fig, path, "MNIST-1D test accuracy vs depth (best learning rate; chance 10%)")

@@ -72,7 +72,11 @@ def _experiment(ctx: Context) -> Outcome:
     schemes = list(dict.fromkeys(s for a in setups for s in plan[a]))
     width = 0.8 / len(schemes)
     for k, scheme in enumerate(schemes):
-        xs = [i + (k - len(schemes) / 2) * width for i, a in enumerate(setups) if scheme in accuracy[a]]
+        xs = [
+            i + (k - len(schemes) / 2) * width
+            for i, a in enumerate(setups)
+            if scheme in accuracy[a]
+        ]
         runs = [accuracy[a][scheme] for a in setups if scheme in accuracy[a]]
         ax.bar(xs, [np.mean(r) for r in runs], width, yerr=[np.std(r) for r in runs],
                label=scheme, capsize=1.5, edgecolor="black" if scheme == "auto" else None)  # fmt: skip

@@ -1,4 +1,4 @@
-"""4. Deep linear nets: orthogonal init learns in a depth-independent time (Saxe et al. 2014).
+"""4. Deep linear nets: orthogonal init learns with a finite delay at any depth (Saxe et al. 2014).
 
 A deep linear net computes x -> W_D ... W_1 x. With whitened inputs the full-batch squared loss
 is L = ||P - A||_F^2 / 2 for the end-to-end map P = W_D ... W_1 and the teacher A, and the
@@ -204,19 +204,25 @@ def _experiment(ctx: Context) -> Outcome:
     orth, gauss = INITS
     fixed, tuned = PROTOCOLS
     measures = [
-        Measure(f"steps to threshold, {init}, depth {d}, {fixed}", [r[i] for r in times[fixed, init]],
-                "nan: not reached" if i else "")
-        for init in INITS for i, d in enumerate(depths)
+        Measure(f"steps to threshold, {init}, depth {d}, {p}", [r[i] for r in times[p, init]],
+                "" if init == orth else "grows with depth (nan: not reached)")
+        for p in PROTOCOLS for init in INITS for i, d in enumerate(depths)
     ] + [
         Measure(f"time ratio depth {depths[-1]} / depth 2, {p}, {init}", ratio[p, init],
-                "≈ 1 (depth-independent)" if init == orth else "grows (nan: not reached)")
+                "bounded: a finite delay" if init == orth else "grows (nan: not reached)")
         for p in PROTOCOLS for init in INITS
     ] + [
         Measure(f"median singular value of W_D…W_1 at init, Gaussian, depth {depths[-1]}",
                 [m[-1] for m in median[gauss]],
                 f"exp({depths[-1]} λ) = {math.exp(rate * depths[-1]):.2g} (orthogonal: 1)"),
     ]  # fmt: skip
-    holds = all(r <= 2 for r in ratio[fixed, orth]) and all(r >= 10 for r in ratio[fixed, gauss])
+    # the paper's claim is a finite delay, not a constant time: at one rate for every depth the
+    # orthogonal time must not grow (<= 2x), with the rate tuned per depth it may grow but stays
+    # bounded (<= 10x over a 32-fold depth range); the Gaussian's grows >= 10x or is not reached
+    holds = all(
+        all(r <= bound for r in ratio[p, orth]) and all(r >= 10 for r in ratio[p, gauss])
+        for p, bound in ((fixed, 2), (tuned, 10))
+    )
 
     def text(values: list[float]) -> str:
         return ", ".join(
@@ -227,9 +233,9 @@ def _experiment(ctx: Context) -> Outcome:
         f"at one fixed lr ({LR}) the orthogonal init's time to the threshold changes by "
         f"{text(ratio[fixed, orth])} from depth 2 to {depths[-1]}, the scaled Gaussian's by "
         f"{text(ratio[fixed, gauss])} (criterion: orthogonal ≤ 2x, Gaussian ≥ 10x or not reached "
-        f"in {CAP} steps); with the lr re-tuned per depth the orthogonal time grows by "
-        f"{text(ratio[tuned, orth])}, so it is not depth-independent in that stricter sense, "
-        f"while the Gaussian's changes by {text(ratio[tuned, gauss])}"
+        f"in {CAP} steps); with the lr tuned per depth the orthogonal time grows by "
+        f"{text(ratio[tuned, orth])} (criterion ≤ 10x: a finite delay, as the paper says, but "
+        f"not a depth-independent time), the Gaussian's by {text(ratio[tuned, gauss])}"
     )
     data = {"depths": depths, "times": {f"{p}, {i}": v for (p, i), v in times.items()},
             "median_singular_value": median, "deepest_curves_fixed_lr": curves}  # fmt: skip
@@ -239,11 +245,12 @@ def _experiment(ctx: Context) -> Outcome:
 REPRODUCTION = Reproduction(
     number=4,
     name="saxe",
-    title="Orthogonal init: depth-independent learning in deep linear nets",
+    title="Orthogonal init: a finite learning delay at any depth in deep linear nets",
     paper="Saxe, McClelland & Ganguli 2014, Exact solutions to the nonlinear dynamics of "
     "learning in deep linear neural networks, Fig. 6 (learning time vs depth)",
-    claim="with random orthogonal init the training time of a deep linear net is nearly "
-    "independent of its depth; with scaled random Gaussian init it grows with depth",
+    claim="with random orthogonal init a very deep linear net learns with only a finite, "
+    "depth-independent delay relative to a shallow one; with scaled random Gaussian init the "
+    "learning time grows with depth",
     setup=f"deep linear nets of width {WIDTH}, depths 2-64 (quick: 2, 8, 32), learning a random "
     "linear map (singular values 0.5-2) with whitened inputs; full-batch GD at one fixed lr "
     f"({LR}) for all depths, and the best of one grid {min(LRS)}-{max(LRS)} per depth and init; "
