@@ -13,12 +13,19 @@ from weightinit.reproduce import grid as bench
 from weightinit.reproduce.architectures import ARCHITECTURES, PEER, initialize
 from weightinit.reproduce.grid import QUICK, Grid, best, targets
 
-TINY = Grid(("mlp-relu",), (2, 3), seeds=2, train=256, schemes=("he", "auto"), epochs=1,
-            lrs=(0.01, 0.03))  # fmt: skip
+TINY = Grid(("mlp-relu",), (2, 3), seeds=2, train=256, validation=64, schemes=("he", "auto"),
+            epochs=1, lrs=(0.01, 0.03))  # fmt: skip
 
 
 def _run(accuracy: float, diverged: bool = False) -> dict:
     return {"accuracy": accuracy, "loss": 1.0, "diverged": diverged}
+
+
+def test_best_chooses_the_learning_rate_on_validation_and_reports_test_accuracy():
+    runs = {"m/4/he/0.1/0": {**_run(0.9), "validation": 0.5},  # best test, worse validation
+            "m/4/he/0.01/0": {**_run(0.6), "validation": 0.7}}  # fmt: skip
+    cell = best({"runs": runs})["m", 4, "he"]
+    assert cell["lr"] == 0.01 and cell["mean"] == pytest.approx(0.6)
 
 
 def test_best_takes_the_learning_rate_with_the_best_mean_over_seeds():
@@ -60,6 +67,7 @@ def test_a_tiny_grid_runs_stores_every_run_and_resumes_without_redoing_any(tmp_p
     record = bench.run(TINY, tmp_path, peer=False)
     assert len(record["runs"]) == len(TINY.runs(peer=False)) == 16
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in record["runs"].values())
+    assert all(0.0 <= r["validation"] <= 1.0 for r in record["runs"].values())
     table = (tmp_path / "bench.md").read_text()
     assert "**mlp-relu**" in table and "| he |" in table and "| auto |" in table
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
@@ -83,14 +91,19 @@ def test_a_tiny_grid_runs_stores_every_run_and_resumes_without_redoing_any(tmp_p
 
 
 def test_worker_processes_store_the_same_results_as_one_process(tmp_path):
-    tiny = Grid(("mlp-tanh",), (2,), seeds=1, train=128, schemes=("he", "lsuv"), epochs=1,
-                lrs=(0.01,))  # fmt: skip
+    tiny = Grid(("mlp-tanh",), (2,), seeds=1, train=128, validation=32, schemes=("he", "lsuv"),
+                epochs=1, lrs=(0.01,))  # fmt: skip
     alone = bench.run(tiny, tmp_path / "one", peer=False)["runs"]
     pooled = bench.run(tiny, tmp_path / "two", jobs=2, peer=False)["runs"]
     assert alone.keys() == pooled.keys()
     for key in alone:
         assert alone[key]["accuracy"] == pooled[key]["accuracy"], key
         assert alone[key]["loss"] == pooled[key]["loss"], key
+
+
+def test_a_grid_holds_out_fewer_examples_than_it_trains_on():
+    with pytest.raises(ValueError, match="validation"):
+        Grid(("mlp-relu",), (2,), seeds=1, train=500, validation=500)
 
 
 def test_another_grids_file_is_refused_naming_the_folder(tmp_path):

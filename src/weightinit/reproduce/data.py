@@ -33,6 +33,21 @@ class Task:
         """The first ``n`` training examples (quick runs), the same test set."""
         return Task(self.name, self.x[:n], self.y[:n], self.x_test, self.y_test, self.classes)
 
+    def holdout(self, n: int) -> tuple[Task, Task]:
+        """``(tune, final)``: both train on all but the last ``n`` training examples; ``tune``
+        is tested on those ``n`` (a validation set, to choose a learning rate on), ``final``
+        on the test set, which no choice ever sees.
+
+        Example:
+            >>> tune, final = digits().holdout(297)
+            >>> len(tune.x), len(tune.x_test), len(final.x_test)
+            (1000, 297, 500)
+        """
+        k = len(self.x) - n
+        train_x, train_y = self.x[:k], self.y[:k]
+        tune = Task(self.name, train_x, train_y, self.x[k:], self.y[k:], self.classes)
+        return tune, Task(self.name, train_x, train_y, self.x_test, self.y_test, self.classes)
+
 
 def mnist1d(*, channels: bool = False) -> Task:
     """MNIST-1D's default split (4000 train, 1000 test, 40 features, 10 classes), standardized

@@ -30,7 +30,7 @@ import torch
 from weightinit.reproduce.architectures import ACTIVATION_AWARE, ARCHITECTURES, PEER, initialize
 from weightinit.reproduce.core import spread
 from weightinit.reproduce.data import mnist1d
-from weightinit.reproduce.training import fit
+from weightinit.reproduce.training import evaluate, fit
 
 __all__ = ["FULL", "QUICK", "Grid", "best", "measure", "peer_ratios", "run", "summarize", "targets"]
 
@@ -38,16 +38,23 @@ __all__ = ["FULL", "QUICK", "Grid", "best", "measure", "peer_ratios", "run", "su
 @dataclass(frozen=True)
 class Grid:
     """What a grid runs: architectures, depths, schemes (None: every one that applies), seeds,
-    the training examples used, and, for a quick slice, the epochs and learning rates that
-    replace each architecture's own."""
+    the training examples used, of which the last ``validation`` are held out to choose the
+    learning rate on, and, for a quick slice, the epochs and learning rates that replace each
+    architecture's own."""
 
     architectures: tuple[str, ...]
     depths: tuple[int, ...]
     seeds: int
     train: int = 4000
+    validation: int = 500
     schemes: tuple[str, ...] | None = None
     epochs: int | None = None
     lrs: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.validation < self.train:
+            raise ValueError(f"Grid: validation must be in [0, train={self.train}), "
+                             f"got {self.validation}")  # fmt: skip
 
     def runs(self, peer: bool) -> list[tuple[str, int, str, float, int]]:
         """Every (architecture, depth, scheme, lr, seed), schemes interleaved innermost."""
@@ -65,7 +72,7 @@ class Grid:
 
 
 FULL = Grid(tuple(ARCHITECTURES), (4, 30, 100), seeds=3)
-QUICK = Grid(("mlp-relu", "mlp-tanh", "residual-mlp"), (4, 30), seeds=1, train=2000,
+QUICK = Grid(("mlp-relu", "mlp-tanh", "residual-mlp"), (4, 30), seeds=1, train=2000, validation=0,
              schemes=("torch", "glorot", "he", "orthogonal", "lsuv", "auto", "fixup"),
              epochs=4, lrs=(0.01,))  # fmt: skip
 
@@ -82,14 +89,16 @@ def measure(
     seed: int,
     *,
     train: int = 4000,
+    validation: int = 0,
     epochs: int | None = None,
 ) -> dict[str, Any]:
     """One run: architecture ``name`` at ``depth``, initialized by ``scheme`` (seeded), trained
-    on the first ``train`` MNIST-1D examples for ``epochs`` (default: the architecture's) at
-    ``lr``: its test accuracy, final training loss, whether it diverged, and the seconds spent
+    on the first ``train`` MNIST-1D examples but the last ``validation`` for ``epochs``
+    (default: the architecture's) at ``lr``: its test accuracy (and validation accuracy, when
+    examples are held out), final training loss, whether it diverged, and the seconds spent
     initializing and in all; or ``{"refused": message}`` when the scheme refuses the model."""
     arch = ARCHITECTURES[name]
-    task = mnist1d(channels=arch.channels).subset(train)
+    tune, task = mnist1d(channels=arch.channels).subset(train).holdout(validation)
     torch.manual_seed(seed)
     model = arch.build(depth)
     start = time.perf_counter()
@@ -102,14 +111,16 @@ def measure(
     init_seconds = time.perf_counter() - start
     curve = fit(model, task, epochs=epochs or arch.epochs, lr=lr, seed=seed,
                 optimizer=arch.optimizer)  # fmt: skip
-    return {"accuracy": curve.accuracy, "loss": curve.final, "diverged": curve.diverged,
-            "init_seconds": init_seconds, "seconds": time.perf_counter() - start}  # fmt: skip
+    found = {"accuracy": curve.accuracy, "loss": curve.final, "diverged": curve.diverged,
+             "init_seconds": init_seconds, "seconds": time.perf_counter() - start}  # fmt: skip
+    if validation:
+        found["validation"] = evaluate(model, tune)[1]
+    return found
 
 
-def _measure(job: tuple[tuple, int, int | None]) -> tuple[tuple, dict[str, Any]]:
-    run_, train, epochs = job
+def _measure(job: tuple[tuple, Grid]) -> tuple[tuple, dict[str, Any]]:
     torch.set_num_threads(1)  # a worker process: one thread each
-    return run_, measure(*run_, train=train, epochs=epochs)
+    return _measure_here(job)
 
 
 def run(
@@ -143,7 +154,7 @@ def run(
             raise ValueError(f"{path} holds another grid's runs ({theirs}); name another --out "
                              "folder, or delete it to start again")  # fmt: skip
         record["runs"] = stored["runs"]
-    todo = [(r, grid.train, grid.epochs) for r in grid.runs(peer) if _key(*r) not in record["runs"]]
+    todo = [(r, grid) for r in grid.runs(peer) if _key(*r) not in record["runs"]]
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -164,9 +175,9 @@ def run(
     return record
 
 
-def _measure_here(job: tuple[tuple, int, int | None]) -> tuple[tuple, dict[str, Any]]:
-    run_, train, epochs = job
-    return run_, measure(*run_, train=train, epochs=epochs)
+def _measure_here(job: tuple[tuple, Grid]) -> tuple[tuple, dict[str, Any]]:
+    run_, grid = job
+    return run_, measure(*run_, train=grid.train, validation=grid.validation, epochs=grid.epochs)
 
 
 def _lists(value: Any) -> Any:
@@ -174,9 +185,10 @@ def _lists(value: Any) -> Any:
 
 
 def best(record: dict) -> dict[tuple[str, int, str], dict[str, Any]]:
-    """For each (architecture, depth, scheme): the learning rate with the best mean test
-    accuracy over the seeds, that mean, its std over the seeds and the number of diverged
-    runs; or ``{"refused": message}``.
+    """For each (architecture, depth, scheme): the learning rate with the best mean validation
+    accuracy over the seeds (test accuracy where no examples were held out), its mean test
+    accuracy, the std over the seeds and the number of diverged runs; or
+    ``{"refused": message}``.
 
     Example:
         >>> record = {"runs": {"a/4/he/0.1/0": {"accuracy": 0.5, "diverged": False},
@@ -195,8 +207,10 @@ def best(record: dict) -> dict[tuple[str, int, str], dict[str, Any]]:
         if any("refused" in v for v in runs):
             found[cell] = {"refused": next(v["refused"] for v in runs if "refused" in v)}
             continue
+        chosen_on = {lr: spread([v.get("validation", v["accuracy"]) for v in vs])[0]
+                     for lr, vs in by_lr.items()}  # fmt: skip
+        lr = max(chosen_on, key=lambda k: chosen_on[k] if math.isfinite(chosen_on[k]) else -1)
         scored = {lr: spread([v["accuracy"] for v in vs]) for lr, vs in by_lr.items()}
-        lr = max(scored, key=lambda k: scored[k][0] if math.isfinite(scored[k][0]) else -1)
         found[cell] = {"lr": lr, "mean": scored[lr][0], "std": scored[lr][1],
                        "seeds": len(by_lr[lr]), "diverged": sum(v["diverged"] for v in by_lr[lr])}  # fmt: skip
     return found
@@ -251,8 +265,10 @@ def summarize(record: dict, out: Path) -> str:
     cells = best(record)
     config = record["config"]
     intro = (
-        f"MNIST-1D test accuracy: best of the learning-rate grid, mean ± std over "
-        f"{config['seeds']} seed(s), {config['train']} training examples "
+        f"MNIST-1D test accuracy, mean ± std over {config['seeds']} seed(s), at the learning "
+        f"rate of the grid with the best mean validation accuracy; "
+        f"{config['train'] - config['validation']} training examples, "
+        f"{config['validation']} for validation (none: chosen on test accuracy) "
         f"(torch {config['torch']}, {config['threads']} thread(s))."
     )
     lines = [intro, ""]

@@ -18,7 +18,7 @@ from torch import nn
 
 import weightinit as wi
 from weightinit.reproduce.core import Context, Measure, Outcome, Reproduction, spread
-from weightinit.reproduce.data import Task, mnist1d
+from weightinit.reproduce.data import mnist1d
 from weightinit.reproduce.figures import band, figure, save
 from weightinit.reproduce.training import evaluate, fit
 from weightinit.zoo import mlp
@@ -44,18 +44,10 @@ def thin_net(activation: str, *, depth: int = DEPTH, width: int = WIDTH) -> nn.S
     return mlp(depth, activation, width=width, in_features=40)[0]
 
 
-def _split(task: Task, validation: int) -> tuple[Task, Task]:
-    """(training task without the last ``validation`` examples, the same with them as test)."""
-    n = len(task.x) - validation
-    train = Task(task.name, task.x[:n], task.y[:n], task.x_test, task.y_test, task.classes)
-    val = Task(task.name, task.x[:n], task.y[:n], task.x[n:], task.y[n:], task.classes)
-    return train, val
-
-
 def _experiment(ctx: Context) -> Outcome:
     full = mnist1d()
     epochs = 6 if ctx.quick else 20
-    train, val = _split(full.subset(2000) if ctx.quick else full, 500)
+    val, train = (full.subset(2000) if ctx.quick else full).holdout(500)
     ctx.steps(len(ACTIVATIONS) * len(SCHEMES) * len(LRS) * len(ctx.seeds))
     # runs[act][scheme][lr] = list over seeds of (validation acc, test acc, losses)
     runs: dict[str, dict[str, dict[float, list]]] = {}

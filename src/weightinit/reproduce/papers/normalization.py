@@ -139,9 +139,7 @@ def _experiment(ctx: Context) -> Outcome:
     full = mnist1d()
     if ctx.quick:
         full = full.subset(2000 + VALIDATION)
-    n = len(full.x) - VALIDATION  # the lr is chosen on a validation split, never on the test set
-    tune = Task("MNIST-1D", full.x[:n], full.y[:n], full.x[n:], full.y[n:], 10)
-    test = Task("MNIST-1D", full.x[:n], full.y[:n], full.x_test, full.y_test, 10)
+    tune, test = full.holdout(VALIDATION)  # the lr is chosen on validation, never on the test set
     depths, epochs, rounds = ((30,), 6, 20) if ctx.quick else ((30, 100), 10, 40)
     ctx.steps(len(depths) * (len(METHODS) * (len(LRS) + len(ctx.seeds) - 1) + 1))
     acc: dict[int, dict[str, list[float]]] = {d: {} for d in depths}

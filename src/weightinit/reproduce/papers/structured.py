@@ -25,9 +25,9 @@ from torch import nn
 import weightinit as wi
 from weightinit.modules import CReLU
 from weightinit.reproduce.core import Context, Measure, Outcome, Reproduction, spread
-from weightinit.reproduce.data import mnist1d
+from weightinit.reproduce.data import Task, mnist1d
 from weightinit.reproduce.figures import band, figure, save
-from weightinit.reproduce.training import fit
+from weightinit.reproduce.training import evaluate, fit
 from weightinit.zoo import mlp, residual_mlp
 
 __all__ = ["REPRODUCTION", "adjacent_correlation", "drift_theory", "gradient_sweep", "sweep_net"]
@@ -158,7 +158,9 @@ def _walk(seed: int, nets: int) -> dict[str, tuple[float, list[float]]]:
     return out
 
 
-def _zero(seed: int, task, val, epochs: int) -> dict[str, tuple[float, float, list[float]]]:
+def _zero(
+    seed: int, task: Task, val: Task, epochs: int
+) -> dict[str, tuple[float, float, list[float]]]:
     """(validation accuracy, test accuracy, losses) at each lr, per scheme."""
     out = {}
     for scheme in ("zero", "he"):
@@ -167,7 +169,7 @@ def _zero(seed: int, task, val, epochs: int) -> dict[str, tuple[float, float, li
             net = residual_mlp(4, width=64, in_features=40)[0]
             wi.init(net, scheme, seed=seed)
             curve = fit(net, task, epochs=epochs, lr=lr, seed=seed)
-            val_acc = (net(val[0]).argmax(1) == val[1]).float().mean().item()
+            val_acc = evaluate(net, val)[1]
             out[f"{scheme} {lr}"] = (val_acc, curve.accuracy, curve.losses)
     return out
 
@@ -190,8 +192,7 @@ def _experiment(ctx: Context) -> Outcome:
     full = mnist1d()
     task = full.subset(2000) if ctx.quick else full
     epochs, nets = (6, 4) if ctx.quick else (20, 8)
-    n = len(task.x) - 500
-    train, val = task.subset(n), (task.x[n:], task.y[n:])
+    val, train = task.holdout(500)
     ctx.steps(4 * len(ctx.seeds) + 1)
     runs: dict[str, list] = {"a": [], "b": [], "c": [], "d": []}
     for seed in ctx.seeds:
