@@ -34,3 +34,26 @@ def isolated_schemes(monkeypatch):
     names._seen = dict(names._seen)
     monkeypatch.setattr(registry, "_SCHEMES", dict(registry._SCHEMES))
     monkeypatch.setattr(registry, "_NAMES", names)
+
+
+# weightinit reproduce: each reproduction runs once per test session, in quick mode with its
+# default seed, into a temporary folder; the tests of every module under tests/reproduce/ read
+# the same result. (Here and not in tests/reproduce/conftest.py: two conftest modules would
+# shadow each other's `from conftest import ...`.)
+_QUICK_RESULTS: dict = {}
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory):
+    """``quick(name)``: the ``Result`` of ``weightinit reproduce name --quick``."""
+    from weightinit.reproduce.runner import run
+
+    out = tmp_path_factory.mktemp("reproduce")
+
+    def result(name: str):
+        if name not in _QUICK_RESULTS:
+            [_QUICK_RESULTS[name]] = run([name], quick=True, out=out, console=False)
+        return _QUICK_RESULTS[name]
+
+    return result
+
