@@ -78,7 +78,11 @@ def test_a_tiny_grid_runs_stores_every_run_and_resumes_without_redoing_any(tmp_p
     monkeypatch.setattr(bench, "measure", no_work)
     assert bench.run(TINY, tmp_path, peer=False)["runs"] == record["runs"]
 
-    # interrupted: two runs missing from the file are the only ones run
+    # interrupted: the summary says so, and two runs missing from the file are the only ones run
+    stored = json.loads((tmp_path / "bench.json").read_text())
+    del stored["runs"][min(stored["runs"])]
+    assert "- partial: 15 of 16 runs so far" in bench.summarize(stored, tmp_path)
+    assert "(1 of 2 seeds)" in bench.summarize(stored, tmp_path)
     stored = json.loads((tmp_path / "bench.json").read_text())
     missing = sorted(stored["runs"])[:2]
     for key in missing:

@@ -288,12 +288,21 @@ def summarize(record: dict, out: Path) -> str:
                     row.append("refused")
                     continue
                 text = f"{c['mean']:.1%}" + (f" ± {c['std']:.1%}" if c["seeds"] > 1 else "")
+                if c["seeds"] < config["seeds"]:
+                    text += f" ({c['seeds']} of {config['seeds']} seeds)"
                 text += f" (lr {c['lr']:g})"
                 if c["diverged"]:
                     text += f", {c['diverged']} diverged"
                 row.append(f"**{text}**" if c["mean"] == top[d] else text)
             lines.append(f"| {s} | " + " | ".join(row) + " |")
         lines.append("")
+    grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()
+                   if k in Grid.__dataclass_fields__})  # fmt: skip
+    planned = len(grid.runs(config["peer"]))
+    if len(record["runs"]) < planned:
+        partial = (f"- partial: {len(record['runs'])} of {planned} runs so far; the same "
+                   "command resumes the grid from bench.json, and the tables fill in")  # fmt: skip
+        lines += [partial, ""]
     for target, missed in targets(cells).items():
         verdict = "met" if not missed else f"missed in {len(missed)} cell(s): " + "; ".join(missed)
         lines.append(f"- target, {target}: {verdict}")
