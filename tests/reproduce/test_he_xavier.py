@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
@@ -22,7 +23,7 @@ def _mean_log_ratio(scheme: str, seeds: int = 4) -> float:
         rms = activation_stds(
             net, torch.randn(512, WIDTH, generator=torch.Generator().manual_seed(seed))
         )
-        steps += [math.log(b / a) for a, b in zip(rms, rms[1:])]
+        steps += [math.log(b / a) for a, b in itertools.pairwise(rms)]
     return statistics.fmean(steps)
 
 
