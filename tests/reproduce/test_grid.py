@@ -112,7 +112,9 @@ def test_a_grid_holds_out_fewer_examples_than_it_trains_on():
 
 def test_another_grids_file_is_refused_naming_the_folder(tmp_path):
     (tmp_path / "bench.json").write_text(json.dumps({"config": {"seeds": 9}, "runs": {}}))
-    with pytest.raises(ValueError, match="another grid's runs.*--out"):
+    with pytest.raises(
+        ValueError, match=r"another grid \(it differs in .*seeds.*\); name another --out"
+    ):
         bench.run(TINY, tmp_path, peer=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 
@@ -77,6 +78,7 @@ def test_the_page_shows_every_result_in_the_folder_with_its_command(tmp_path, ca
     ("argv", "message"),
     [
         (["reproduce", "nope"], "unknown reproduction 'nope'; known: symmetry"),
+        (["reproduce", "symmtery"], "unknown reproduction 'symmtery'; did you mean 'symmetry'?"),
         (["reproduce"], "name a reproduction"),
     ],
 )
@@ -91,3 +93,15 @@ def test_cli_seeds_must_be_positive(capsys):
         main(["reproduce", "symmetry", "--seeds", "0"])
     assert exit_.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["reproduce", "symmetry"], ["bench", "--quick"]])
+def test_without_the_reproduce_extra_the_command_says_how_to_install_it(
+    argv, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn raises ImportError
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "needs sklearn" in err and 'pip install "weightinit[reproduce]"' in err
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())  # nothing run, nothing written

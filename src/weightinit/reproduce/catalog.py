@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 
@@ -34,5 +35,7 @@ def get(name: str) -> Reproduction:
     for r in reproductions():
         if name in (r.name, str(r.number)):
             return r
-    known = ", ".join(r.name for r in reproductions())
-    raise ValueError(f"unknown reproduction {name!r}; known: {known} (or 'all')")
+    names = [r.name for r in reproductions()]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"unknown reproduction {name!r}; {hint}known: {', '.join(names)} (or 'all')")

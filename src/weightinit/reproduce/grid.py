@@ -150,9 +150,12 @@ def run(
         stored = json.loads(path.read_text())
         mine = {k: v for k, v in config.items() if k not in varies}
         theirs = {k: v for k, v in stored["config"].items() if k not in varies}
-        if _lists(mine) != _lists(theirs):
-            raise ValueError(f"{path} holds another grid's runs ({theirs}); name another --out "
-                             "folder, or delete it to start again")  # fmt: skip
+        differ = [k for k in _lists(mine) if _lists(mine)[k] != theirs.get(k)]
+        if differ:
+            raise ValueError(
+                f"{path} holds the runs of another grid (it differs in {', '.join(differ)}); "
+                "name another --out folder, or delete bench.json to start again"
+            )
         record["runs"] = stored["runs"]
     todo = [(r, grid) for r in grid.runs(peer) if _key(*r) not in record["runs"]]
     with contextlib.ExitStack() as stack:
