@@ -57,14 +57,20 @@ class Grid:
                              f"got {self.validation}")  # fmt: skip
 
     def runs(self, peer: bool) -> list[tuple[str, int, str, float, int]]:
-        """Every (architecture, depth, scheme, lr, seed), schemes interleaved innermost."""
+        """Every (architecture, depth, scheme, lr, seed): shallow depths first (an interrupted
+        grid has every architecture at the cheap depths), schemes interleaved innermost."""
         found = []
-        for name in self.architectures:
-            arch = ARCHITECTURES[name]
-            schemes = [s for s in arch.schemes if self.schemes is None or s in self.schemes]
-            if peer and not arch.channels and arch.optimizer == "sgd" and name != "residual-mlp":
-                schemes.append(PEER)
-            for depth in self.depths:
+        for depth in self.depths:
+            for name in self.architectures:
+                arch = ARCHITECTURES[name]
+                schemes = [s for s in arch.schemes if self.schemes is None or s in self.schemes]
+                if (
+                    peer
+                    and not arch.channels
+                    and arch.optimizer == "sgd"
+                    and name != "residual-mlp"
+                ):
+                    schemes.append(PEER)
                 for seed in range(self.seeds):
                     for lr in self.lrs or arch.lrs:
                         found += [(name, depth, s, lr, seed) for s in schemes]
