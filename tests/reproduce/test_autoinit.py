@@ -4,6 +4,8 @@ least 3x per layer; and the quick run's comparison."""
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 from torch import nn
@@ -72,6 +74,11 @@ def test_quick_run_auto_beats_the_collapsing_default_on_plain_nets(quick):
     for name in ("mlp-relu", "mlp-tanh"):
         # torch's default collapses a 10-layer plain net: chance is 10%
         assert summary[name]["auto"] > summary[name]["torch"] + 0.03, summary[name]
-    assert result.outcome.holds == all(
-        s["auto"] >= max(s["best_mean"], s["torch"]) - 0.01 for s in summary.values()
-    )
+    # the stated rule, from the raw accuracies: auto within 1 point of every other init
+    raw = result.outcome.data["accuracy"]
+    within = [
+        statistics.fmean(runs["auto"]) >= statistics.fmean(runs[s]) - 0.01
+        for runs in raw.values()
+        for s in runs
+    ]
+    assert result.outcome.holds == all(within)

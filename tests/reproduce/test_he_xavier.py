@@ -37,7 +37,8 @@ def test_each_relu_layer_scales_the_rms_as_the_algebra_says(scheme, expected):
 
 
 def test_plateau_counts_epochs_before_the_loss_first_leaves_chance():
-    assert plateau_epochs([2.3, 2.3, 2.3]) == 2  # never leaves it: every epoch trained
+    assert plateau_epochs([2.3, 2.3, 2.3]) == math.inf  # never leaves it
+    assert plateau_epochs([2.3, 2.3, 1.0]) == 2  # leaves it at the last epoch: not the same
     assert plateau_epochs([2.3, 1.0, 2.3]) == 1
     assert plateau_epochs([1.0, 2.3]) == 0
 
@@ -45,6 +46,6 @@ def test_plateau_counts_epochs_before_the_loss_first_leaves_chance():
 def test_quick_run_xavier_stalls_and_he_trains(quick):
     data = quick("he-xavier").outcome.data
     xavier, he = data["losses"]["Xavier (glorot)"][0], data["losses"]["He"][0]
-    assert plateau_epochs(xavier) == len(xavier) - 1  # on the plateau the whole run
+    assert plateau_epochs(xavier) == math.inf  # on the plateau the whole run
     assert plateau_epochs(he) < len(he) - 1 and he[-1] < 0.9 * math.log(10)
     assert data["accuracy"]["He"][0] > data["accuracy"]["Xavier (glorot)"][0] + 0.1

@@ -86,5 +86,4 @@ def test_quick_run_data_free_init_matches_pretraining_at_a_fraction_of_the_cost(
     assert all(a[0] > 0.25 for a in acc.values())
     # ... in a small fraction of pre-training's time
     assert max(data["init_seconds"]["auto"]) < 0.1 * data["init_seconds"][PRETRAIN][0]
-    assert result.outcome.holds == data["modern_claim_holds"]
     assert result.outcome.holds

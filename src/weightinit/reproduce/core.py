@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Context", "Measure", "Outcome", "Reproduction", "Result", "spread"]
+__all__ = [
+    "FULL_SEEDS", "QUICK_SEEDS", "Context", "Measure", "Outcome", "Reproduction", "Result", "spread"
+]  # fmt: skip
+
+FULL_SEEDS, QUICK_SEEDS = 3, 1  # by default: error bars in the full run, speed in --quick
 
 
 def spread(values: Sequence[float]) -> tuple[float, float]:
@@ -59,21 +63,41 @@ class Measure:
 
     @property
     def mean(self) -> float:
+        """The mean of the finite values (NaN when none is)."""
         return spread(self.values)[0]
 
     @property
     def std(self) -> float:
+        """The standard deviation of the finite values over the seeds (0 for one)."""
         return spread(self.values)[1]
 
     def text(self) -> str:
-        """The mean, with ``± std`` over the seeds when there are several."""
+        """The mean, with ``± std`` over the seeds when there are several, and ``(k of n
+        seeds)`` when only ``k`` of the ``n`` values are finite (the others: diverged, or never
+        reached).
+
+        Example:
+            >>> Measure("first step below 0.05", [1350, float("nan"), 1500]).text()
+            '1.42e+03 ± 1.1e+02 (2 of 3 seeds)'
+        """
         mean, std = spread(self.values)
-        if len(self.values) < 2 or not math.isfinite(mean):
-            return format(mean, self.fmt)
-        spread_fmt = self.fmt if self.fmt.endswith("%") else ".2g"  # percentages alike
-        return f"{mean:{self.fmt}} ± {std:{spread_fmt}}"
+        finite = self.finite
+        if finite < 2:
+            text = format(mean, self.fmt)
+        else:
+            spread_fmt = self.fmt if self.fmt.endswith("%") else ".2g"  # percentages alike
+            text = f"{mean:{self.fmt}} ± {std:{spread_fmt}}"
+        if 0 < finite < len(self.values):
+            text += f" ({finite} of {len(self.values)} seeds)"
+        return text
+
+    @property
+    def finite(self) -> int:
+        """How many of the values are finite."""
+        return sum(math.isfinite(v) for v in self.values)
 
     def to_dict(self) -> dict[str, Any]:
+        """The measure as JSON-ready data: label, text, mean, std, values (null: not finite)."""
         mean, std = spread(self.values)
         return {"label": self.label, "text": self.text(), "mean": _finite(mean),
                 "std": _finite(std), "values": [_finite(v) for v in self.values],

@@ -43,6 +43,9 @@ class Task:
             >>> len(tune.x), len(tune.x_test), len(final.x_test)
             (1000, 297, 500)
         """
+        if not 0 <= n < len(self.x):
+            raise ValueError(f"holdout: n must be in [0, {len(self.x)}) (the training examples), "
+                             f"got {n}")  # fmt: skip
         k = len(self.x) - n
         train_x, train_y = self.x[:k], self.y[:k]
         tune = Task(self.name, train_x, train_y, self.x[k:], self.y[k:], self.classes)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from weightinit.reproduce.catalog import get
+from weightinit.reproduce.core import FULL_SEEDS, QUICK_SEEDS
 
 __all__ = ["write_page"]
 
@@ -21,15 +22,15 @@ Every section below states a claim from the literature on initialization, the ex
 tests it at CPU scale (locally generated data: MNIST-1D, scikit-learn's digits, synthetic tasks),
 the figure, the measured numbers next to what the paper reports, and whether the qualitative
 claim holds here. A claim that does not hold at this scale says so, with the numbers and the
-likely reason. This page is generated: `{command}` reruns every experiment (full runs: 3 seeds,
-one torch thread) and rewrites the page, figures and JSON results; the command under each section
+likely reason. This page is generated: `{command}` reruns every experiment (full runs:
+{seeds} seeds, one torch thread) and rewrites the page, figures and JSON results; the command under each section
 reruns that one. `--quick` runs a small slice of each in seconds (what the tests run).
 """
 
 
 def _command(data: dict[str, Any], out: str) -> str:
     flags = " --quick" if data["quick"] else ""
-    default = 1 if data["quick"] else 3
+    default = QUICK_SEEDS if data["quick"] else FULL_SEEDS
     if len(data["seeds"]) != default:
         flags += f" --seeds {len(data['seeds'])}"
     return f"weightinit reproduce {data['name']}{flags} --out {out}"
@@ -53,7 +54,7 @@ def write_page(out: str | Path, page: str | Path) -> Path:
             results.append(data)
     results.sort(key=lambda d: d["number"])
     where = os.path.relpath(out, page.parent)
-    lines = [HEADER.format(command=f"weightinit reproduce all --out {out} --page {page}"), "",
+    lines = [HEADER.format(command=f"weightinit reproduce all --out {out} --page {page}", seeds=FULL_SEEDS), "",
              "| # | claim | holds here | run |", "|---|---|---|---|"]  # fmt: skip
     for d in results:
         anchor = f"{d['number']}-{d['name']}"

@@ -6,26 +6,28 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from weightinit.reproduce.catalog import get, reproductions
-from weightinit.reproduce.core import Context, Reproduction, Result
+from weightinit.reproduce.core import FULL_SEEDS, QUICK_SEEDS, Context, Reproduction, Result
 from weightinit.reproduce.page import write_page
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["EXTRA", "FULL_SEEDS", "INSTALL", "QUICK_SEEDS", "print_result", "run", "select"]
 
 EXTRA = ("matplotlib", "mnist1d", "rich", "sklearn")  # the modules of the `reproduce` extra
 INSTALL = 'pip install "weightinit[reproduce]"'
 
-FULL_SEEDS, QUICK_SEEDS = 3, 1  # seeds by default: error bars in the full run, speed in --quick
-
 
 def select(names: Sequence[str]) -> list[Reproduction]:
     """The reproductions named (``"all"``: every one), in the order of the list, each once."""
     if "all" in names:
         return reproductions()
-    chosen = {get(n).name: get(n) for n in names}
+    chosen = {r.name: r for r in map(get, names)}
     return sorted(chosen.values(), key=lambda r: r.number)
 
 
@@ -37,11 +39,12 @@ def run(
     out: str | Path = "weightinit-reproduce",
     threads: int = 1,
     page: str | Path | None = None,
-    console=None,
+    console: Console | bool | None = None,
 ) -> list[Result]:
     """Run each reproduction named, write ``<out>/<name>.json`` and its figures, print its
     numbers and verdict, and write ``page`` (markdown; default ``<out>/README.md``) from every
-    result in ``out``; returns the results. ``threads`` sets torch's intra-op threads for the
+    result in ``out``; returns the results. ``console=False`` prints nothing. Each experiment
+    runs inside ``torch.random.fork_rng``: the caller's random state is left as it was. ``threads`` sets torch's intra-op threads for the
     run (restored afterwards): one thread gives steady timings on a shared machine.
 
     Example:
@@ -79,7 +82,8 @@ def run(
 
                 context = Context(quick, tuple(range(n_seeds)), out, report)
                 start = time.perf_counter()
-                outcome = r.experiment(context)
+                with torch.random.fork_rng():  # the caller's random state is left as it was
+                    outcome = r.experiment(context)
                 result = Result(r, quick, context.seeds, outcome, time.perf_counter() - start)
                 progress.remove_task(task)
                 (out / f"{r.name}.json").write_text(result.to_json() + "\n", encoding="utf-8")
@@ -91,7 +95,7 @@ def run(
     return results
 
 
-def print_result(result: Result, console) -> None:
+def print_result(result: Result, console: Console) -> None:
     """The claim, the measured numbers next to what the paper reports, and the verdict."""
     from rich.table import Table
 

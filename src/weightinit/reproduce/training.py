@@ -84,6 +84,8 @@ def fit(
         >>> curve.losses[-1] < curve.losses[0], curve.accuracy > 0.5
         (True, True)
     """
+    if len(task.x) == 0:
+        raise ValueError(f"fit: the task {task.name!r} has no training examples")
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay

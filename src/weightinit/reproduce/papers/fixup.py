@@ -118,7 +118,12 @@ def _experiment(ctx: Context) -> Outcome:
                 f"residual MLP (width {WIDTH}, no normalization) on MNIST-1D, SGD momentum 0.9; "
                 f"training at {DEPTH} blocks")  # fmt: skip
     at = DEPTHS.index(DEPTH)
-    best = min(lrs, key=lambda lr: sum(c[-1] for c in losses["Fixup", lr]))
+
+    def total(lr: float) -> float:  # a diverged run's NaN ranks last, not first
+        value = sum(c[-1] for c in losses["Fixup", lr])
+        return value if math.isfinite(value) else math.inf
+
+    best = min(lrs, key=total)
     measures = [
         Measure(f"stream std at init, {DEPTH} blocks, {s}", [r[at] for r in stds[s]],
                 {"He": f"2^{DEPTH // 2} x {s0:.2f} = {s0 * 2 ** (DEPTH / 2):.2g} (explodes)",
@@ -136,6 +141,9 @@ def _experiment(ctx: Context) -> Outcome:
     he_diverges = sum(diverged["He", lr] for lr in lrs) == runs
     fixup_final = sum(c[-1] for c in losses["Fixup", best]) / len(ctx.seeds)
     fixup_trains = not any(diverged["Fixup", lr] for lr in lrs) and fixup_final < 0.9 * math.log(10)
+    # "independent of depth": Fixup's stream std at init the same at every depth (its input
+    # layer's, the branches being zero), within float error
+    fixup_flat = all(max(r) - min(r) <= 1e-5 * max(r) for r in stds["Fixup"])
     he_std, fixup_std = (sum(r[at] for r in stds[s]) / len(ctx.seeds) for s in ("He", "Fixup"))
     finite = [lr for lr in lrs if not diverged["torch default", lr]]
     torch_best = min(
@@ -146,8 +154,10 @@ def _experiment(ctx: Context) -> Outcome:
     )
     verdict = (
         f"at {DEPTH} blocks He's stream std at init is {he_std:.2g} and SGD diverged in "
-        f"{sum(diverged['He', lr] for lr in lrs)}/{runs} runs; Fixup's is {fixup_std:.2f} (its input layer's) and trains "
-        f"in every run (loss {fixup_final:.3g} at lr {best}, {len(lrs)} rates tried); torch's "
+        f"{sum(diverged['He', lr] for lr in lrs)}/{runs} runs; Fixup's is {fixup_std:.2f} "
+        f"({'the same' if fixup_flat else 'not the same'} at every depth: its input layer's) "
+        f"and it {'trains in every run' if fixup_trains else 'does not train in every run'} "
+        f"(loss {fixup_final:.3g} at lr {best}, {len(lrs)} rates tried); torch's "
         f"default init diverged in {sum(diverged['torch default', lr] for lr in lrs)}/{runs}"
         + (f" but reached loss {torch_final:.3g} at lr {torch_best}" if torch_best else "")
     )
@@ -155,7 +165,7 @@ def _experiment(ctx: Context) -> Outcome:
             "losses": {f"{s}, lr {lr}": v for (s, lr), v in losses.items()},
             "accuracy": {f"{s}, lr {lr}": v for (s, lr), v in accuracy.items()},
             "diverged": {f"{s}, lr {lr}": v for (s, lr), v in diverged.items()}}  # fmt: skip
-    return Outcome(measures, he_diverges and fixup_trains, verdict, [path], data)
+    return Outcome(measures, he_diverges and fixup_trains and fixup_flat, verdict, [path], data)
 
 
 REPRODUCTION = Reproduction(
