@@ -59,10 +59,13 @@ def band(
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
 
 
-def save(fig: Figure, path: Path, title: str | None = None) -> Path:
-    """Write ``fig`` to ``path`` (PNG, 110 dpi) and return the path."""
+def save(fig: Figure, path: Path, title: str | None = None, *, bottom: float = 0.0) -> Path:
+    """Write ``fig`` to ``path`` (PNG, 110 dpi) and return the path; ``bottom`` keeps that
+    fraction of the height free below the axes (for a figure-wide legend)."""
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if bottom:
+        fig.subplots_adjust(bottom=bottom)
     fig.savefig(path, dpi=110)
     return path

@@ -330,6 +330,10 @@ def _figure(cells: dict, path: Path) -> None:
     from weightinit.reproduce.figures import figure, save
 
     names = list(dict.fromkeys(n for n, _, _ in cells))
+    schemes = list(dict.fromkeys(s for _, _, s in cells))
+    color = {s: f"C{k % 10}" for k, s in enumerate(schemes)}  # one color per scheme everywhere
+    style = {s: "-" if k < 10 else "--" for k, s in enumerate(schemes)}
+    depths = sorted({d for _, d, _ in cells})
     columns = min(4, len(names))
     fig, axes = figure(columns, math.ceil(len(names) / columns), width=3.6, height=2.8)
     for ax, name in zip(axes, names, strict=False):
@@ -339,10 +343,15 @@ def _figure(cells: dict, path: Path) -> None:
             )
             if points:
                 ax.errorbar([d for d, _ in points], [c["mean"] for _, c in points],
-                            [c["std"] for _, c in points], label=s, marker=".", capsize=2, lw=1)  # fmt: skip
+                            [c["std"] for _, c in points], label=s, marker=".", capsize=2, lw=1,
+                            color=color[s], ls=style[s])  # fmt: skip
         ax.set(title=name, xscale="log", xlabel="depth", ylabel="test accuracy")
-        ax.axhline(0.1, color="grey", lw=0.6, ls="--")
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.minorticks_off()
+        ax.axhline(0.1, color="grey", lw=0.6, ls=":")
     for ax in axes[len(names) :]:
         ax.axis("off")
-    axes[0].legend(fontsize=6, ncol=2)
-    save(fig, path, "MNIST-1D test accuracy vs depth (best learning rate; chance 10%)")
+    handles = [axes[0].plot([], [], color=color[s], ls=style[s], marker=".")[0] for s in schemes]
+    fig.legend(handles, schemes, loc="lower center", ncol=min(len(schemes), 8), fontsize=8)
+    save(fig, path, "MNIST-1D test accuracy vs depth (best learning rate; chance 10%)",
+         bottom=0.06 + 0.03 * math.ceil(len(schemes) / 8))  # fmt: skip
