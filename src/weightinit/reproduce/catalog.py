@@ -31,7 +31,12 @@ def reproductions() -> list[Reproduction]:
 
 def get(name: str) -> Reproduction:
     """The reproduction called ``name`` (or numbered ``name``); ValueError naming the known
-    ones otherwise."""
+    ones otherwise.
+
+    Example:
+        >>> get("2").name, get("he-xavier").number
+        ('he-xavier', 2)
+    """
     for r in reproductions():
         if name in (r.name, str(r.number)):
             return r
