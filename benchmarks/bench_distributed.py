@@ -27,7 +27,7 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 # torchtitan's Llama by its parameter names, and the tests' gloo group of one-thread processes
-from test_distributed import _close, _free_port, _group, llama
+from test_distributed import _close, _group, _spawn, llama
 
 
 def _peak_mib() -> float:
@@ -109,7 +109,7 @@ def main() -> None:
     for world in args.world:
         for mode in args.modes:
             out = context.SimpleQueue()
-            mp.spawn(_worker, args=(world, _free_port(), args, mode, out), nprocs=world, join=True)
+            _spawn(_worker, world, args, mode, out)
             for rank, local, grown, generated, seconds, building in out.get():
                 shown = f"{seconds:.1f}" if world <= 2 else "-"
                 built = f"{building:.1f}" if building else "-"
