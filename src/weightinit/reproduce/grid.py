@@ -59,22 +59,24 @@ class Grid:
     def runs(self, peer: bool) -> list[tuple[str, int, str, float, int]]:
         """Every (architecture, depth, scheme, lr, seed): shallow depths first (an interrupted
         grid has every architecture at the cheap depths), schemes interleaved innermost."""
-        found = []
-        for depth in self.depths:
-            for name in self.architectures:
-                arch = ARCHITECTURES[name]
-                schemes = [s for s in arch.schemes if self.schemes is None or s in self.schemes]
-                if (
-                    peer
-                    and not arch.channels
-                    and arch.optimizer == "sgd"
-                    and name != "residual-mlp"
-                ):
-                    schemes.append(PEER)
-                for seed in range(self.seeds):
-                    for lr in self.lrs or arch.lrs:
-                        found += [(name, depth, s, lr, seed) for s in schemes]
-        return found
+        schemes = {name: self._schemes(name, peer) for name in self.architectures}
+        return [
+            (name, depth, s, lr, seed)
+            for depth in self.depths
+            for name in self.architectures
+            for seed in range(self.seeds)
+            for lr in self.lrs or ARCHITECTURES[name].lrs
+            for s in schemes[name]
+        ]
+
+    def _schemes(self, name: str, peer: bool) -> list[str]:
+        """The schemes run on architecture ``name``: its own, filtered by ``schemes``, and the
+        ``lsuv`` package where it applies (plain SGD nets without channels or residual gains)."""
+        arch = ARCHITECTURES[name]
+        schemes = [s for s in arch.schemes if self.schemes is None or s in self.schemes]
+        if peer and not arch.channels and arch.optimizer == "sgd" and name != "residual-mlp":
+            schemes.append(PEER)
+        return schemes
 
 
 FULL = Grid(tuple(ARCHITECTURES), (4, 30, 100), seeds=3)
@@ -154,9 +156,9 @@ def run(
     varies = ("torch", "threads", "jobs")  # may change between sessions of one grid
     if path.exists():
         stored = json.loads(path.read_text())
-        mine = {k: v for k, v in config.items() if k not in varies}
+        mine = _lists({k: v for k, v in config.items() if k not in varies})
         theirs = {k: v for k, v in stored["config"].items() if k not in varies}
-        differ = [k for k in _lists(mine) if _lists(mine)[k] != theirs.get(k)]
+        differ = [k for k in mine if mine[k] != theirs.get(k)]
         if differ:
             raise ValueError(
                 f"{path} holds the runs of another grid (it differs in {', '.join(differ)}); "
@@ -336,6 +338,8 @@ def summarize(record: dict, out: Path) -> str:
 
 
 def _figure(cells: dict, path: Path) -> None:
+    from matplotlib.lines import Line2D
+
     from weightinit.reproduce.figures import figure, save
 
     names = list(dict.fromkeys(n for n, _, _ in cells))
@@ -360,7 +364,7 @@ def _figure(cells: dict, path: Path) -> None:
         ax.axhline(0.1, color="grey", lw=0.6, ls=":")
     for ax in axes[len(names) :]:
         ax.axis("off")
-    handles = [axes[0].plot([], [], color=color[s], ls=style[s], marker=".")[0] for s in schemes]
+    handles = [Line2D([], [], color=color[s], ls=style[s], marker=".") for s in schemes]
     fig.legend(handles, schemes, loc="lower center", ncol=min(len(schemes), 8), fontsize=8)
     save(fig, path, "MNIST-1D test accuracy vs depth (best learning rate; chance 10%)",
          bottom=0.06 + 0.03 * math.ceil(len(schemes) / 8))  # fmt: skip

@@ -23,8 +23,8 @@ tests it at CPU scale (locally generated data: MNIST-1D, scikit-learn's digits, 
 the figure, the measured numbers next to what the paper reports, and whether the qualitative
 claim holds here. A claim that does not hold at this scale says so, with the numbers and the
 likely reason. This page is generated: `{command}` reruns every experiment (full runs:
-{seeds} seeds, one torch thread) and rewrites the page, figures and JSON results; the command under each section
-reruns that one. `--quick` runs a small slice of each in seconds (what the tests run).
+{seeds} seeds, one torch thread) and rewrites the page, figures and JSON results; the command
+under each section reruns that one. `--quick` runs a small slice of each in seconds (what the tests run).
 """
 
 
@@ -54,7 +54,8 @@ def write_page(out: str | Path, page: str | Path) -> Path:
             results.append(data)
     results.sort(key=lambda d: d["number"])
     where = os.path.relpath(out, page.parent)
-    lines = [HEADER.format(command=f"weightinit reproduce all --out {out} --page {page}", seeds=FULL_SEEDS), "",
+    command = f"weightinit reproduce all --out {out} --page {page}"
+    lines = [HEADER.format(command=command, seeds=FULL_SEEDS), "",
              "| # | claim | holds here | run |", "|---|---|---|---|"]  # fmt: skip
     for d in results:
         anchor = f"{d['number']}-{d['name']}"

@@ -17,7 +17,7 @@ from weightinit.reproduce.page import write_page
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["EXTRA", "FULL_SEEDS", "INSTALL", "QUICK_SEEDS", "print_result", "run", "select"]
+__all__ = ["EXTRA", "INSTALL", "print_result", "run", "select"]
 
 EXTRA = ("matplotlib", "mnist1d", "rich", "sklearn")  # the modules of the `reproduce` extra
 INSTALL = 'pip install "weightinit[reproduce]"'
@@ -44,8 +44,9 @@ def run(
     """Run each reproduction named, write ``<out>/<name>.json`` and its figures, print its
     numbers and verdict, and write ``page`` (markdown; default ``<out>/README.md``) from every
     result in ``out``; returns the results. ``console=False`` prints nothing. Each experiment
-    runs inside ``torch.random.fork_rng``: the caller's random state is left as it was. ``threads`` sets torch's intra-op threads for the
-    run (restored afterwards): one thread gives steady timings on a shared machine.
+    runs inside ``torch.random.fork_rng``: the caller's random state is left as it was.
+    ``threads`` sets torch's intra-op threads for the run (restored afterwards): one thread
+    gives steady timings on a shared machine.
 
     Example:
         >>> import tempfile
